@@ -1,0 +1,10 @@
+"""The exact tabular world: a contextual bandit with prompts ``x`` and responses ``y``.
+
+Tables ``[X, Y]`` hold the reference policy ``pi_ref``, the gold reward ``r_star`` and a
+proxy ``r_hat``; expectations and KLs are sums over them, never samples, unless the
+point is the sampling.
+"""
+
+from rlhf_toy.bandit.env import PROXIES, BanditEnv, make_bandit
+
+__all__ = ["PROXIES", "BanditEnv", "make_bandit"]

@@ -1,0 +1,45 @@
+"""The ``rlhf-toy`` command: help, version, and the figures it writes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from rlhf_toy import __version__
+from rlhf_toy.cli import main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "figures" in out and "bench" in out
+
+
+@pytest.mark.parametrize("sub", ["figures", "bench"])
+def test_subcommand_help(sub, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([sub, "--help"])
+    assert stop.value.code == 0
+    assert sub in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert __version__ in capsys.readouterr().out
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "rlhf_toy.cli", "--version"],
+                         capture_output=True, text=True, check=True).stdout
+    assert __version__ in out
+
+
+def test_figures_list_and_unknown_name(capsys, tmp_path):
+    assert main(["figures", "--list"]) == 0
+    listed = capsys.readouterr().out.split("\n")
+    assert len([line for line in listed if line.strip()]) >= 1
+    assert main(["figures", "--out", str(tmp_path), "--only", "no_such_figure"]) == 2
+    assert "unknown figure" in capsys.readouterr().err

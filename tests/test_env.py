@@ -1,0 +1,79 @@
+"""The bandit world: its factory, its proxies, and its validation."""
+
+import numpy as np
+import pytest
+
+from rlhf_toy.bandit import PROXIES, BanditEnv, make_bandit
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_factory_shapes_and_determinism(proxy):
+    env = make_bandit(3, 7, proxy=proxy, n_comparisons=500, rng=1)
+    again = make_bandit(3, 7, proxy=proxy, n_comparisons=500, rng=1)
+    assert env.pi_ref.shape == env.r_star.shape == env.r_hat.shape == (3, 7)
+    np.testing.assert_allclose(env.pi_ref.sum(-1), 1.0)
+    assert env.proxy == proxy
+    for name in ("pi_ref", "r_star", "r_hat", "prompt_probs"):
+        assert np.array_equal(getattr(env, name), getattr(again, name))
+
+
+def test_proxies_share_the_world_and_differ_as_described():
+    envs = {p: make_bandit(4, 50, proxy=p, noise_scale=0.5, n_comparisons=4000, rng=3)
+            for p in PROXIES}
+    for env in envs.values():  # same pi_ref and gold reward whatever the proxy
+        assert np.array_equal(env.pi_ref, envs["exact"].pi_ref)
+        assert np.array_equal(env.r_star, envs["exact"].r_star)
+    assert np.array_equal(envs["exact"].r_hat, envs["exact"].r_star)
+    noise = envs["gaussian"].r_hat - envs["gaussian"].r_star
+    assert 0.4 < noise.std() < 0.6
+    t_noise = envs["student_t"].r_hat - envs["student_t"].r_star
+    assert np.abs(t_noise).max() > np.abs(noise).max()  # heavy tails: larger extremes
+    learned = envs["learned"].r_hat
+    np.testing.assert_allclose(learned.mean(-1), 0.0, atol=1e-8)  # rows centred
+    centred_gold = envs["learned"].r_star - envs["learned"].r_star.mean(-1, keepdims=True)
+    assert np.corrcoef(learned.ravel(), centred_gold.ravel())[0, 1] > 0.5
+
+
+def test_expected_reward_is_the_exact_sum():
+    env = make_bandit(3, 5, rng=0)
+    pi = np.full((3, 5), 0.2)
+    want = float(np.mean((pi * env.r_star).sum(-1)))
+    assert env.expected(pi, "gold") == pytest.approx(want, abs=1e-15)
+    assert env.expected(pi, "proxy") == pytest.approx(np.mean((pi * env.r_hat).sum(-1)))
+    with pytest.raises(ValueError, match="reward must be one of"):
+        env.expected(pi, "golden")
+
+
+def test_env_tables_are_read_only():
+    env = make_bandit(2, 3, rng=0)
+    with pytest.raises(ValueError):
+        env.r_star[0, 0] = 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"proxy": "oracle"}, "proxy must be one of"),
+        ({"n_prompts": 0}, "n_prompts"),
+        ({"n_responses": 1}, "n_responses"),
+        ({"noise_scale": -1.0}, "noise_scale"),
+        ({"ref_temperature": float("nan")}, "ref_temperature"),
+        ({"proxy": "learned", "n_comparisons": 0}, "n_comparisons"),
+    ],
+)
+def test_factory_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_bandit(**kwargs)
+
+
+def test_env_validates_tables():
+    pi = np.full((2, 3), 1 / 3)
+    r = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="pi_ref row 1 sums to"):
+        BanditEnv(np.array([[0.5, 0.5, 0.0], [0.5, 0.1, 0.1]]), r, r, np.full(2, 0.5))
+    with pytest.raises(ValueError, match="r_hat must be finite"):
+        BanditEnv(pi, r, np.where(r == 0, np.nan, r), np.full(2, 0.5))
+    with pytest.raises(ValueError, match="same shape"):
+        BanditEnv(pi, r[:, :2], r, np.full(2, 0.5))
+    with pytest.raises(ValueError, match="prompt_probs"):
+        BanditEnv(pi, r, r, np.full(3, 1 / 3))
