@@ -1,0 +1,545 @@
+"""Bradley-Terry reward modelling: chapter, *The RLHF Pipeline*, Stage 2 (Reward Model Training).
+
+The chapter's *Bradley-Terry Model* and *Bradley-Terry Maximum Likelihood* on a tabular
+world: a reward is a table ``reward[X, Y]`` (prompts x responses), a comparison is a triple
+``(x, y_w, y_l)`` of integer indices (prompt, preferred response, dispreferred response).
+
+- :func:`preference_probability`: ``P(y_w > y_l | x) = sigma(r(x, y_w) - r(x, y_l))``.
+- :func:`sample_comparisons`: simulated labelers: responses drawn from a policy, labelled by
+  Bradley-Terry under a known reward.
+- :func:`bradley_terry_nll` and :func:`bradley_terry_grad`: the reward model's negative
+  log-likelihood ``-mean log sigma(r(x, y_w) - r(x, y_l))`` (plus an optional Gaussian
+  penalty) and its exact gradient.
+- :func:`fit_bradley_terry`: the (penalised) maximum-likelihood reward table.
+
+Rewards are identified only up to a per-prompt shift: adding ``c(x)`` to row ``x`` leaves
+every preference probability unchanged, so fitted tables are returned with each row centred
+to mean zero, and recovery is measured after centring the generating table the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.special import expit, log_expit
+
+from rlhf_toy._validate import (
+    as_rng,
+    check_distribution,
+    check_finite,
+    check_int,
+    check_same_shape,
+)
+
+#: Largest gradient entry of the (mean-scaled) objective accepted at a fitted table.
+_GRAD_TOL = 1e-7
+
+__all__ = [
+    "preference_probability",
+    "sample_comparisons",
+    "bradley_terry_nll",
+    "bradley_terry_grad",
+    "fit_bradley_terry",
+]
+
+
+# --------------------------------------------------------------------------------------
+# validation helpers private to this module
+# --------------------------------------------------------------------------------------
+
+
+def _check_l2(l2) -> float:
+    """``l2`` is a finite scalar >= 0 (0 switches the penalty off)."""
+    try:
+        v = float(l2)
+    except (TypeError, ValueError):
+        raise ValueError(f"l2 must be a number >= 0, got {l2!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"l2 must be >= 0 and finite, got {l2!r}")
+    return v
+
+
+def _check_reward_table(reward, name: str = "reward") -> np.ndarray:
+    """A finite float64 table of shape ``(X, Y)``."""
+    reward = check_finite(reward, name)
+    if reward.ndim != 2:
+        raise ValueError(f"{name} must have shape (X, Y), got shape {reward.shape}")
+    return reward
+
+
+def _check_index(a, name: str, upper: int, upper_name: str) -> np.ndarray:
+    """An integer array with every entry in ``[0, upper)``, returned flat as int64."""
+    a = np.asarray(a)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must be an array of integer indices, got dtype {a.dtype}")
+    a = a.astype(np.int64, copy=False).ravel()
+    bad = np.flatnonzero((a < 0) | (a >= upper))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{name} must be in [0, {upper}) ({upper_name} = {upper}), got {a[i]} at position {i}"
+        )
+    return a
+
+
+def _check_comparisons(x, y_w, y_l, n_prompts: int, n_responses: int):
+    """Validate a comparison triple; return the flat table indices of winners and losers."""
+    check_same_shape(x, y_w, "x", "y_w")
+    check_same_shape(x, y_l, "x", "y_l")
+    if np.size(x) == 0:
+        raise ValueError("x, y_w, y_l must hold at least one comparison, got 0")
+    x = _check_index(x, "x", n_prompts, "n_prompts")
+    y_w = _check_index(y_w, "y_w", n_responses, "n_responses")
+    y_l = _check_index(y_l, "y_l", n_responses, "n_responses")
+    return x * n_responses + y_w, x * n_responses + y_l
+
+
+# --------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------
+
+
+def preference_probability(r_chosen, r_rejected):
+    """Bradley-Terry probability that the first response is preferred.
+
+    Parameters
+    ----------
+    r_chosen, r_rejected : array_like of float
+        Rewards ``r(x, y_w)`` and ``r(x, y_l)``; broadcast against each other.
+
+    Returns
+    -------
+    ndarray of float
+        ``sigma(r_chosen - r_rejected)``, of the broadcast shape.
+
+    Raises
+    ------
+    ValueError
+        If an input has a NaN or inf entry, or the shapes do not broadcast.
+
+    See Also
+    --------
+    sample_comparisons : draws labels from this probability.
+
+    Notes
+    -----
+    Chapter, Stage 2, *Bradley-Terry Model*:
+
+    .. math:: P(y_w \\succ y_l \\mid x) = \\sigma\\big(r(x, y_w) - r(x, y_l)\\big).
+
+    Only the difference of rewards enters, which is why a per-prompt shift of the
+    reward is unidentifiable. ``P(a, b) + P(b, a) = 1``.
+
+    Examples
+    --------
+    >>> float(preference_probability(1.0, 1.0))
+    0.5
+    """
+    r_w = check_finite(r_chosen, "r_chosen")
+    r_l = check_finite(r_rejected, "r_rejected")
+    try:
+        np.broadcast_shapes(r_w.shape, r_l.shape)
+    except ValueError:
+        raise ValueError(
+            f"r_chosen and r_rejected must broadcast, got shapes {r_w.shape} and {r_l.shape}"
+        ) from None
+    return expit(r_w - r_l)
+
+
+def _sample_rows(p: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse-CDF sampling: ``out[i] ~ p[rows[i]]`` using the uniform ``u[i]`` in [0, 1).
+
+    Vectorised over samples; the only Python loop is over the distinct rows. Exact:
+    a zero-probability entry is never returned.
+    """
+    n_rows, n_cols = p.shape
+    cdf = np.cumsum(p, axis=1)  # (R, C)
+    cdf /= cdf[:, -1:]
+    # Entries from the last positive one onwards get CDF exactly 1 > u, so a draw can never
+    # land on a trailing zero-probability entry nor run past the end through rounding.
+    last_positive = n_cols - 1 - np.argmax(p[:, ::-1] > 0, axis=1)  # (R,)
+    cdf[np.arange(n_cols)[None, :] >= last_positive[:, None]] = 1.0
+    out = np.empty(rows.shape, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    stops = np.r_[starts[1:], sorted_rows.size]
+    for a, b in zip(starts, stops, strict=True):
+        idx = order[a:b]
+        # number of CDF entries <= u: the first index whose CDF exceeds u
+        out[idx] = np.searchsorted(cdf[sorted_rows[a]], u[idx], side="right")
+    return out
+
+
+def sample_comparisons(pi, reward, n_pairs, rng, prompt_probs=None):
+    """Simulate labelled comparisons from a policy and a Bradley-Terry labeler.
+
+    For each pair: a prompt ``x ~ prompt_probs``, two responses ``y1, y2 ~ pi[x]`` drawn
+    independently, and a label: ``y1`` wins with probability ``sigma(r(x, y1) - r(x, y2))``.
+
+    Parameters
+    ----------
+    pi : array_like of shape (X, Y)
+        The sampling policy; each row a distribution over responses (zeros allowed).
+    reward : array_like of shape (X, Y)
+        The labeler's reward (e.g. the gold reward ``r_star``); finite.
+    n_pairs : int
+        Number of comparisons, >= 1.
+    rng : numpy.random.Generator or int
+        Randomness; the same seed gives the same comparisons, bit for bit.
+    prompt_probs : array_like of shape (X,), optional
+        Distribution of prompts; uniform if ``None``.
+
+    Returns
+    -------
+    x, y_w, y_l : ndarray of int64, each of shape (n_pairs,)
+        Prompt, preferred response and dispreferred response of each comparison.
+
+    Raises
+    ------
+    ValueError
+        If ``n_pairs < 1``, a row of ``pi`` or ``prompt_probs`` is not a distribution,
+        ``reward`` is not finite, or the shapes disagree.
+    TypeError
+        If ``rng`` is neither a Generator nor an int.
+
+    See Also
+    --------
+    preference_probability : the labelling probability.
+    fit_bradley_terry : recovers ``reward`` (up to a per-prompt shift) from the output.
+
+    Notes
+    -----
+    Chapter, Stage 2, *Bradley-Terry Model*: the labels follow
+    ``P(y_w > y_l | x) = sigma(r(x, y_w) - r(x, y_l))``.
+
+    The two responses are independent, so a pair may repeat a response
+    (``y_w == y_l``, probability ``sum_y pi(y|x)^2``); such a pair carries no information
+    (its NLL is ``log 2`` whatever the reward, its gradient zero) and is kept, as real
+    preference data can contain it. Sampling is vectorised over pairs (inverse CDF);
+    the only Python loop is over distinct prompts. Draw order from ``rng``: prompts,
+    then the ``(n_pairs, 2)`` responses, then the labels.
+
+    Examples
+    --------
+    >>> pi = [[0.5, 0.5]]
+    >>> x, y_w, y_l = sample_comparisons(pi, [[2.0, 0.0]], 4, rng=0)
+    >>> x.shape, y_w.dtype
+    ((4,), dtype('int64'))
+    """
+    pi = check_distribution(pi, "pi")
+    if pi.ndim != 2:
+        raise ValueError(f"pi must have shape (X, Y), got shape {pi.shape}")
+    reward = _check_reward_table(reward)
+    check_same_shape(pi, reward, "pi", "reward")
+    n_pairs = check_int(n_pairs, "n_pairs", minimum=1)
+    rng = as_rng(rng)
+    n_prompts, n_responses = pi.shape
+
+    if prompt_probs is None:
+        x = rng.integers(n_prompts, size=n_pairs)
+    else:
+        prompt_probs = check_distribution(prompt_probs, "prompt_probs")
+        if prompt_probs.shape != (n_prompts,):
+            raise ValueError(
+                f"prompt_probs must have shape ({n_prompts},) to match pi, "
+                f"got shape {prompt_probs.shape}"
+            )
+        x = _sample_rows(prompt_probs[None, :], np.zeros(n_pairs, np.int64), rng.random(n_pairs))
+    x = x.astype(np.int64)
+
+    u = rng.random((n_pairs, 2))  # (N, 2): the two independent draws of each pair
+    y = _sample_rows(pi, np.repeat(x, 2), u.ravel()).reshape(n_pairs, 2)
+    y1, y2 = y[:, 0], y[:, 1]
+
+    first_wins = rng.random(n_pairs) < preference_probability(reward[x, y1], reward[x, y2])
+    y_w = np.where(first_wins, y1, y2)
+    y_l = np.where(first_wins, y2, y1)
+    return x, y_w, y_l
+
+
+# --------------------------------------------------------------------------------------
+# negative log-likelihood, gradient, fit
+# --------------------------------------------------------------------------------------
+
+
+def _nll_and_grad(r_flat, i_w, i_l, counts, n_total, l2):
+    """Penalised NLL and gradient on the flat table; the one place the formula lives.
+
+    ``counts[k]`` is the multiplicity of comparison ``(i_w[k], i_l[k])`` (``None``: 1).
+    Returns ``(f, g)`` with
+    ``f = (sum_k counts_k * -log sigma(r[i_w_k] - r[i_l_k]) + l2/2 ||r||^2) / n_total``.
+    """
+    d = r_flat[i_w] - r_flat[i_l]  # (K,) reward margins
+    nll_k = -log_expit(d)  # (K,)
+    dnll_dd = -expit(-d)  # (K,) derivative of -log sigma(d)
+    if counts is not None:
+        nll_k = counts * nll_k
+        dnll_dd = counts * dnll_dd
+    size = r_flat.size
+    grad = np.bincount(i_w, weights=dnll_dd, minlength=size) - np.bincount(
+        i_l, weights=dnll_dd, minlength=size
+    )
+    f = (nll_k.sum() + 0.5 * l2 * np.dot(r_flat, r_flat)) / n_total
+    g = (grad + l2 * r_flat) / n_total
+    return f, g
+
+
+def bradley_terry_nll(reward, x, y_w, y_l, l2=0.0) -> float:
+    """Bradley-Terry negative log-likelihood of comparisons, with an optional Gaussian penalty.
+
+    Parameters
+    ----------
+    reward : array_like of shape (X, Y)
+        Reward table; finite.
+    x, y_w, y_l : array_like of int, same shape (N,) with N >= 1
+        Prompt, preferred and dispreferred response of each comparison.
+    l2 : float, default 0.0
+        Penalty coefficient, >= 0 (the precision of a Gaussian prior on every entry).
+
+    Returns
+    -------
+    float
+        ``(1/N) [ sum_i -log sigma(r[x_i, y_w_i] - r[x_i, y_l_i]) + (l2/2) ||r||_F^2 ]``.
+
+    Raises
+    ------
+    ValueError
+        If ``reward`` is not a finite 2-D table, the index arrays differ in shape, are
+        empty, are not integers or are out of range, or ``l2`` is negative or not finite.
+
+    See Also
+    --------
+    bradley_terry_grad : its gradient.
+    fit_bradley_terry : its minimiser.
+
+    Notes
+    -----
+    Chapter, Stage 2, *Bradley-Terry Maximum Likelihood*: with ``l2 = 0`` this is exactly
+    the chapter's loss ``-mean log sigma(r(x, y_w) - r(x, y_l))``.
+
+    Regulariser scaling: the penalty ``(l2/2) ||r||_F^2`` (Frobenius norm, the whole table)
+    is added to the *summed* NLL and the total divided by ``N``. So ``N`` times this value
+    is the negative log-posterior under independent ``N(0, 1/l2)`` priors, and the penalty's
+    weight relative to the data falls as ``1/N``: the penalised fit is consistent. (Adding
+    ``(l2/2) ||r||^2`` to the *mean* NLL instead would keep a bias that never vanishes.)
+
+    Computed as ``-log_expit(margin)``: finite for any finite margin.
+
+    Examples
+    --------
+    >>> round(bradley_terry_nll([[0.0, 0.0]], [0], [0], [1]), 6)  # log 2
+    0.693147
+    """
+    reward = _check_reward_table(reward)
+    l2 = _check_l2(l2)
+    i_w, i_l = _check_comparisons(x, y_w, y_l, *reward.shape)
+    f, _ = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
+    return float(f)
+
+
+def bradley_terry_grad(reward, x, y_w, y_l, l2=0.0) -> np.ndarray:
+    """Exact gradient of :func:`bradley_terry_nll` with respect to the reward table.
+
+    Parameters
+    ----------
+    reward : array_like of shape (X, Y)
+        Reward table; finite.
+    x, y_w, y_l : array_like of int, same shape (N,) with N >= 1
+        Prompt, preferred and dispreferred response of each comparison.
+    l2 : float, default 0.0
+        Penalty coefficient, >= 0.
+
+    Returns
+    -------
+    ndarray of shape (X, Y)
+        ``dL/dr``; entries of responses never compared get only the penalty term
+        ``l2 r / N``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`bradley_terry_nll`.
+
+    Notes
+    -----
+    Chapter, Stage 2, *Bradley-Terry Maximum Likelihood*. With ``d_i`` the margin of
+    comparison ``i``, ``d/dd (-log sigma(d)) = -sigma(-d)``, so
+
+    .. math::
+
+        \\frac{\\partial L}{\\partial r(x, y)} = \\frac{1}{N}\\Big[
+            \\sum_{i: (x_i, y_{w,i}) = (x, y)} -\\sigma(-d_i)
+          + \\sum_{i: (x_i, y_{l,i}) = (x, y)} \\sigma(-d_i) + l_2\\, r(x, y) \\Big].
+
+    Accumulated with ``np.bincount`` (no loop over comparisons). Each comparison adds
+    ``+g`` and ``-g`` to one row, so without the penalty every row of the gradient sums
+    to zero: the per-prompt shift is a flat direction.
+    """
+    reward = _check_reward_table(reward)
+    l2 = _check_l2(l2)
+    i_w, i_l = _check_comparisons(x, y_w, y_l, *reward.shape)
+    _, g = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
+    return g.reshape(reward.shape)
+
+
+def _comparison_graph(a_w, a_l, size: int):
+    """Directed graph on the flat table, an edge winner -> loser per distinct comparison."""
+    return coo_matrix((np.ones(a_w.size), (a_w, a_l)), shape=(size, size)).tocsr()
+
+
+def _check_mle_exists(graph, n_weak: int, a_w, a_l, n_responses: int) -> None:
+    """Raise unless the unpenalised Bradley-Terry MLE is finite (Ford's condition).
+
+    The MLE exists iff every weakly connected component of the comparison graph is
+    strongly connected: no group of responses that never loses to the rest of the
+    responses it was compared with.
+    """
+    n_strong, strong = connected_components(graph, directed=True, connection="strong")
+    if n_strong == n_weak:
+        return
+    # Name one undefeated group: a strong component that plays others but is never beaten
+    # by them (the condensation is a DAG with an edge between components, so one exists).
+    cross = strong[a_w] != strong[a_l]
+    beaten = np.zeros(n_strong, dtype=bool)
+    beaten[strong[a_l[cross]]] = True
+    plays_outside = np.zeros(n_strong, dtype=bool)
+    plays_outside[strong[a_w[cross]]] = True
+    group = int(np.flatnonzero(plays_outside & ~beaten)[0])
+    nodes = np.flatnonzero(strong == group)
+    prompt = int(nodes[0] // n_responses)
+    responses = (nodes % n_responses).tolist()
+    shown = responses if len(responses) <= 10 else [*responses[:10], "..."]
+    raise ValueError(
+        "with l2=0 the Bradley-Terry MLE does not exist (the likelihood keeps rising as "
+        f"rewards diverge): in prompt {prompt}, responses {shown} never lose to the other "
+        "responses they were compared with. Pass l2 > 0."
+    )
+
+
+def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarray:
+    """Fit a reward table to comparisons by (penalised) maximum likelihood.
+
+    Parameters
+    ----------
+    x, y_w, y_l : array_like of int, same shape (N,) with N >= 1
+        Prompt, preferred and dispreferred response of each comparison.
+    n_prompts, n_responses : int
+        Table shape ``(X, Y)``, each >= 1.
+    l2 : float, default 1e-3
+        Penalty coefficient, >= 0 (see :func:`bradley_terry_nll` for its scaling:
+        a ``N(0, 1/l2)`` prior per entry, whose weight vanishes as ``N`` grows).
+
+    Returns
+    -------
+    ndarray of shape (n_prompts, n_responses)
+        The minimiser of :func:`bradley_terry_nll`, each row centred to mean zero.
+
+    Raises
+    ------
+    ValueError
+        On invalid comparisons or sizes, or if ``l2 == 0`` and the data are separable
+        (the MLE does not exist; the message names the prompt and responses).
+
+    Warns
+    -----
+    RuntimeWarning
+        If the optimiser stops with a gradient entry above ``1e-7``.
+
+    See Also
+    --------
+    bradley_terry_nll, bradley_terry_grad, sample_comparisons
+
+    Notes
+    -----
+    Chapter, Stage 2, *Bradley-Terry Maximum Likelihood*: minimising the NLL gives the
+    Bradley-Terry reward estimate.
+
+    *Identifiability.* Call two responses of a prompt connected when a chain of
+    comparisons links them. Adding a constant to a connected group changes no preference
+    probability, so only differences within a group are identified. With ``l2 > 0`` the
+    penalty removes the freedom: the optimum is unique and each group has mean zero, so
+    every row has mean zero and a response never compared gets exactly 0, the row mean.
+    With ``l2 = 0`` the same convention is imposed (each group mean zero).
+
+    *l2 = 0* is allowed when the MLE exists, i.e. (Ford, 1957) no group of responses
+    never loses to the rest of its connected group. Otherwise the likelihood keeps rising
+    as some rewards go to infinity and the "MLE" would be a huge, tolerance-dependent
+    table: this function raises ``ValueError`` instead. Sampled data with a few
+    comparisons per response is often separable; ``l2 > 0`` always has a finite answer.
+
+    *Optimiser.* L-BFGS-B (``scipy.optimize.minimize``) with the analytic gradient and
+    tight tolerances (``ftol=1e-15``, ``gtol=1e-12``), on the comparisons aggregated into
+    distinct ``(x, y_w, y_l)`` triples with counts (same objective, cheaper evaluations).
+    The search runs in the subspace where each connected group has mean zero (which holds
+    the optimum) and is diagonally preconditioned by the Hessian at ``r = 0``, so
+    responses compared thousands of times and responses compared twice converge together.
+    A 20 x 50 table with 10^5 comparisons fits in about 0.2 s. Entries fixed by a few
+    lopsided comparisons are barely determined (posterior std of order ``1/sqrt(l2)``)
+    and converge less tightly, to about 1e-4.
+
+    References
+    ----------
+    Bradley and Terry, "Rank analysis of incomplete block designs" (Biometrika, 1952).
+    Ford, "Solution of a ranking problem from binary comparisons" (Amer. Math. Monthly, 1957).
+
+    Examples
+    --------
+    >>> r_hat = fit_bradley_terry([0, 0, 0], [0, 0, 1], [1, 1, 0], 1, 2, l2=0.0)
+    >>> round(float(r_hat[0, 0] - r_hat[0, 1]), 6)  # log(2/1): won 2 of 3
+    0.693147
+    """
+    n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
+    n_responses = check_int(n_responses, "n_responses", minimum=1)
+    l2 = _check_l2(l2)
+    i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
+    n_total = i_w.size
+    size = n_prompts * n_responses
+
+    # Aggregate repeated comparisons: the objective only needs each distinct (w, l) once.
+    pair_ids, counts = np.unique(i_w * size + i_l, return_counts=True)
+    a_w, a_l = np.divmod(pair_ids, size)
+    counts = counts.astype(np.float64)
+
+    graph = _comparison_graph(a_w, a_l, size)
+    n_groups, group = connected_components(graph, directed=True, connection="weak")
+    if l2 == 0.0:
+        _check_mle_exists(graph, n_groups, a_w, a_l, n_responses)
+    group_size = np.bincount(group, minlength=n_groups)
+
+    def centre_groups(v):
+        """Orthogonal projection onto tables whose every connected group has mean zero."""
+        return v - (np.bincount(group, weights=v, minlength=n_groups) / group_size)[group]
+
+    # Diagonal preconditioning: optimise s = scale * r, with scale^2 the Hessian diagonal at
+    # r = 0 (each comparison adds sigma'(0) = 1/4 to its two entries).
+    occurrences = np.bincount(a_w, counts, size) + np.bincount(a_l, counts, size)
+    scale = np.sqrt((0.25 * occurrences + l2) / n_total)
+    scale[scale == 0] = 1.0  # l2 == 0 and never compared: the projection pins it to 0
+
+    def objective(s):
+        f, g = _nll_and_grad(centre_groups(s / scale), a_w, a_l, counts, n_total, l2)
+        return f, centre_groups(g) / scale
+
+    res = minimize(
+        objective,
+        np.zeros(size),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 20_000, "maxfun": 40_000, "maxcor": 20, "ftol": 1e-15, "gtol": 1e-12},
+    )
+    r_flat = centre_groups(res.x / scale)
+    _, g = _nll_and_grad(r_flat, a_w, a_l, counts, n_total, l2)
+    if np.max(np.abs(g)) > _GRAD_TOL:
+        warnings.warn(
+            f"fit_bradley_terry: L-BFGS-B stopped with max |grad| = {np.max(np.abs(g)):.3g} "
+            f"> {_GRAD_TOL:g} ({res.message})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    reward = r_flat.reshape(n_prompts, n_responses)
+    return reward - reward.mean(axis=1, keepdims=True)
