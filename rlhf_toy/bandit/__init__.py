@@ -6,5 +6,16 @@ point is the sampling.
 """
 
 from rlhf_toy.bandit.env import PROXIES, BanditEnv, make_bandit
+from rlhf_toy.bandit.policy import TabularPolicy
+from rlhf_toy.bandit.train import TrainResult, all_pairs_preferences, gradient_ascent, train_dpo
 
-__all__ = ["PROXIES", "BanditEnv", "make_bandit"]
+__all__ = [
+    "PROXIES",
+    "BanditEnv",
+    "make_bandit",
+    "TabularPolicy",
+    "TrainResult",
+    "all_pairs_preferences",
+    "gradient_ascent",
+    "train_dpo",
+]
