@@ -1,0 +1,579 @@
+"""Schulman's KL estimators k1, k2, k3, and what their gradients really optimise.
+
+Implements the estimator discussion of the chapter's section "RLHF uses reverse KL,
+which is mode-seeking" (it cites Schulman, *Approximating KL Divergence*, 2020) and the
+KL penalties of PPO-RLHF and GRPO (DESIGN.md). For samples ``y ~ q`` and
+``r = p(y) / q(y)`` the per-sample estimators of ``KL(q || p)`` are
+``k1 = -log r``, ``k2 = (log r)^2 / 2`` and ``k3 = (r - 1) - log r``
+(:func:`rlhf_toy.kl.kl_estimates`). On a table everything about them is a finite sum:
+
+- :func:`estimator_stats`: exact mean, bias and standard deviation of each estimator and
+  the exact probability that one ``k1`` sample is negative; :func:`sampled_estimator_stats`
+  and :func:`batch_negative_probability` are the Monte Carlo counterparts;
+  :func:`estimator_table` does it for policies ``pi*_beta`` from near to far from
+  ``pi_ref``.
+- :func:`kl_gradients`: the exact expected gradient (wrt the logits of a tabular softmax
+  policy) of each way a KL estimate enters training: as a *reward* (REINFORCE,
+  ``E_pi[k(y) grad log pi(y)]``, PPO-RLHF's per-token penalty) or in the *loss*
+  (``E_pi[grad k(y)]`` with the sampling weights not differentiated, GRPO's ``beta * k3``).
+  The results (derived in :func:`kl_gradients`): k1-as-reward and k2-in-the-loss give the
+  true gradient of ``KL(pi || pi_ref)``; k1-in-the-loss gives zero; **k3-in-the-loss gives
+  the gradient of the forward KL** ``KL(pi_ref || pi)``.
+- :func:`kl_penalised_ascent`: exact gradient ascent on ``E_pi r - beta * KL`` with any of
+  these KL gradients, to see where each one actually converges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax, ndtr
+from tqdm import tqdm
+
+from rlhf_toy._validate import (
+    as_rng,
+    check_distribution,
+    check_finite,
+    check_int,
+    check_positive,
+    check_same_shape,
+)
+from rlhf_toy.kl import kl_divergence, kl_estimates
+from rlhf_toy.optimal import optimal_policy
+
+__all__ = [
+    "ESTIMATORS",
+    "KL_GRADIENTS",
+    "batch_negative_probability",
+    "batch_negative_probability_normal",
+    "estimator_stats",
+    "estimator_table",
+    "kl_gradients",
+    "kl_penalised_ascent",
+    "sample_categorical",
+    "sampled_estimator_stats",
+    "sampled_kl_gradients",
+    "tilted_policies",
+]
+
+#: Schulman's per-sample estimators, in order.
+ESTIMATORS = ("k1", "k2", "k3")
+
+#: The gradients :func:`kl_gradients` returns: the two true ones, then each estimator used
+#: as a reward (REINFORCE) or in the loss (sampling weights not differentiated).
+KL_GRADIENTS = (
+    "reverse_kl",
+    "forward_kl",
+    "k1_in_reward",
+    "k2_in_reward",
+    "k3_in_reward",
+    "k1_in_loss",
+    "k2_in_loss",
+    "k3_in_loss",
+)
+
+
+# --- the estimators' exact statistics ---------------------------------------------------------
+
+
+def _check_pair(q, p):
+    """Validate ``q`` and ``p``, broadcast them, and require ``p > 0`` on ``q``'s support."""
+    q = check_distribution(q, "q")
+    p = check_distribution(p, "p")
+    try:
+        q, p = np.broadcast_arrays(q, p)
+    except ValueError:
+        raise ValueError(
+            f"q and p must broadcast together, got shapes {q.shape} and {p.shape}"
+        ) from None
+    if np.any((q > 0) & (p == 0)):
+        bad = tuple(int(i) for i in np.argwhere((q > 0) & (p == 0))[0])
+        raise ValueError(
+            f"p must be > 0 wherever q > 0 (else KL(q || p) is infinite), got p = 0 < q at {bad}"
+        )
+    return q, p
+
+
+def _per_response_estimates(q, p):
+    """``k1, k2, k3`` at every response (0 where ``q = 0``: those responses are never drawn)."""
+    support = q > 0
+    with np.errstate(divide="ignore"):
+        log_q = np.where(support, np.log(np.where(support, q, 1.0)), 0.0)
+        log_p = np.where(support, np.log(np.where(support, p, 1.0)), 0.0)
+    return support, kl_estimates(log_q, log_p)
+
+
+def estimator_stats(q, p) -> dict:
+    """Exact statistics of the per-sample estimators of ``KL(q || p)`` for ``y ~ q``.
+
+    Computed by summing over the support of ``q``, not by sampling.
+
+    Parameters
+    ----------
+    q : array_like of shape (..., Y)
+        The sampling distribution (in RLHF: the policy ``pi``).
+    p : array_like broadcasting against ``q``
+        The other distribution (``pi_ref``); ``> 0`` wherever ``q > 0``.
+
+    Returns
+    -------
+    dict
+        ``"kl"``: ``KL(q || p)``; for each of ``"k1"``, ``"k2"``, ``"k3"`` a dict with
+        ``"mean"`` (``E_q[k]``), ``"bias"`` (``E_q[k] - KL``) and ``"std"`` (the standard
+        deviation of one sample, ``sqrt(E_q[(k - E_q k)^2])``); ``"p_negative_k1"``:
+        ``P_q(k1 < 0) = q({y : p(y) > q(y)})``. Arrays of shape ``q.shape[:-1]``.
+
+    Raises
+    ------
+    ValueError
+        If an input is not a distribution, they do not broadcast, or ``p = 0 < q``
+        somewhere.
+
+    Notes
+    -----
+    ``E_q[k1] = KL`` and ``E_q[k3] = E_q[r] - 1 + KL = KL`` (since ``E_q[r] = sum_{q>0} p
+    = 1`` when ``p`` lives on ``q``'s support), so k1 and k3 are unbiased. If ``p`` has
+    mass where ``q = 0``, k3's bias is minus that mass (samples never reveal it); in
+    RLHF this cannot happen, since ``pi`` (a softmax, or ``pi*``) covers the support of
+    ``pi_ref``. k2 is biased,
+    ``E_q[k2] = E_q[(log r)^2] / 2 >= KL^2 / 2``, with bias of third order in ``log r``
+    near ``q = p``. A single k1 sample is negative whenever the sample is *more* likely
+    under ``p`` than under ``q``, which happens with probability ``q(p > q)``; k2 and k3
+    are never negative. Chapter, "RLHF uses reverse KL, which is mode-seeking"
+    (Schulman, 2020).
+    """
+    q, p = _check_pair(q, p)
+    support, ks = _per_response_estimates(q, p)
+    kl = kl_divergence(q, p)
+    out = {"kl": kl}
+    for name in ESTIMATORS:
+        k = ks[name]
+        mean = (q * k).sum(-1)
+        var = (q * (k - mean[..., None]) ** 2).sum(-1)
+        out[name] = {"mean": mean, "bias": mean - kl, "std": np.sqrt(var)}
+    out["p_negative_k1"] = np.where(support & (ks["k1"] < 0), q, 0.0).sum(-1)
+    return out
+
+
+def sample_categorical(q, n: int, rng) -> np.ndarray:
+    """Draw ``n`` indices from each categorical row of ``q`` (vectorised inverse CDF).
+
+    Parameters
+    ----------
+    q : array_like of shape (..., Y)
+        Distributions along the last axis.
+    n : int
+        Samples per row.
+    rng : numpy Generator or int
+
+    Returns
+    -------
+    ndarray of int of shape ``q.shape[:-1] + (n,)``
+        Indices in ``[0, Y)``; an index with ``q = 0`` is never drawn.
+    """
+    q = check_distribution(q, "q")
+    n = check_int(n, "n")
+    rng = as_rng(rng)
+    cdf = np.cumsum(q, axis=-1)
+    cdf = cdf / cdf[..., -1:]
+    lead = q.shape[:-1]
+    n_rows, n_cat = int(np.prod(lead)), q.shape[-1]
+    offsets = np.arange(n_rows, dtype=np.float64)[:, None]
+    # rows are laid end to end: row i's CDF lives in (i, i + 1], so one searchsorted does all
+    flat_cdf = (cdf.reshape(n_rows, n_cat) + offsets).ravel()
+    u = rng.random((n_rows, n)) + offsets
+    idx = np.searchsorted(flat_cdf, u.ravel(), side="right").reshape(n_rows, n)
+    idx = np.minimum(idx - n_cat * np.arange(n_rows)[:, None], n_cat - 1)
+    return idx.reshape(lead + (n,))
+
+
+def _sampled_ks(q, p, n, rng):
+    q, p = _check_pair(q, p)
+    y = sample_categorical(q, n, rng)
+    log_q = np.log(np.take_along_axis(q, y, axis=-1))
+    log_p = np.log(np.take_along_axis(p, y, axis=-1))
+    return q, p, kl_estimates(log_q, log_p)
+
+
+def sampled_estimator_stats(q, p, n_samples: int, rng) -> dict:
+    """Monte Carlo version of :func:`estimator_stats` from ``n_samples`` draws of ``q``.
+
+    Parameters
+    ----------
+    q, p : array_like
+        As in :func:`estimator_stats`.
+    n_samples : int
+        Samples per row of ``q``.
+    rng : numpy Generator or int
+
+    Returns
+    -------
+    dict
+        The same keys as :func:`estimator_stats` (sample mean, mean minus the exact KL,
+        sample standard deviation, fraction of negative k1), plus per estimator
+        ``"stderr"``: the standard error of the sample mean. Used to check that sampling
+        agrees with the exact sums.
+    """
+    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    q, p, ks = _sampled_ks(q, p, n_samples, rng)
+    kl = kl_divergence(q, p)
+    out = {"kl": kl}
+    for name in ESTIMATORS:
+        k = ks[name]
+        mean, std = k.mean(-1), k.std(-1, ddof=1)
+        out[name] = {"mean": mean, "bias": mean - kl, "std": std,
+                     "stderr": std / np.sqrt(n_samples)}
+    out["p_negative_k1"] = (ks["k1"] < 0).mean(-1)
+    return out
+
+
+def batch_negative_probability(q, p, batch_size: int, n_batches: int, rng) -> np.ndarray:
+    """How often the mean of k1 over a batch of ``batch_size`` samples is negative (Monte Carlo).
+
+    Parameters
+    ----------
+    q, p : array_like
+        As in :func:`estimator_stats`.
+    batch_size : int
+        Samples averaged per estimate (in RLHF: tokens or responses per batch).
+    n_batches : int
+        Independent batches drawn; the standard error of the result is at most
+        ``0.5 / sqrt(n_batches)``.
+    rng : numpy Generator or int
+
+    Returns
+    -------
+    ndarray of shape ``q.shape[:-1]``
+        Fraction of batches whose k1 mean is ``< 0``.
+
+    Notes
+    -----
+    A negative logged KL is the k1 estimator doing its job: it is unbiased, so near
+    ``q = p`` (true KL ~ 0) its batch mean is negative almost half of the time. The
+    probability falls as the true KL grows relative to ``std(k1) / sqrt(batch_size)``;
+    :func:`batch_negative_probability_normal` is the central-limit approximation. An
+    exact value would need the distribution of a sum of ``batch_size`` draws (a
+    multinomial over the support), too costly in general, hence sampling.
+    """
+    batch_size = check_int(batch_size, "batch_size")
+    n_batches = check_int(n_batches, "n_batches")
+    q, p, ks = _sampled_ks(q, p, batch_size * n_batches, rng)
+    k1 = ks["k1"].reshape(q.shape[:-1] + (n_batches, batch_size))
+    return (k1.mean(-1) < 0).mean(-1)
+
+
+def batch_negative_probability_normal(q, p, batch_size: int) -> np.ndarray:
+    """Normal approximation ``Phi(-sqrt(B) KL / std(k1))`` of :func:`batch_negative_probability`.
+
+    Parameters
+    ----------
+    q, p : array_like
+        As in :func:`estimator_stats`.
+    batch_size : int
+        ``B``.
+
+    Returns
+    -------
+    ndarray of shape ``q.shape[:-1]``
+        The approximation; 0 where ``std(k1) = 0`` (then ``q = p`` on ``q``'s support, k1
+        is exactly 0 on every sample, and its mean is never negative).
+    """
+    batch_size = check_int(batch_size, "batch_size")
+    stats = estimator_stats(q, p)
+    std = stats["k1"]["std"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.sqrt(batch_size) * stats["kl"] / std
+    return np.where(std > 0, ndtr(-z), 0.0)
+
+
+def tilted_policies(pi_ref, reward, betas) -> np.ndarray:
+    """``pi*_beta = pi_ref exp(r / beta) / Z`` for every ``beta`` at once.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (Y,)
+    reward : array_like of shape (Y,)
+    betas : array_like of shape (B,)
+        Each ``> 0``.
+
+    Returns
+    -------
+    ndarray of shape (B, Y)
+        Large ``beta``: near ``pi_ref``; small ``beta``: far from it.
+    """
+    pi_ref = check_distribution(pi_ref, "pi_ref")
+    reward = check_finite(reward, "reward")
+    check_same_shape(pi_ref, reward, "pi_ref", "reward")
+    if pi_ref.ndim != 1:
+        raise ValueError(f"pi_ref must be 1-D (one prompt), got shape {pi_ref.shape}")
+    betas = np.atleast_1d(check_finite(betas, "betas"))
+    if betas.ndim != 1 or np.any(betas <= 0):
+        raise ValueError(f"betas must be a 1-D array of values > 0, got {betas}")
+    # pi* with beta on r is pi* with beta = 1 on r / beta: one vectorised call
+    return optimal_policy(np.broadcast_to(pi_ref, betas.shape + pi_ref.shape),
+                          reward / betas[:, None], 1.0)
+
+
+def estimator_table(pi_ref, reward, betas) -> dict[str, np.ndarray]:
+    """Bias and spread of k1, k2, k3 for policies ``pi*_beta`` near and far from ``pi_ref``.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (Y,)
+        Reference policy (``p``; ``> 0`` on the support of every ``pi*``, which it is).
+    reward : array_like of shape (Y,)
+        Reward tilting ``pi_ref`` into ``pi*_beta`` (the sampling distribution ``q``).
+    betas : array_like of shape (B,)
+        Large ``beta``: ``pi*`` near ``pi_ref``; small: far.
+
+    Returns
+    -------
+    dict of ndarray of shape (B,)
+        ``"beta"``, ``"kl"`` (exact ``KL(pi* || pi_ref)``), ``"p_negative_k1"``, and for
+        each estimator ``k``: ``"<k>_bias"``, ``"<k>_std"``, and the relative
+        ``"<k>_rel_bias"`` = bias / KL and ``"<k>_rel_std"`` = std / KL (Schulman's
+        table reports these two).
+    """
+    q = tilted_policies(pi_ref, reward, betas)
+    stats = estimator_stats(q, pi_ref)
+    kl = stats["kl"]
+    table = {"beta": np.atleast_1d(np.asarray(betas, dtype=np.float64)), "kl": kl,
+             "p_negative_k1": stats["p_negative_k1"]}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for name in ESTIMATORS:
+            table[f"{name}_bias"] = stats[name]["bias"]
+            table[f"{name}_std"] = stats[name]["std"]
+            table[f"{name}_rel_bias"] = stats[name]["bias"] / kl
+            table[f"{name}_rel_std"] = stats[name]["std"] / kl
+    return table
+
+
+# --- KL in the reward versus KL in the loss ----------------------------------------------------
+
+
+def _softmax_pair(logits, pi_ref):
+    logits = check_finite(logits, "logits")
+    pi_ref = check_distribution(pi_ref, "pi_ref")
+    check_same_shape(logits, pi_ref, "logits", "pi_ref")
+    if np.any(pi_ref <= 0):
+        raise ValueError(
+            "pi_ref must be > 0 everywhere: a softmax policy puts mass on every response, so "
+            "KL(pi || pi_ref) would be infinite"
+        )
+    log_pi = log_softmax(logits, axis=-1)
+    return log_pi, np.log(pi_ref)
+
+
+def _score_expectation(pi, c):
+    """``E_{y~pi}[c(y) grad log pi(y)] = pi * (c - E_pi c)`` for a softmax (``e_y - pi``)."""
+    return pi * (c - (pi * c).sum(-1, keepdims=True))
+
+
+def _dk_dlogpi(log_pi, log_ref):
+    """Derivatives of ``k1, k2, k3`` wrt ``log pi(y)`` (``log pi_ref(y)`` fixed)."""
+    log_r = log_ref - log_pi
+    with np.errstate(over="ignore"):  # r = inf is reported by the callers' finiteness checks
+        dk3 = -np.expm1(log_r)
+    return {"k1": np.ones_like(log_r), "k2": -log_r, "k3": dk3}
+
+
+def kl_gradients(logits, pi_ref) -> dict[str, np.ndarray]:
+    """Exact expected gradients wrt the logits of ``pi = softmax(logits)`` of each KL penalty.
+
+    Parameters
+    ----------
+    logits : array_like of shape (..., Y)
+        Logits of a tabular softmax policy (one row per prompt).
+    pi_ref : array_like of the same shape
+        Reference policy, ``> 0`` everywhere.
+
+    Returns
+    -------
+    dict of str to ndarray of the input shape
+        Keys :data:`KL_GRADIENTS`, each the gradient per prompt (no prompt weighting):
+
+        - ``"reverse_kl"``: ``grad KL(pi || pi_ref) = pi * (f - KL)``, ``f = log(pi / pi_ref)``;
+        - ``"forward_kl"``: ``grad KL(pi_ref || pi) = pi - pi_ref``;
+        - ``"k<i>_in_reward"``: ``E_pi[k_i(y) grad log pi(y)] = pi * (k_i - E_pi k_i)``,
+          the REINFORCE gradient when ``k_i`` is subtracted from the reward and treated
+          as a constant (PPO-RLHF's per-token penalty is ``k1``);
+        - ``"k<i>_in_loss"``: ``E_pi[grad k_i(y)]`` with ``y`` drawn from ``pi`` and the
+          sampling weights not differentiated: what an implementation that adds
+          ``beta * mean(k_i)`` to its loss and backpropagates gets in expectation (GRPO
+          uses ``k3``).
+
+    Raises
+    ------
+    ValueError
+        If ``pi_ref`` has a zero, the shapes differ, or logits are not finite.
+
+    Notes
+    -----
+    With ``r = pi_ref / pi`` and ``grad log pi(y) = e_y - pi`` for a softmax:
+
+    - ``grad KL(pi || pi_ref) = E_pi[f grad log pi] + E_pi[grad f] = E_pi[f grad log pi]``
+      because ``E_pi[grad log pi] = 0``; so **k1 as a reward** (``k1 = f`` on ``pi``'s
+      samples) gives the true gradient.
+    - **k1 in the loss**: ``grad k1(y) = grad log pi(y)``, whose expectation is ``0``:
+      no gradient at all, whatever ``pi`` is.
+    - **k2 in the loss**: ``grad k2(y) = f(y) grad log pi(y)``, so ``E_pi[grad k2]`` equals
+      the k1-as-reward gradient: the true ``grad KL(pi || pi_ref)``.
+    - **k3 in the loss**: ``d k3 / d log pi = 1 - r``, so
+      ``E_pi[grad k3] = sum_y (pi - pi_ref)(y) grad log pi(y) = -sum_y pi_ref(y) grad log pi(y)
+      = grad KL(pi_ref || pi)``: the gradient of the **forward** KL, for any
+      parametrisation (``pi - pi_ref`` for a softmax). The value of k3 is an unbiased
+      estimate of the reverse KL, but its gradient is not the reverse KL's.
+    - **k3 as a reward**: since ``E_pi[k3] = KL(pi || pi_ref)`` for every ``pi``,
+      ``grad KL = E_pi[k3 grad log pi] + E_pi[grad k3]``, i.e.
+      ``k3_in_reward = reverse_kl - forward_kl``: biased as well.
+
+    Chapter, "RLHF uses reverse KL, which is mode-seeking" and "Modern RL for LLMs"
+    (GRPO keeps a KL penalty); Schulman (2020).
+    """
+    log_pi, log_ref = _softmax_pair(logits, pi_ref)
+    return {name: _kl_gradient(name, log_pi, log_ref) for name in KL_GRADIENTS}
+
+
+def _kl_gradient(name, log_pi, log_ref):
+    """One entry of :func:`kl_gradients` from validated log-probabilities."""
+    pi = np.exp(log_pi)
+    if name == "reverse_kl":
+        return _score_expectation(pi, log_pi - log_ref)
+    if name == "forward_kl":
+        return pi - np.exp(log_ref)
+    estimator, where = name.split("_in_")
+    if where == "reward":
+        return _score_expectation(pi, kl_estimates(log_pi, log_ref)[estimator])
+    # E_pi[dk/dlogpi(y) (e_y - pi)]: the same expectation with c = dk/dlogpi
+    return _score_expectation(pi, _dk_dlogpi(log_pi, log_ref)[estimator])
+
+
+def sampled_kl_gradients(logits, pi_ref, n_samples: int, rng) -> dict[str, np.ndarray]:
+    """Monte Carlo averages of the per-sample gradients behind :func:`kl_gradients`.
+
+    Draws ``n_samples`` responses ``y_i ~ pi`` per row and averages, for each estimator
+    ``k``, ``k(y_i) (e_{y_i} - pi)`` (in the reward) and ``dk/dlog pi(y_i) (e_{y_i} - pi)``
+    (in the loss): what a training loop computes on a batch.
+
+    Parameters
+    ----------
+    logits, pi_ref : array_like of shape (..., Y)
+        As in :func:`kl_gradients`.
+    n_samples : int
+    rng : numpy Generator or int
+
+    Returns
+    -------
+    dict of str to ndarray
+        Keys ``"k<i>_in_reward"`` and ``"k<i>_in_loss"``; each converges to the
+        :func:`kl_gradients` entry of the same name as ``n_samples`` grows.
+    """
+    n_samples = check_int(n_samples, "n_samples")
+    log_pi, log_ref = _softmax_pair(logits, pi_ref)
+    pi = np.exp(log_pi)
+    y = sample_categorical(pi, n_samples, rng)  # (..., n)
+    lp = np.take_along_axis(log_pi, y, axis=-1)
+    lr = np.take_along_axis(log_ref, y, axis=-1)
+    ks = kl_estimates(lp, lr)
+    dk = _dk_dlogpi(lp, lr)
+    n_cat = pi.shape[-1]
+    lead = pi.shape[:-1]
+    n_rows = int(np.prod(lead))
+    flat_y = (y.reshape(n_rows, n_samples) + n_cat * np.arange(n_rows)[:, None]).ravel()
+
+    def average(c):  # mean_i c_i (e_{y_i} - pi), all rows at once
+        counts = np.bincount(flat_y, weights=c.reshape(n_rows, n_samples).ravel(),
+                             minlength=n_rows * n_cat).reshape(lead + (n_cat,))
+        return (counts - c.sum(-1, keepdims=True) * pi) / n_samples
+
+    out = {}
+    for name in ESTIMATORS:
+        out[f"{name}_in_reward"] = average(ks[name])
+    for name in ESTIMATORS:
+        out[f"{name}_in_loss"] = average(dk[name])
+    return out
+
+
+def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *,
+                        n_steps: int = 2000, lr: float = 1.0, record_every: int = 10,
+                        verbose: bool = False) -> dict[str, np.ndarray]:
+    """Exact gradient ascent on ``E_pi r - beta * (KL penalty)`` for a tabular softmax policy.
+
+    The reward part of the gradient is exact, ``pi * (r - E_pi r)``; the KL part is the
+    entry ``kl_gradient`` of :func:`kl_gradients` (all exact expectations, no sampling),
+    so the run shows where each way of implementing the penalty converges.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (X, Y) or (Y,)
+        Reference policy, ``> 0`` everywhere; also the starting policy.
+    reward : array_like of the same shape
+    beta : float
+        KL coefficient, ``> 0``.
+    kl_gradient : str, default "reverse_kl"
+        One of :data:`KL_GRADIENTS`.
+    n_steps : int
+        Gradient steps.
+    lr : float
+        Step size on the logits.
+    record_every : int
+        Keep the policy every ``record_every`` steps (and at the start and the end).
+    verbose : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        ``"pi"``: the final policy; ``"steps"`` (R,) and ``"trajectory"`` (R, ...) the
+        recorded steps and policies.
+
+    Raises
+    ------
+    ValueError
+        On bad arguments or an unknown ``kl_gradient``.
+    FloatingPointError
+        Naming the step, if the logits become non-finite.
+
+    Notes
+    -----
+    Stationary points: ``reverse_kl``, ``k1_in_reward`` and ``k2_in_loss`` converge to
+    ``pi* = pi_ref exp(r / beta) / Z``; ``k3_in_loss`` and ``forward_kl`` to the maximiser
+    of ``E_pi r - beta KL(pi_ref || pi)``,
+    :func:`rlhf_toy.bandit.modes.forward_kl_regularised_policy`; ``k1_in_loss`` applies
+    no penalty at all (its expected gradient is 0), so the policy drifts towards the
+    argmax of ``r``. ``k3_in_reward`` is the gradient of ``KL(pi || pi_ref) -
+    KL(pi_ref || pi)``, which is unbounded below (the forward KL grows without bound as a
+    response's probability goes to 0): the penalty pushes down hardest on the responses
+    ``pi`` already samples less than ``pi_ref`` (``k3 ~ pi_ref / pi`` there). On the
+    tables of the tests and notebook 05 their logits run off to ``-inf`` and this
+    function stops with a ``FloatingPointError``.
+    """
+    if kl_gradient not in KL_GRADIENTS:
+        raise ValueError(f"kl_gradient must be one of {KL_GRADIENTS}, got {kl_gradient!r}")
+    pi_ref = check_distribution(pi_ref, "pi_ref")
+    reward = check_finite(reward, "reward")
+    check_same_shape(pi_ref, reward, "pi_ref", "reward")
+    beta = check_positive(beta, "beta")
+    lr = check_positive(lr, "lr")
+    n_steps = check_int(n_steps, "n_steps")
+    record_every = check_int(record_every, "record_every")
+    if np.any(pi_ref <= 0):
+        raise ValueError("pi_ref must be > 0 everywhere (the start is logits = log pi_ref)")
+    logits = log_ref = np.log(pi_ref)
+    steps, trajectory = [0], [pi_ref.copy()]
+    for step in tqdm(range(1, n_steps + 1), desc=f"ascent ({kl_gradient})",
+                     disable=not verbose):
+        log_pi = log_softmax(logits, axis=-1)
+        with np.errstate(all="ignore"):  # non-finite values are caught just below
+            grad = (_score_expectation(np.exp(log_pi), reward)
+                    - beta * _kl_gradient(kl_gradient, log_pi, log_ref))
+            logits = logits + lr * grad
+        if not np.all(np.isfinite(logits)):
+            raise FloatingPointError(
+                f"kl_penalised_ascent: non-finite logits at step {step} "
+                f"(kl_gradient={kl_gradient!r}, lr={lr}, beta={beta})"
+            )
+        logits = logits - logits.max(-1, keepdims=True)  # the softmax is shift-invariant
+        if step % record_every == 0 or step == n_steps:
+            steps.append(step)
+            trajectory.append(np.exp(log_softmax(logits, axis=-1)))
+    return {"pi": trajectory[-1], "steps": np.array(steps), "trajectory": np.stack(trajectory)}
