@@ -1,0 +1,36 @@
+"""A numpy GPT-2 with a hand-written backward pass: the sequence world of the chapter.
+
+- :mod:`~rlhf_toy.gpt.layers`: forward/backward pairs (embedding, LayerNorm, linear,
+  causal attention, GELU, block) and the masked cross-entropy;
+- :mod:`~rlhf_toy.gpt.model`: :class:`GPTConfig`, :class:`GPT` (GPT-2 names and layouts,
+  optional value / reward heads, per-token log-probs and their backward, KV-cache steps);
+- :mod:`~rlhf_toy.gpt.sample`: :func:`sample` with temperature, top-k and EOS;
+- :mod:`~rlhf_toy.gpt.optim`: AdamW, global-norm clipping, the learning-rate schedule;
+- :mod:`~rlhf_toy.gpt.checkpoint`: safetensors checkpoints and the Hugging Face export.
+
+``gpt/`` knows nothing of RLHF: the objectives hand it gradients with respect to
+log-probabilities (``model.logprobs_backward``) and it returns parameter gradients.
+"""
+
+from .checkpoint import export_hf, load, save
+from .layers import cross_entropy
+from .model import GPT, GPTConfig, KVCache, check_finite_grads, param_spec
+from .optim import AdamW, clip_grad_norm, lr_schedule
+from .sample import SampleResult, sample
+
+__all__ = [
+    "GPT",
+    "AdamW",
+    "GPTConfig",
+    "KVCache",
+    "SampleResult",
+    "check_finite_grads",
+    "clip_grad_norm",
+    "cross_entropy",
+    "export_hf",
+    "load",
+    "lr_schedule",
+    "param_spec",
+    "sample",
+    "save",
+]

@@ -1,0 +1,479 @@
+"""The layers of GPT-2 as forward/backward pairs (the sequence world of the chapter).
+
+Every layer comes as ``<name>_forward(...) -> (out, cache)`` and
+``<name>_backward(dout, cache) -> grads``, in the style of karpathy/llm.c. The cache holds
+only what the backward pass needs, and each forward says what that is. Dimension letters:
+``B`` batch, ``T`` time, ``C`` channels, ``V`` vocabulary, ``NH`` heads, ``hs = C // NH``
+head size; every tensor line carries its shape.
+
+Reference semantics (exactly GPT-2's):
+
+- token + learned position embedding: ``x[b, t] = wte[tokens[b, t]] + wpe[t]``;
+- LayerNorm with biased variance and ``eps = 1e-5``:
+  ``(x - mean) / sqrt(var + 1e-5) * weight + bias`` over the last axis;
+- linear layers store the weight as ``[in, out]`` (GPT-2's ``Conv1D``): ``x @ w + b``;
+- causal self-attention, scores scaled by ``1 / sqrt(hs)``, softmax over keys ``<= t``;
+- GELU, tanh approximation: ``0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))``;
+- pre-LN blocks: ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))``; no dropout anywhere.
+
+Everything runs in the dtype of the inputs (float32 by default, float64 for gradient
+checks): constants are Python floats, which never upcast a float32 array.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+#: LayerNorm epsilon of GPT-2 (``layer_norm_epsilon`` in its config).
+LN_EPS = 1e-5
+#: ``sqrt(2 / pi)``, the GELU tanh-approximation constant, as a Python float (no upcast).
+GELU_SCALE = math.sqrt(2.0 / math.pi)
+#: Cubic coefficient of the GELU tanh approximation.
+GELU_CUBIC = 0.044715
+
+__all__ = [
+    "BLOCK_PARAMS",
+    "LN_EPS",
+    "attention_backward",
+    "attention_forward",
+    "block_backward",
+    "block_forward",
+    "causal_bias",
+    "cross_entropy",
+    "encoder_backward",
+    "encoder_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "layernorm_backward",
+    "layernorm_forward",
+    "log_softmax",
+    "matmul_backward",
+    "matmul_forward",
+    "softmax",
+]
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _mean_last(x):
+    """Mean over the last axis, keepdims, as a matrix-vector product.
+
+    Same value as ``x.mean(axis=-1, keepdims=True)``; BLAS makes it several times faster
+    for the short rows of this model (numpy's reduction has a per-row overhead).
+    """
+    C = x.shape[-1]
+    return (x @ np.full(C, 1.0 / C, dtype=x.dtype))[..., None]  # (..., C) @ (C,) -> (..., 1)
+
+
+def _sum_last(x):
+    """Sum over the last axis, keepdims, as a matrix-vector product (see ``_mean_last``)."""
+    return (x @ np.ones(x.shape[-1], dtype=x.dtype))[..., None]  # (..., C) @ (C,) -> (..., 1)
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+def encoder_forward(tokens, wte, wpe):
+    """Token plus position embedding, ``x[b, t] = wte[tokens[b, t]] + wpe[t]``.
+
+    Parameters
+    ----------
+    tokens : ndarray of int, shape (B, T)
+    wte : ndarray of shape (V, C)
+    wpe : ndarray of shape (n_ctx, C), with ``n_ctx >= T``
+
+    Returns
+    -------
+    out : ndarray of shape (B, T, C)
+    cache : tuple ``(tokens, V, n_ctx)``; the gradient only needs the indices.
+    """
+    T = tokens.shape[1]
+    out = wte[tokens] + wpe[:T]  # (B, T, C) + (T, C) -> (B, T, C)
+    return out, (tokens, wte.shape[0], wpe.shape[0])
+
+
+def encoder_backward(dout, cache):
+    """Gradients of :func:`encoder_forward`: scatter-add into the used rows.
+
+    Returns
+    -------
+    dwte : ndarray of shape (V, C)
+    dwpe : ndarray of shape (n_ctx, C); rows ``>= T`` are zero.
+    """
+    tokens, V, n_ctx = cache
+    B, T, C = dout.shape
+    # scatter-add of rows, dwte[tokens[b, t]] += dout[b, t] (np.add.at, but ~5x faster):
+    # sort the positions by token, then sum each token's run of rows
+    flat = tokens.reshape(-1)  # (BT,)
+    order = np.argsort(flat, kind="stable")  # (BT,)
+    sorted_tokens = flat[order]  # (BT,)
+    starts = np.flatnonzero(np.r_[True, sorted_tokens[1:] != sorted_tokens[:-1]])  # (U,)
+    dwte = np.zeros((V, C), dtype=dout.dtype)  # (V, C)
+    dwte[sorted_tokens[starts]] = np.add.reduceat(dout.reshape(B * T, C)[order], starts, axis=0)
+    dwpe = np.zeros((n_ctx, C), dtype=dout.dtype)  # (n_ctx, C)
+    dwpe[:T] = dout.sum(axis=0)  # (B, T, C) -> (T, C)
+    return dwte, dwpe
+
+
+# --------------------------------------------------------------------------- layernorm
+
+
+def layernorm_forward(x, w, b):
+    """LayerNorm over the last axis, biased variance, ``eps = 1e-5``.
+
+    ``out = (x - mean) / sqrt(var + 1e-5) * w + b``, with ``var = mean((x - mean)^2)``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (..., C)
+    w, b : ndarray of shape (C,)
+
+    Returns
+    -------
+    out : ndarray of shape (..., C)
+    cache : tuple ``(xhat, rstd, w)``: the normalised input, ``1 / sqrt(var + eps)``
+        of shape (..., 1), and the weight. (llm.c keeps ``x, mean, rstd``; ``xhat`` saves
+        recomputing it.)
+    """
+    xhat = x - _mean_last(x)  # (..., C), centred
+    var = _mean_last(xhat * xhat)  # (..., 1), biased variance
+    rstd = 1.0 / np.sqrt(var + LN_EPS)  # (..., 1)
+    xhat *= rstd  # (..., C), normalised
+    out = xhat * w  # (..., C)
+    out += b
+    return out, (xhat, rstd, w)
+
+
+def layernorm_backward(dout, cache):
+    """Gradients of :func:`layernorm_forward`.
+
+    With ``g = dout * w``: ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``.
+
+    Returns
+    -------
+    dx : ndarray of shape (..., C)
+    dw, db : ndarray of shape (C,)
+    """
+    xhat, rstd, w = cache
+    C = dout.shape[-1]
+    dw = (dout * xhat).reshape(-1, C).sum(axis=0)  # (..., C) -> (C,)
+    db = dout.reshape(-1, C).sum(axis=0)  # (..., C) -> (C,)
+    g = dout * w  # (..., C)
+    dx = g - _mean_last(g)  # (..., C)
+    dx -= xhat * _mean_last(g * xhat)  # (..., C)
+    dx *= rstd  # (..., C)
+    return dx, dw, db
+
+
+# ------------------------------------------------------------------------------ matmul
+
+
+def matmul_forward(x, w, b):
+    """Affine map with GPT-2's ``Conv1D`` layout, ``out = x @ w + b``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (..., IC)
+    w : ndarray of shape (IC, OC)
+    b : ndarray of shape (OC,)
+
+    Returns
+    -------
+    out : ndarray of shape (..., OC)
+    cache : tuple ``(x, w)``.
+    """
+    IC, OC = w.shape
+    out = x.reshape(-1, IC) @ w  # (N, IC) @ (IC, OC) -> (N, OC), one GEMM
+    out += b  # (N, OC)
+    return out.reshape(*x.shape[:-1], OC), (x, w)
+
+
+def matmul_backward(dout, cache):
+    """Gradients of :func:`matmul_forward`.
+
+    Returns
+    -------
+    dx : ndarray of shape (..., IC)
+    dw : ndarray of shape (IC, OC)
+    db : ndarray of shape (OC,)
+    """
+    x, w = cache
+    IC, OC = w.shape
+    dout2 = dout.reshape(-1, OC)  # (N, OC)
+    dx = (dout2 @ w.T).reshape(x.shape)  # (N, OC) @ (OC, IC) -> (N, IC)
+    dw = x.reshape(-1, IC).T @ dout2  # (IC, N) @ (N, OC) -> (IC, OC)
+    db = dout2.sum(axis=0)  # (N, OC) -> (OC,)
+    return dx, dw, db
+
+
+# -------------------------------------------------------------------------------- gelu
+
+
+def gelu_forward(x):
+    """GELU, tanh approximation (GPT-2's ``gelu_new``).
+
+    ``out = 0.5 x (1 + tanh(u))`` with ``u = sqrt(2 / pi) (x + 0.044715 x^3)``, computed as
+    ``x * sigmoid(2 u)`` (the same function: ``0.5 (1 + tanh(u)) = sigmoid(2 u)``), which
+    costs one ``exp`` instead of a slower ``tanh``.
+
+    Returns
+    -------
+    out : ndarray, shape of ``x``
+    cache : tuple ``(x, s)`` with ``s = sigmoid(2 u)``; backward needs no transcendental.
+    """
+    s = x * x  # (..., D)
+    s *= -2.0 * GELU_SCALE * GELU_CUBIC
+    s += -2.0 * GELU_SCALE
+    s *= x  # -2u = -2 sqrt(2 / pi) (x + 0.044715 x^3)
+    with np.errstate(over="ignore"):  # exp(-2u) = inf for very negative x: s -> 0, exact
+        np.exp(s, out=s)
+    s += 1.0
+    np.reciprocal(s, out=s)  # sigmoid(2u) = 0.5 (1 + tanh(u))
+    out = x * s  # (..., D)
+    return out, (x, s)
+
+
+def gelu_backward(dout, cache):
+    """Gradient of :func:`gelu_forward`.
+
+    With ``s = sigmoid(2u)``: ``d out / dx = s + x s (1 - s) 2 du/dx``, where
+    ``du/dx = sqrt(2 / pi) (1 + 3 * 0.044715 x^2)`` (equal to the tanh form
+    ``0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx``).
+    """
+    x, s = cache
+    local = x * x  # (..., D)
+    local *= 2.0 * GELU_SCALE * 3.0 * GELU_CUBIC
+    local += 2.0 * GELU_SCALE  # 2 du/dx
+    local *= x
+    local *= s
+    local *= 1.0 - s  # x s (1 - s) 2 du/dx
+    local += s  # d out / dx
+    local *= dout
+    return local
+
+
+# ----------------------------------------------------------------------------- softmax
+
+
+def softmax(x):
+    """Numerically stable softmax along the last axis (in the dtype of ``x``)."""
+    e = x - x.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e *= 1.0 / _sum_last(e)
+    return e
+
+
+def log_softmax(x, axis=-1):
+    """Numerically stable log-softmax along ``axis``: ``x - logsumexp(x)``."""
+    s = x - x.max(axis=axis, keepdims=True)
+    s -= np.log(np.exp(s).sum(axis=axis, keepdims=True))
+    return s
+
+
+@functools.lru_cache(maxsize=256)
+def causal_bias(T, T_past=0, dtype=np.float32):
+    """Additive causal mask ``(T, T_past + T)``: 0 where query ``T_past + i`` may see key
+    ``j`` (``j <= T_past + i``), ``-inf`` elsewhere.
+
+    The full forward is the case ``T_past = 0``; incremental decoding has ``T_past`` cached
+    positions. Adding it to the scores is cheaper than a boolean assignment. The array is
+    cached and read-only.
+    """
+    allowed = np.tri(T, T_past + T, k=T_past, dtype=bool)  # (T, T_past + T)
+    bias = np.where(allowed, 0.0, -np.inf).astype(dtype)  # (T, T_past + T)
+    bias.flags.writeable = False
+    return bias
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def attention_forward(qkv, n_head):
+    """Causal multi-head self-attention on the fused ``q, k, v`` projection.
+
+    ``att = softmax(q k^T / sqrt(hs) + causal mask)``; ``out = att v``, heads concatenated.
+
+    Parameters
+    ----------
+    qkv : ndarray of shape (B, T, 3C)
+        ``[q | k | v]`` as produced by ``c_attn``; inside each, head ``h`` owns channels
+        ``h * hs:(h + 1) * hs`` (GPT-2's ``split_heads``).
+    n_head : int
+        ``NH``.
+
+    Returns
+    -------
+    out : ndarray of shape (B, T, C)
+    cache : tuple ``(q, k, v, att)``: ``q`` already scaled by ``1 / sqrt(hs)``, all of shape
+        (B, NH, T, hs), and the attention probabilities (B, NH, T, T).
+    """
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    NH = n_head
+    hs = C // NH
+    qkv = qkv.reshape(B, T, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs)
+    q, k, v = qkv[0], qkv[1], qkv[2]  # (B, NH, T, hs) each
+    q = q * (1.0 / math.sqrt(hs))  # (B, NH, T, hs), scaled once, on the smaller tensor
+    att = q @ k.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, T) -> (B, NH, T, T)
+    att += causal_bias(T, 0, att.dtype.type)  # (B, NH, T, T), future keys -> -inf
+    att = softmax(att)  # (B, NH, T, T)
+    y = att @ v  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
+    out = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, NH, hs) -> (B, T, C)
+    return out, (q, k, v, att)
+
+
+def attention_backward(dout, cache):
+    """Gradient of :func:`attention_forward` with respect to ``qkv`` (B, T, 3C).
+
+    Softmax backward: ``dpre = att * (datt - sum(datt * att, keys))``; masked entries have
+    ``att = 0`` and so receive no gradient.
+    """
+    q, k, v, att = cache
+    B, NH, T, hs = q.shape
+    C = NH * hs
+    dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, NH, T, hs)
+    datt = dy @ v.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, T) -> (B, NH, T, T)
+    dv = att.swapaxes(-1, -2) @ dy  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
+    datt -= _sum_last(datt * att)  # (B, NH, T, T)
+    datt *= att  # (B, NH, T, T), gradient of the scaled scores
+    dq = datt @ k  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
+    dq *= 1.0 / math.sqrt(hs)  # through the 1 / sqrt(hs) scale
+    dk = datt.swapaxes(-1, -2) @ q  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
+    dqkv = np.stack((dq, dk, dv))  # (3, B, NH, T, hs)
+    return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C)  # (B, T, 3, NH, hs) -> (B, T, 3C)
+
+
+# ------------------------------------------------------------------------------- block
+
+#: Parameter names inside one block, in GPT-2's order (prefix ``h.{i}.`` in the model).
+BLOCK_PARAMS = (
+    "ln_1.weight",
+    "ln_1.bias",
+    "attn.c_attn.weight",
+    "attn.c_attn.bias",
+    "attn.c_proj.weight",
+    "attn.c_proj.bias",
+    "ln_2.weight",
+    "ln_2.bias",
+    "mlp.c_fc.weight",
+    "mlp.c_fc.bias",
+    "mlp.c_proj.weight",
+    "mlp.c_proj.bias",
+)
+
+
+def block_forward(x, p, n_head):
+    """One pre-LN transformer block: ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (B, T, C)
+    p : mapping from the names of :data:`BLOCK_PARAMS` to arrays
+    n_head : int
+
+    Returns
+    -------
+    out : ndarray of shape (B, T, C)
+    cache : tuple of the sub-layers' caches.
+    """
+    h, ln1 = layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"])  # (B, T, C)
+    qkv, fc_attn = matmul_forward(h, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # (B, T, 3C)
+    a, att = attention_forward(qkv, n_head)  # (B, T, 3C) -> (B, T, C)
+    a, proj_attn = matmul_forward(a, p["attn.c_proj.weight"], p["attn.c_proj.bias"])  # (B, T, C)
+    x = x + a  # (B, T, C), residual
+    h, ln2 = layernorm_forward(x, p["ln_2.weight"], p["ln_2.bias"])  # (B, T, C)
+    h, fc = matmul_forward(h, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # (B, T, 4C)
+    h, gelu = gelu_forward(h)  # (B, T, 4C)
+    h, proj = matmul_forward(h, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # (B, T, C)
+    x = x + h  # (B, T, C), residual
+    return x, (ln1, fc_attn, att, proj_attn, ln2, fc, gelu, proj)
+
+
+def block_backward(dout, cache):
+    """Gradients of :func:`block_forward`.
+
+    Returns
+    -------
+    dx : ndarray of shape (B, T, C)
+    grads : dict keyed by the names of :data:`BLOCK_PARAMS`.
+    """
+    ln1, fc_attn, att, proj_attn, ln2, fc, gelu, proj = cache
+    g = {}
+    dh, g["mlp.c_proj.weight"], g["mlp.c_proj.bias"] = matmul_backward(dout, proj)  # (B, T, 4C)
+    dh = gelu_backward(dh, gelu)  # (B, T, 4C)
+    dh, g["mlp.c_fc.weight"], g["mlp.c_fc.bias"] = matmul_backward(dh, fc)  # (B, T, C)
+    dh, g["ln_2.weight"], g["ln_2.bias"] = layernorm_backward(dh, ln2)  # (B, T, C)
+    dx = dout + dh  # (B, T, C), residual
+    da, g["attn.c_proj.weight"], g["attn.c_proj.bias"] = matmul_backward(dx, proj_attn)  # (B,T,C)
+    dqkv = attention_backward(da, att)  # (B, T, 3C)
+    dh, g["attn.c_attn.weight"], g["attn.c_attn.bias"] = matmul_backward(dqkv, fc_attn)  # (B,T,C)
+    dh, g["ln_1.weight"], g["ln_1.bias"] = layernorm_backward(dh, ln1)  # (B, T, C)
+    dx += dh  # (B, T, C), residual
+    return dx, g
+
+
+# ----------------------------------------------------------------------- cross-entropy
+
+
+def cross_entropy(logits, targets, mask=None):
+    """Masked mean cross-entropy and its gradient with respect to the logits.
+
+    ``loss = sum_{b,t} mask[b,t] * (-log softmax(logits[b,t])[targets[b,t]]) / sum(mask)``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (B, T, V)
+    targets : ndarray of int, shape (B, T)
+        Entries where ``mask == 0`` are ignored (any value in ``[0, V)``).
+    mask : ndarray of shape (B, T), optional
+        Weights (0/1 or bool); ``None`` means every position counts.
+
+    Returns
+    -------
+    loss : float
+    dlogits : ndarray of shape (B, T, V), dtype of ``logits``
+        ``(softmax(logits) - onehot(targets)) * mask / sum(mask)``.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, a target is out of ``[0, V)`` at a counted position, or the mask
+        selects nothing.
+    """
+    logits = np.asarray(logits)
+    if logits.ndim != 3:
+        raise ValueError(f"logits must have shape (B, T, V), got shape {logits.shape}")
+    B, T, V = logits.shape
+    targets = np.asarray(targets)
+    if targets.shape != (B, T) or not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(
+            f"targets must be integers of shape {(B, T)}, got {targets.dtype} {targets.shape}"
+        )
+    if mask is None:
+        mask = np.ones((B, T), dtype=logits.dtype)
+    else:
+        mask = np.asarray(mask)
+        if mask.shape != (B, T):
+            raise ValueError(f"mask must have shape {(B, T)}, got {mask.shape}")
+        mask = mask.astype(logits.dtype)
+    n = float(mask.sum())
+    if n <= 0:
+        raise ValueError("mask must select at least one position, got sum(mask) = 0")
+    counted = mask != 0
+    if np.any((targets < 0)[counted]) or np.any((targets >= V)[counted]):
+        bad = targets[counted & ((targets < 0) | (targets >= V))][0]
+        raise ValueError(f"targets must be in [0, {V}), got {bad}")
+    safe = np.where(counted, targets, 0)  # (B, T), ignored positions read class 0
+    logp = log_softmax(logits)  # (B, T, V)
+    nll = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]  # (B, T)
+    loss = float((nll * mask).sum()) / n
+    dlogits = np.exp(logp, out=logp)  # (B, T, V), softmax
+    np.put_along_axis(
+        dlogits, safe[..., None], np.take_along_axis(dlogits, safe[..., None], -1) - 1.0, -1
+    )  # (B, T, V), softmax - onehot
+    dlogits *= (mask * (1.0 / n))[..., None]  # (B, T, V)
+    return loss, dlogits

@@ -1,0 +1,592 @@
+"""A GPT-2 in numpy with a hand-written backward pass: the policy of the sequence world.
+
+In the chapter's pipeline ("The RLHF Pipeline") this model is every network: the policy
+of Stage 1 (SFT, :meth:`GPT.loss`) and Stage 3 ("the language model is treated as the
+policy, tokens are actions", :meth:`GPT.logprobs`), PPO's critic (the value head) and
+Stage 2's reward model ``r_phi(x, y)`` (the reward head, trained by Bradley-Terry).
+
+The chapter's algorithms (SFT, the reward model, PPO, DPO, GRPO, best-of-n) all need the
+same three things from a language model: per-token log-probabilities of a sequence
+``log pi(y_t | x, y_<t)``, the gradient of any scalar built from them, and samples. This
+module supplies the first two (sampling lives in :mod:`rlhf_toy.gpt.sample`), with
+GPT-2's exact semantics and parameter names so that a checkpoint reads like the paper and
+exports to Hugging Face unchanged.
+
+Reference semantics (see :mod:`rlhf_toy.gpt.layers` for each layer)::
+
+    x = wte[tokens] + wpe[:T]                       # (B, T, C)
+    for i in range(L):                              # pre-LN blocks
+        x = x + attn_i(ln_1_i(x))                   # causal, scores / sqrt(hs)
+        x = x + mlp_i(ln_2_i(x))                    # c_fc -> GELU (tanh) -> c_proj
+    xf = ln_f(x)                                    # LayerNorm eps 1e-5
+    logits = xf @ wte.T                             # (B, T, V), LM head tied to wte
+    values = xf @ value_head.weight + value_head.bias        # (B, T), optional head
+    rewards = xf[b, pos_b] @ reward_head.weight + bias      # (B,),  optional head
+
+No dropout. Weights follow GPT-2's initialisation: normal with std 0.02, except the two
+residual projections (``c_proj``) with std ``0.02 / sqrt(2 L)``; biases zero; LayerNorm
+weights one. The value and reward heads start at exactly zero, so an untrained critic or
+reward model predicts 0 everywhere, and the transformer's weights for a given seed do not
+depend on which heads are attached.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .._validate import as_rng, check_int
+from .layers import (
+    BLOCK_PARAMS,
+    block_backward,
+    block_forward,
+    causal_bias,
+    cross_entropy,
+    encoder_backward,
+    encoder_forward,
+    gelu_forward,
+    layernorm_backward,
+    layernorm_forward,
+    log_softmax,
+    matmul_forward,
+    softmax,
+)
+
+__all__ = [
+    "GPT",
+    "HEADS",
+    "GPTConfig",
+    "KVCache",
+    "check_finite_grads",
+    "cross_entropy",
+    "param_spec",
+]
+
+#: Optional scalar heads on the final hidden state, in parameter-spec order.
+HEADS = ("value", "reward")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Shape of a GPT-2: the five numbers of its ``config.json``.
+
+    Raises
+    ------
+    ValueError
+        If a field is not a positive integer, or ``n_embd`` is not a multiple of ``n_head``.
+    """
+
+    vocab_size: int  # V: number of token ids, tokens live in [0, V)
+    n_ctx: int  # longest sequence (prompt + response); the number of learned positions
+    n_embd: int  # C: width of the residual stream
+    n_layer: int  # L: number of transformer blocks
+    n_head: int  # NH: attention heads per block; head size hs = C // NH
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head"):
+            check_int(getattr(self, name), name)
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd must be divisible by n_head, got n_embd={self.n_embd} "
+                f"and n_head={self.n_head}"
+            )
+
+    @property
+    def head_size(self) -> int:
+        """``hs = n_embd // n_head``."""
+        return self.n_embd // self.n_head
+
+
+def param_spec(config: GPTConfig, heads=()) -> list[tuple[str, tuple[int, ...]]]:
+    """The ordered ``(name, shape)`` list of a model's parameters (GPT-2 names and layouts).
+
+    Gradients and optimiser states use the same names and order, so AdamW is one loop.
+    """
+    V, T, C, L = config.vocab_size, config.n_ctx, config.n_embd, config.n_layer
+    shapes = {
+        "ln_1.weight": (C,),
+        "ln_1.bias": (C,),
+        "attn.c_attn.weight": (C, 3 * C),
+        "attn.c_attn.bias": (3 * C,),
+        "attn.c_proj.weight": (C, C),
+        "attn.c_proj.bias": (C,),
+        "ln_2.weight": (C,),
+        "ln_2.bias": (C,),
+        "mlp.c_fc.weight": (C, 4 * C),
+        "mlp.c_fc.bias": (4 * C,),
+        "mlp.c_proj.weight": (4 * C, C),
+        "mlp.c_proj.bias": (C,),
+    }
+    spec = [("wte", (V, C)), ("wpe", (T, C))]
+    for i in range(L):
+        spec += [(f"h.{i}.{name}", shapes[name]) for name in BLOCK_PARAMS]
+    spec += [("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
+    for head in _check_heads(heads):
+        spec += [(f"{head}_head.weight", (C,)), (f"{head}_head.bias", ())]
+    return spec
+
+
+def _check_heads(heads) -> tuple[str, ...]:
+    if isinstance(heads, str):
+        heads = (heads,)
+    heads = tuple(heads)
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown:
+        raise ValueError(f"heads must be a subset of {set(HEADS)}, got {unknown[0]!r}")
+    return tuple(h for h in HEADS if h in heads)  # canonical order, duplicates dropped
+
+
+def _check_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def _init_std(name: str, n_layer: int) -> float | None:
+    """GPT-2 initial std of a weight, or None for the constant-initialised ones."""
+    if name in ("wte", "wpe") or name.endswith(("c_attn.weight", "c_fc.weight")):
+        return 0.02
+    if name.endswith("c_proj.weight"):
+        return 0.02 / math.sqrt(2 * n_layer)  # residual projections (GPT-2 paper, sec. 2.3)
+    return None
+
+
+def check_finite_grads(grads, step) -> None:
+    """Raise unless every gradient is finite; training loops call this once per step.
+
+    Raises
+    ------
+    FloatingPointError
+        Naming the step and the first parameter whose gradient has a NaN or inf.
+    """
+    for name, g in grads.items():
+        if not np.all(np.isfinite(g)):
+            n_bad = int(np.size(g) - np.count_nonzero(np.isfinite(g)))
+            raise FloatingPointError(
+                f"non-finite gradient at step {step}: parameter {name!r} has {n_bad} "
+                f"NaN/inf entries"
+            )
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the tokens seen so far, for incremental decoding.
+
+    ``k[i]`` and ``v[i]`` have shape ``(B, NH, n_ctx, hs)``; positions ``[0, length)`` are
+    filled. Made by :meth:`GPT.init_kv_cache`, advanced by :meth:`GPT.forward_step`.
+    """
+
+    k: list  # L arrays (B, NH, n_ctx, hs)
+    v: list  # L arrays (B, NH, n_ctx, hs)
+    length: int = 0  # number of positions filled
+
+
+class GPT:
+    """GPT-2 language model with optional value and reward heads.
+
+    Parameters
+    ----------
+    config : GPTConfig
+    seed : int or numpy.random.Generator, default 0
+        Randomness of the initialisation (same seed, same weights, bit for bit).
+    dtype : float32 (default) or float64
+        Of every parameter and every computation (float64 for gradient checks).
+    heads : iterable of {"value", "reward"}, default ()
+        Scalar heads read from the final hidden state after ``ln_f``.
+
+    Attributes
+    ----------
+    config : GPTConfig
+    dtype : numpy.dtype
+    heads : tuple of str
+    param_spec : list of (name, shape)
+        Ordered; ``params`` and every gradient dict use these names and shapes.
+    params : dict of str to ndarray
+        GPT-2 names and layouts (``wte [V, C]``, ``h.0.attn.c_attn.weight [C, 3C]``, ...).
+
+    Notes
+    -----
+    Training step::
+
+        logits = model.forward(tokens)                       # (B, T, V)
+        loss, dlogits = cross_entropy(logits, targets, mask)  # or model.loss(...)
+        grads = model.backward(dlogits)
+
+    Sequence log-probs for DPO / PPO / GRPO::
+
+        logp = model.logprobs(tokens)                        # (B, T-1)
+        grads = model.logprobs_backward(dloss_dlogp)         # zeros where masked
+
+    Every forward-type call (``forward``, ``loss``, ``logprobs``, ``log_distributions``)
+    replaces the cache that the next backward uses.
+    """
+
+    def __init__(self, config: GPTConfig, seed=0, dtype=np.float32, heads=()):
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        self.dtype = _check_dtype(dtype)
+        self.heads = _check_heads(heads)
+        self.param_spec = param_spec(config, self.heads)
+        rng = as_rng(seed)
+        self.params = {}
+        for name, shape in self.param_spec:
+            std = _init_std(name, config.n_layer)
+            if std is not None:
+                p = rng.normal(0.0, std, size=shape)  # float64 draw: same weights in any dtype
+            elif name.startswith("ln") or ".ln_" in name:
+                p = np.ones(shape) if name.endswith("weight") else np.zeros(shape)
+            else:
+                p = np.zeros(shape)  # biases and the scalar heads
+            self.params[name] = p.astype(self.dtype)
+        self._cache = None
+
+    def __repr__(self):
+        n = sum(p.size for p in self.params.values())
+        return f"GPT({self.config}, dtype={self.dtype}, heads={self.heads}, params={n})"
+
+    @property
+    def num_params(self) -> int:
+        """Total number of scalar parameters."""
+        return sum(int(p.size) for p in self.params.values())
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_tokens(self, tokens, name="tokens", min_len=1) -> np.ndarray:
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D int array (B, T), got shape {tokens.shape}")
+        if tokens.dtype == bool or not np.issubdtype(tokens.dtype, np.integer):
+            raise ValueError(f"{name} must be integers, got dtype {tokens.dtype}")
+        B, T = tokens.shape
+        if B < 1 or T < min_len:
+            raise ValueError(f"{name} must have B >= 1 and T >= {min_len}, got shape {(B, T)}")
+        if T > self.config.n_ctx:
+            raise ValueError(
+                f"{name} has T={T} positions but the model's n_ctx is {self.config.n_ctx}"
+            )
+        lo, hi = tokens.min(), tokens.max()
+        if lo < 0 or hi >= self.config.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} must be in [0, {self.config.vocab_size}), got {bad}")
+        return tokens.astype(np.intp, copy=False)
+
+    def _check_grad(self, d, name, shape) -> np.ndarray:
+        d = np.asarray(d)
+        if d.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {d.shape}")
+        return d.astype(self.dtype, copy=False)
+
+    def _require_cache(self, what="backward"):
+        if self._cache is None:
+            raise RuntimeError(f"{what} needs a forward pass first (model.forward(tokens))")
+        return self._cache
+
+    def _block_params(self, i):
+        return {name: self.params[f"h.{i}.{name}"] for name in BLOCK_PARAMS}
+
+    # --------------------------------------------------------------------- forward
+
+    def _forward(self, tokens):
+        """Forward pass on validated tokens; returns ``(logits, cache)``."""
+        p = self.params
+        x, enc = encoder_forward(tokens, p["wte"], p["wpe"])  # (B, T, C)
+        blocks = []
+        for i in range(self.config.n_layer):
+            x, cache = block_forward(x, self._block_params(i), self.config.n_head)  # (B, T, C)
+            blocks.append(cache)
+        xf, lnf = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"])  # (B, T, C)
+        B, T, C = xf.shape
+        logits = (xf.reshape(B * T, C) @ p["wte"].T).reshape(B, T, -1)  # (BT, C) @ (C, V)
+        return logits, {"enc": enc, "blocks": blocks, "lnf": lnf, "xf": xf}
+
+    def forward(self, tokens) -> np.ndarray:
+        """Next-token logits, keeping what :meth:`backward` needs.
+
+        Parameters
+        ----------
+        tokens : ndarray of int, shape (B, T), ``1 <= T <= n_ctx``, entries in ``[0, V)``
+
+        Returns
+        -------
+        logits : ndarray of shape (B, T, V)
+            ``logits[b, t]`` scores token ``t + 1`` given ``tokens[b, :t + 1]``.
+
+        Raises
+        ------
+        ValueError
+            For a non-2-D or non-integer array, ``T > n_ctx``, or a token outside ``[0, V)``.
+        """
+        tokens = self._check_tokens(tokens)
+        logits, self._cache = self._forward(tokens)
+        return logits
+
+    def values(self) -> np.ndarray:
+        """Value-head outputs ``xf @ w + b`` of the last forward, shape (B, T)."""
+        self._require_head("value")
+        xf = self._require_cache("values")["xf"]  # (B, T, C)
+        return xf @ self.params["value_head.weight"] + self.params["value_head.bias"]  # (B, T)
+
+    def rewards(self, positions) -> np.ndarray:
+        """Reward-head outputs read at one position per row of the last forward.
+
+        Parameters
+        ----------
+        positions : ndarray of int, shape (B,)
+            Normally the index of each row's last real token (before right padding).
+
+        Returns
+        -------
+        rewards : ndarray of shape (B,)
+        """
+        self._require_head("reward")
+        c = self._require_cache("rewards")
+        B, T, _ = c["xf"].shape
+        pos = np.asarray(positions)
+        if pos.shape != (B,) or not np.issubdtype(pos.dtype, np.integer):
+            raise ValueError(f"positions must be integers of shape {(B,)}, got {pos.shape}")
+        if pos.min() < 0 or pos.max() >= T:
+            raise ValueError(f"positions must be in [0, {T}), got {pos.min()}..{pos.max()}")
+        c["reward_positions"] = pos.astype(np.intp)
+        h = c["xf"][np.arange(B), pos]  # (B, C)
+        return h @ self.params["reward_head.weight"] + self.params["reward_head.bias"]  # (B,)
+
+    def _require_head(self, head):
+        if head not in self.heads:
+            raise ValueError(f"the model has no {head!r} head; build it with heads=({head!r},)")
+
+    def loss(self, tokens, targets, mask=None):
+        """Forward plus masked mean cross-entropy: ``(loss, dlogits)``.
+
+        Equivalent to ``cross_entropy(self.forward(tokens), targets, mask)``; follow with
+        ``self.backward(dlogits)``.
+        """
+        return cross_entropy(self.forward(tokens), targets, mask)
+
+    # -------------------------------------------------------------------- backward
+
+    def backward(self, dlogits=None, dvalues=None, drewards=None) -> dict:
+        """Gradients of a scalar loss given its gradients at the model's outputs.
+
+        Parameters
+        ----------
+        dlogits : ndarray of shape (B, T, V), optional
+        dvalues : ndarray of shape (B, T), optional
+            Requires the value head.
+        drewards : ndarray of shape (B,), optional
+            Requires the reward head and a call to :meth:`rewards` after the forward.
+
+        Returns
+        -------
+        grads : dict of str to ndarray
+            Same keys, shapes, order and dtype as ``params``; zeros where no signal.
+        """
+        c = self._require_cache()
+        if dlogits is None and dvalues is None and drewards is None:
+            raise ValueError("backward needs at least one of dlogits, dvalues, drewards")
+        p = self.params
+        xf = c["xf"]  # (B, T, C)
+        B, T, C = xf.shape
+        V = self.config.vocab_size
+        g = {name: None for name, _ in self.param_spec}
+        dxf = np.zeros_like(xf)  # (B, T, C)
+        dwte_head = None
+        if dlogits is not None:
+            dlogits = self._check_grad(dlogits, "dlogits", (B, T, V))
+            dxf += (dlogits.reshape(-1, V) @ p["wte"]).reshape(B, T, C)  # (BT, V) @ (V, C)
+            dwte_head = dlogits.reshape(-1, V).T @ xf.reshape(-1, C)  # (V, BT) @ (BT, C)
+        if dvalues is not None:
+            self._require_head("value")
+            dvalues = self._check_grad(dvalues, "dvalues", (B, T))
+            dxf += dvalues[..., None] * p["value_head.weight"]  # (B, T, 1) * (C,) -> (B, T, C)
+            g["value_head.weight"] = dvalues.reshape(-1) @ xf.reshape(-1, C)  # (BT,) @ (BT, C)
+            g["value_head.bias"] = dvalues.sum()  # ()
+        if drewards is not None:
+            self._require_head("reward")
+            if "reward_positions" not in c:
+                raise RuntimeError("backward(drewards=...) needs model.rewards(positions) first")
+            drewards = self._check_grad(drewards, "drewards", (B,))
+            rows, pos = np.arange(B), c["reward_positions"]
+            dxf[rows, pos] += drewards[:, None] * p["reward_head.weight"]  # (B, C)
+            g["reward_head.weight"] = drewards @ xf[rows, pos]  # (B,) @ (B, C) -> (C,)
+            g["reward_head.bias"] = drewards.sum()  # ()
+        dx, g["ln_f.weight"], g["ln_f.bias"] = layernorm_backward(dxf, c["lnf"])  # (B, T, C)
+        for i in reversed(range(self.config.n_layer)):
+            dx, gb = block_backward(dx, c["blocks"][i])  # (B, T, C)
+            for name, gi in gb.items():
+                g[f"h.{i}.{name}"] = gi
+        g["wte"], g["wpe"] = encoder_backward(dx, c["enc"])  # (V, C), (n_ctx, C)
+        if dwte_head is not None:
+            g["wte"] += dwte_head  # tied LM head
+        for name, shape in self.param_spec:
+            if g[name] is None:
+                g[name] = np.zeros(shape, dtype=self.dtype)
+            else:
+                g[name] = np.asarray(g[name], dtype=self.dtype).reshape(shape)
+        return g
+
+    # ---------------------------------------------------------- sequence log-probs
+
+    def logprobs(self, tokens) -> np.ndarray:
+        """Per-token log-probabilities of the sequences, ``log pi(y_t | y_<t)``.
+
+        Parameters
+        ----------
+        tokens : ndarray of int, shape (B, T), ``T >= 2``
+            Right padding with any valid token is harmless: by causality it never changes
+            an earlier log-prob; the caller masks the padded positions.
+
+        Returns
+        -------
+        logp : ndarray of shape (B, T - 1)
+            ``logp[:, t] = log pi(tokens[:, t + 1] | tokens[:, :t + 1])``.
+
+        See Also
+        --------
+        logprobs_backward : its gradient.
+        """
+        tokens = self._check_tokens(tokens, min_len=2)
+        logits, self._cache = self._forward(tokens)  # (B, T, V)
+        logq = log_softmax(logits[:, :-1])  # (B, T-1, V)
+        logp = np.take_along_axis(logq, tokens[:, 1:, None], axis=-1)[..., 0]  # (B, T-1)
+        self._cache["probs"] = np.exp(logq)  # (B, T-1, V), for the backward
+        self._cache["probs_of"] = "logprobs"
+        return logp
+
+    def logprobs_backward(self, dlogp, dvalues=None, drewards=None) -> dict:
+        """Gradients given ``dlogp = d loss / d logp`` from :meth:`logprobs`.
+
+        ``d logp[b, t] / d logits[b, t] = onehot(tokens[b, t + 1]) - softmax(logits[b, t])``;
+        the last position's logits get no gradient. Pass zeros at masked positions.
+        ``dvalues`` / ``drewards`` are added as in :meth:`backward` (e.g. PPO's value loss).
+        """
+        c = self._require_cache("logprobs_backward")
+        if c.get("probs_of") != "logprobs":
+            raise RuntimeError("logprobs_backward needs model.logprobs(tokens) first")
+        probs = c["probs"]  # (B, T-1, V)
+        B, T1, V = probs.shape
+        dlogp = self._check_grad(dlogp, "dlogp", (B, T1))
+        targets = c["enc"][0][:, 1:, None]  # (B, T-1, 1)
+        dlogits = np.zeros((B, T1 + 1, V), dtype=self.dtype)  # (B, T, V)
+        d = dlogits[:, :-1]  # (B, T-1, V), a view
+        np.multiply(probs, -dlogp[..., None], out=d)  # -softmax * dlogp
+        np.put_along_axis(d, targets, np.take_along_axis(d, targets, -1) + dlogp[..., None], -1)
+        return self.backward(dlogits, dvalues, drewards)
+
+    def log_distributions(self, tokens) -> np.ndarray:
+        """Full next-token log-distributions ``log_softmax(logits)``, shape (B, T, V).
+
+        For exact per-token KL to a reference model:
+        ``KL_t = sum_v exp(logq[b, t, v]) (logq[b, t, v] - logq_ref[b, t, v])``.
+        """
+        tokens = self._check_tokens(tokens)
+        logits, self._cache = self._forward(tokens)  # (B, T, V)
+        logq = log_softmax(logits)  # (B, T, V)
+        self._cache["probs"] = np.exp(logq)  # (B, T, V)
+        self._cache["probs_of"] = "log_distributions"
+        return logq
+
+    def log_distributions_backward(self, dlogq, dvalues=None, drewards=None) -> dict:
+        """Gradients given ``d loss / d logq`` for :meth:`log_distributions`' output.
+
+        Log-softmax backward: ``dlogits = dlogq - softmax * sum_v dlogq``.
+        """
+        c = self._require_cache("log_distributions_backward")
+        if c.get("probs_of") != "log_distributions":
+            raise RuntimeError("log_distributions_backward needs model.log_distributions first")
+        probs = c["probs"]  # (B, T, V)
+        dlogq = self._check_grad(dlogq, "dlogq", probs.shape)
+        dlogits = dlogq - probs * dlogq.sum(axis=-1, keepdims=True)  # (B, T, V)
+        return self.backward(dlogits, dvalues, drewards)
+
+    # --------------------------------------------------------- incremental decoding
+
+    def init_kv_cache(self, batch_size: int) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` sequences."""
+        B = check_int(batch_size, "batch_size")
+        cfg = self.config
+        shape = (B, cfg.n_head, cfg.n_ctx, cfg.head_size)  # (B, NH, n_ctx, hs)
+        return KVCache(
+            k=[np.zeros(shape, dtype=self.dtype) for _ in range(cfg.n_layer)],
+            v=[np.zeros(shape, dtype=self.dtype) for _ in range(cfg.n_layer)],
+        )
+
+    def forward_step(self, tokens, kv: KVCache) -> np.ndarray:
+        """Logits of new tokens given the cached past; appends their keys and values.
+
+        Same numbers as :meth:`forward` on the whole sequence (up to float rounding), at
+        the cost of the new positions only. Keeps no backward cache.
+
+        Parameters
+        ----------
+        tokens : ndarray of int, shape (B, T_new)
+            The next ``T_new`` tokens (the prompt on the first call, then one at a time).
+        kv : KVCache
+            From :meth:`init_kv_cache`, advanced in place.
+
+        Returns
+        -------
+        logits : ndarray of shape (B, T_new, V)
+        """
+        tokens = self._check_tokens(tokens)
+        B, Tn = tokens.shape
+        t0 = kv.length
+        if kv.k[0].shape[0] != B:
+            raise ValueError(f"tokens have B={B} rows but the cache has {kv.k[0].shape[0]}")
+        if t0 + Tn > self.config.n_ctx:
+            raise ValueError(
+                f"cache holds {t0} positions; {Tn} more exceed n_ctx={self.config.n_ctx}"
+            )
+        p = self.params
+        NH, hs = self.config.n_head, self.config.head_size
+        C = NH * hs
+        x = p["wte"][tokens] + p["wpe"][t0 : t0 + Tn]  # (B, Tn, C)
+        bias = causal_bias(Tn, t0, self.dtype.type)  # (Tn, t0 + Tn), 0 or -inf
+        for i in range(self.config.n_layer):
+            bp = self._block_params(i)
+            h, _ = layernorm_forward(x, bp["ln_1.weight"], bp["ln_1.bias"])  # (B, Tn, C)
+            w, b = bp["attn.c_attn.weight"], bp["attn.c_attn.bias"]
+            qkv, _ = matmul_forward(h, w, b)  # (B, Tn, 3C)
+            qkv = qkv.reshape(B, Tn, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, Tn, hs)
+            kv.k[i][:, :, t0 : t0 + Tn] = qkv[1]  # (B, NH, Tn, hs)
+            kv.v[i][:, :, t0 : t0 + Tn] = qkv[2]  # (B, NH, Tn, hs)
+            k = kv.k[i][:, :, : t0 + Tn]  # (B, NH, t0 + Tn, hs)
+            v = kv.v[i][:, :, : t0 + Tn]  # (B, NH, t0 + Tn, hs)
+            q = qkv[0] * (1.0 / math.sqrt(hs))  # (B, NH, Tn, hs)
+            att = q @ k.swapaxes(-1, -2)  # (B, NH, Tn, t0 + Tn)
+            if Tn > 1:  # a single new query sees every cached key: nothing to mask
+                att += bias  # (B, NH, Tn, t0 + Tn), future keys masked
+            att = softmax(att)  # (B, NH, Tn, t0 + Tn)
+            y = (att @ v).transpose(0, 2, 1, 3).reshape(B, Tn, C)  # (B, Tn, C)
+            y, _ = matmul_forward(y, bp["attn.c_proj.weight"], bp["attn.c_proj.bias"])  # (B,Tn,C)
+            x = x + y  # (B, Tn, C)
+            h, _ = layernorm_forward(x, bp["ln_2.weight"], bp["ln_2.bias"])  # (B, Tn, C)
+            h, _ = matmul_forward(h, bp["mlp.c_fc.weight"], bp["mlp.c_fc.bias"])  # (B, Tn, 4C)
+            h, _ = gelu_forward(h)  # (B, Tn, 4C)
+            h, _ = matmul_forward(h, bp["mlp.c_proj.weight"], bp["mlp.c_proj.bias"])  # (B,Tn,C)
+            x = x + h  # (B, Tn, C)
+        kv.length = t0 + Tn
+        xf, _ = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"])  # (B, Tn, C)
+        return (xf.reshape(B * Tn, C) @ p["wte"].T).reshape(B, Tn, -1)  # (B, Tn, V)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path) -> None:
+        """Write a safetensors checkpoint (see :func:`rlhf_toy.gpt.checkpoint.save`)."""
+        from .checkpoint import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path) -> GPT:
+        """Read a checkpoint written by :meth:`save` (see :func:`rlhf_toy.gpt.checkpoint.load`)."""
+        from .checkpoint import load
+
+        return load(path)
+
+    def config_dict(self) -> dict:
+        """The config as a plain dict (JSON-ready)."""
+        return asdict(self.config)
