@@ -263,7 +263,10 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
         grad = policy.logits_grad_from_probs(w[:, None] * adv)  # (X, Y); 0 off the support
         if not np.all(np.isfinite(grad)):
             raise FloatingPointError(f"gradient_ascent: non-finite gradient at step {t}")
-        z = z + lr * grad  # -inf + 0 stays -inf
+        with np.errstate(over="ignore"):
+            z = z + lr * grad  # -inf + 0 stays -inf
+        if np.any(np.isnan(z) | (z == np.inf)):
+            raise FloatingPointError(f"gradient_ascent: logits overflow at step {t}")
         bar.update()
     bar.close()
     return TrainResult(policy=TabularPolicy(z), history=history.arrays())
