@@ -32,16 +32,15 @@ Targets on a 2-core laptop: tiny train step <= 0.5x torch's time, medium <= 1.0x
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import loadavg, machine_info
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_gpt.json"
 
@@ -62,14 +61,6 @@ TARGETS = {
     ("medium", "train_step"): ("<=", 1.0),
     ("tiny", "sample"): (">=", 2.0),
 }
-#: Environment variables that change BLAS behaviour, reported in the JSON.
-ENV_VARS = (
-    "OPENBLAS_CORETYPE",
-    "OPENBLAS_L2_SIZE",
-    "OPENBLAS_NUM_THREADS",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-)
 ADAMW = {"lr": 3e-4, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}
 #: Seconds of rest when switching between numpy and torch (OpenBLAS workers spin ~0.1 s).
 SWITCH_PAUSE = 0.2
@@ -106,46 +97,6 @@ def interleaved_times(fns: dict, repeats: int, warmup: int, chunk: int = 5) -> d
                 time.sleep(SWITCH_PAUSE)
                 times[k] += _time_calls(fn, n)
     return times
-
-
-# -------------------------------------------------------------------------- machine
-
-
-def machine_info() -> dict:
-    """Platform, CPU count, numpy and its BLAS, BLAS environment variables, date."""
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
-        "env": {k: os.environ.get(k) for k in ENV_VARS},
-        "loadavg_at_start": _loadavg(),
-    }
-    try:
-        cfg = np.show_config(mode="dicts")
-        blas = cfg["Build Dependencies"]["blas"]
-        info["numpy_blas"] = {
-            k: blas.get(k) for k in ("name", "version", "openblas configuration") if k in blas
-        }
-    except Exception as exc:  # older numpy: no dict mode
-        info["numpy_blas"] = {"error": repr(exc)}
-    try:
-        import threadpoolctl
-
-        info["threadpools"] = threadpoolctl.threadpool_info()
-    except ImportError:
-        info["threadpools"] = None
-    return info
-
-
-def _loadavg():
-    """1, 5 and 15 minute load averages (other processes competing for the cores)."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # not available on this platform
-        return None
 
 
 # ---------------------------------------------------------------------------- numpy
@@ -386,7 +337,7 @@ def run(repeats: int, warmup: int, use_torch: bool = True) -> dict:
                 row["target"] = f"{op} {bound}"
                 row["met"] = None if r is None else (r <= bound if op == "<=" else r >= bound)
             report["results"].append(row)
-    report["machine"]["loadavg_at_end"] = _loadavg()
+    report["machine"]["loadavg_at_end"] = loadavg()
     return report
 
 

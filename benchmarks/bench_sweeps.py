@@ -21,58 +21,19 @@ of the median run, since other processes on a shared machine inflate wall time):
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import loadavg, machine_info
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_sweeps.json"
 
-#: Environment variables that change BLAS threading, reported in the JSON.
-ENV_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
 #: Workload sizes: (n_prompts, n_responses, n_betas, n_ns).
 SIZES = {"full": (1000, 1000, 200, 50), "quick": (200, 200, 20, 10)}
-
-
-def _loadavg():
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # not available on this platform
-        return None
-
-
-def machine_info() -> dict:
-    """Platform, CPU count, numpy and its BLAS, threading variables, load, date."""
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
-        "env": {k: os.environ.get(k) for k in ENV_VARS},
-        "loadavg_at_start": _loadavg(),
-    }
-    try:
-        import scipy
-
-        info["scipy"] = scipy.__version__
-    except ImportError:  # pragma: no cover - scipy is a dependency
-        info["scipy"] = None
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        info["numpy_blas"] = {k: blas.get(k) for k in ("name", "version",
-                                                       "openblas configuration") if k in blas}
-    except Exception as exc:  # older numpy: no dict mode
-        info["numpy_blas"] = {"error": repr(exc)}
-    return info
 
 
 def measure(fn, repeats: int) -> dict:
@@ -121,7 +82,7 @@ def run(quick: bool, repeats: int) -> dict:
     for name, grid, fn in work:
         timing = measure(fn, repeats)
         report["results"].append({"name": name, "grid": grid, **timing})
-    report["machine"]["loadavg_at_end"] = _loadavg()
+    report["machine"]["loadavg_at_end"] = loadavg()
     return report
 
 

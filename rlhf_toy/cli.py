@@ -52,14 +52,15 @@ def _bench(args) -> int:
         print(f"rlhf-toy bench: {script} not found; benchmarks run from a source checkout",
               file=sys.stderr)
         return 2
-    argv = sys.argv
-    try:
+    argv, path = sys.argv, list(sys.path)
+    try:  # run it as `python benchmarks/bench_WHICH.py ...` would
         sys.argv = [str(script), *args.rest]
+        sys.path.insert(0, str(folder))
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as stop:
         return int(stop.code or 0)
     finally:
-        sys.argv = argv
+        sys.argv, sys.path[:] = argv, path
     return 0
 
 

@@ -1,8 +1,10 @@
 """The ``rlhf-toy`` command: help, version, and the figures it writes."""
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rlhf_toy import __version__
@@ -43,3 +45,14 @@ def test_figures_list_and_unknown_name(capsys, tmp_path):
     assert len([line for line in listed if line.strip()]) >= 1
     assert main(["figures", "--out", str(tmp_path), "--only", "no_such_figure"]) == 2
     assert "unknown figure" in capsys.readouterr().err
+
+
+def test_bench_sweeps_quick_writes_its_table(tmp_path, capsys):
+    out = tmp_path / "sweeps.json"
+    assert main(["bench", "sweeps", "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    names = [row["name"] for row in report["results"]]
+    assert any(name.startswith("frontier") for name in names)
+    assert any(name.startswith("best-of-n") for name in names)
+    assert report["machine"]["numpy"] == np.__version__
+    assert "frontier" in capsys.readouterr().out
