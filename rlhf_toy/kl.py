@@ -45,7 +45,7 @@ def kl_divergence(p, q, axis: int = -1) -> np.ndarray:
 
     Examples
     --------
-    >>> kl_divergence([0.5, 0.5], [0.9, 0.1]).round(4)
+    >>> float(kl_divergence([0.5, 0.5], [0.9, 0.1]).round(4))
     0.5108
     """
     p = check_distribution(p, "p", axis=axis)
