@@ -59,6 +59,14 @@ __all__ = [
 # ---------------------------------------------------------------- reductions
 
 
+@functools.lru_cache(maxsize=64)
+def _constant_vector(n, value, dtype):
+    """A cached read-only vector of ``n`` entries equal to ``value`` (made once, not per call)."""
+    vec = np.full(n, value, dtype=dtype)  # (n,)
+    vec.flags.writeable = False
+    return vec
+
+
 def _mean_last(x):
     """Mean over the last axis, keepdims, as a matrix-vector product.
 
@@ -66,12 +74,22 @@ def _mean_last(x):
     for the short rows of this model (numpy's reduction has a per-row overhead).
     """
     C = x.shape[-1]
-    return (x @ np.full(C, 1.0 / C, dtype=x.dtype))[..., None]  # (..., C) @ (C,) -> (..., 1)
+    return (x @ _constant_vector(C, 1.0 / C, x.dtype))[..., None]  # (..., C) @ (C,) -> (..., 1)
 
 
 def _sum_last(x):
     """Sum over the last axis, keepdims, as a matrix-vector product (see ``_mean_last``)."""
-    return (x @ np.ones(x.shape[-1], dtype=x.dtype))[..., None]  # (..., C) @ (C,) -> (..., 1)
+    ones = _constant_vector(x.shape[-1], 1.0, x.dtype)  # (C,)
+    return (x @ ones)[..., None]  # (..., C) @ (C,) -> (..., 1)
+
+
+def _sum_rows(x):
+    """Sum of the rows of a matrix, ``x.sum(axis=0)``, as a vector-matrix product.
+
+    The bias and LayerNorm gradients: BLAS is 2-4x faster than numpy's reduction here.
+    """
+    ones = np.ones(x.shape[0], dtype=x.dtype)  # (N,), not cached: N = B * T varies
+    return ones @ x  # (N,) @ (N, C) -> (C,)
 
 
 # ----------------------------------------------------------------------------- encoder
@@ -160,11 +178,13 @@ def layernorm_backward(dout, cache):
     """
     xhat, rstd, w = cache
     C = dout.shape[-1]
-    dw = (dout * xhat).reshape(-1, C).sum(axis=0)  # (..., C) -> (C,)
-    db = dout.reshape(-1, C).sum(axis=0)  # (..., C) -> (C,)
-    g = dout * w  # (..., C)
-    dx = g - _mean_last(g)  # (..., C)
-    dx -= xhat * _mean_last(g * xhat)  # (..., C)
+    gx = dout * xhat  # (..., C)
+    dw = _sum_rows(gx.reshape(-1, C))  # (..., C) -> (C,)
+    db = _sum_rows(dout.reshape(-1, C))  # (..., C) -> (C,)
+    gx *= w  # (..., C), g * xhat
+    dx = dout * w  # (..., C), g
+    dx -= _mean_last(dx)  # (..., C), g - mean(g)
+    dx -= np.multiply(xhat, _mean_last(gx), out=gx)  # (..., C), - xhat * mean(g * xhat)
     dx *= rstd  # (..., C)
     return dx, dw, db
 
@@ -206,7 +226,7 @@ def matmul_backward(dout, cache):
     dout2 = dout.reshape(-1, OC)  # (N, OC)
     dx = (dout2 @ w.T).reshape(x.shape)  # (N, OC) @ (OC, IC) -> (N, IC)
     dw = x.reshape(-1, IC).T @ dout2  # (IC, N) @ (N, OC) -> (IC, OC)
-    db = dout2.sum(axis=0)  # (N, OC) -> (OC,)
+    db = _sum_rows(dout2)  # (N, OC) -> (OC,)
     return dx, dw, db
 
 
@@ -259,9 +279,13 @@ def gelu_backward(dout, cache):
 # ----------------------------------------------------------------------------- softmax
 
 
-def softmax(x):
-    """Numerically stable softmax along the last axis (in the dtype of ``x``)."""
-    e = x - x.max(axis=-1, keepdims=True)
+def softmax(x, out=None):
+    """Numerically stable softmax along the last axis (in the dtype of ``x``).
+
+    ``out`` (optional) receives the result; ``softmax(x, out=x)`` works in place, which saves
+    a temporary when ``x`` is itself a temporary (the attention scores).
+    """
+    e = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)  # shape of x
     np.exp(e, out=e)
     e *= 1.0 / _sum_last(e)
     return e
@@ -320,7 +344,7 @@ def attention_forward(qkv, n_head):
     q = q * (1.0 / math.sqrt(hs))  # (B, NH, T, hs), scaled once, on the smaller tensor
     att = q @ k.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, T) -> (B, NH, T, T)
     att += causal_bias(T, 0, att.dtype.type)  # (B, NH, T, T), future keys -> -inf
-    att = softmax(att)  # (B, NH, T, T)
+    att = softmax(att, out=att)  # (B, NH, T, T), in place
     y = att @ v  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
     out = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, NH, hs) -> (B, T, C)
     return out, (q, k, v, att)
@@ -335,16 +359,18 @@ def attention_backward(dout, cache):
     q, k, v, att = cache
     B, NH, T, hs = q.shape
     C = NH * hs
+    # the result, in qkv's layout; each matmul below writes its head-major view of one third
+    dqkv = np.empty((B, T, 3, NH, hs), dtype=dout.dtype)  # (B, T, 3, NH, hs)
+    dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)  # (B, NH, T, hs) each, views into dqkv
     dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, NH, T, hs)
     datt = dy @ v.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, T) -> (B, NH, T, T)
-    dv = att.swapaxes(-1, -2) @ dy  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
+    np.matmul(att.swapaxes(-1, -2), dy, out=dv)  # (B, NH, T, T) @ (B, NH, T, hs) -> dv
     datt -= _sum_last(datt * att)  # (B, NH, T, T)
     datt *= att  # (B, NH, T, T), gradient of the scaled scores
-    dq = datt @ k  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
+    np.matmul(datt, k, out=dq)  # (B, NH, T, T) @ (B, NH, T, hs) -> dq (B, NH, T, hs)
     dq *= 1.0 / math.sqrt(hs)  # through the 1 / sqrt(hs) scale
-    dk = datt.swapaxes(-1, -2) @ q  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
-    dqkv = np.stack((dq, dk, dv))  # (3, B, NH, T, hs)
-    return dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C)  # (B, T, 3, NH, hs) -> (B, T, 3C)
+    np.matmul(datt.swapaxes(-1, -2), q, out=dk)  # (B, NH, T, T) @ (B, NH, T, hs) -> dk
+    return dqkv.reshape(B, T, 3 * C)  # (B, T, 3, NH, hs) -> (B, T, 3C), no copy
 
 
 # ------------------------------------------------------------------------------- block

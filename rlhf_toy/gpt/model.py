@@ -533,13 +533,18 @@ class GPT:
         """
         tokens = self._check_tokens(tokens)
         B, Tn = tokens.shape
-        t0 = kv.length
         if kv.k[0].shape[0] != B:
             raise ValueError(f"tokens have B={B} rows but the cache has {kv.k[0].shape[0]}")
-        if t0 + Tn > self.config.n_ctx:
+        if kv.length + Tn > self.config.n_ctx:
             raise ValueError(
-                f"cache holds {t0} positions; {Tn} more exceed n_ctx={self.config.n_ctx}"
+                f"cache holds {kv.length} positions; {Tn} more exceed n_ctx={self.config.n_ctx}"
             )
+        return self._forward_step(tokens, kv)
+
+    def _forward_step(self, tokens, kv: KVCache) -> np.ndarray:
+        """:meth:`forward_step` on validated tokens (the sampler's per-token call)."""
+        B, Tn = tokens.shape
+        t0 = kv.length
         p = self.params
         NH, hs = self.config.n_head, self.config.head_size
         C = NH * hs
@@ -559,7 +564,7 @@ class GPT:
             att = q @ k.swapaxes(-1, -2)  # (B, NH, Tn, t0 + Tn)
             if Tn > 1:  # a single new query sees every cached key: nothing to mask
                 att += bias  # (B, NH, Tn, t0 + Tn), future keys masked
-            att = softmax(att)  # (B, NH, Tn, t0 + Tn)
+            att = softmax(att, out=att)  # (B, NH, Tn, t0 + Tn), in place
             y = (att @ v).transpose(0, 2, 1, 3).reshape(B, Tn, C)  # (B, Tn, C)
             y, _ = matmul_forward(y, bp["attn.c_proj.weight"], bp["attn.c_proj.bias"])  # (B,Tn,C)
             x = x + y  # (B, Tn, C)

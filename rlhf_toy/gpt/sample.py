@@ -123,7 +123,7 @@ def sample(
     for t in range(N):
         if use_cache:
             new = tokens[:, :P] if t == 0 else tokens[:, P + t - 1 : P + t]  # (B, Tn)
-            logits = model.forward_step(new, kv)[:, -1]  # (B, V)
+            logits = model._forward_step(new, kv)[:, -1]  # (B, V), tokens already checked
         else:
             logits = model._forward(tokens[:, : P + t])[0][:, -1]  # (B, V)
         logits = logits.astype(np.float64)  # (B, V); sampling arithmetic in float64
@@ -136,7 +136,8 @@ def sample(
         cdf = np.cumsum(np.exp(logs), axis=-1)  # (B, V)
         nxt = (cdf < u[:, None] * cdf[:, -1:]).sum(axis=-1)  # (B,), inverse CDF
         nxt = np.minimum(nxt, cfg.vocab_size - 1)
-        nxt = _first_allowed(nxt, logs)  # never a top-k-excluded token at a CDF plateau
+        if logs is not logq:  # the model itself (finite logits) gives no token probability 0
+            nxt = _first_allowed(nxt, logs)  # never a top-k-excluded token at a CDF plateau
         live = ~done  # (B,)
         tokens[:, P + t] = np.where(live, nxt, eos_token if eos_token is not None else 0)
         rows = np.arange(B)
