@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import minimize
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from rlhf_toy._validate import (
     as_rng,

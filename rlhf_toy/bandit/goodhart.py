@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from rlhf_toy import best_of_n as _bon
 from rlhf_toy._validate import (
