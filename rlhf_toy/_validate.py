@@ -42,6 +42,17 @@ def check_positive(value, name: str) -> float:
     return v
 
 
+def check_nonnegative(value, name: str) -> float:
+    """A finite scalar >= 0 (a penalty weight, a smoothing count, a weight decay)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+    return v
+
+
 def check_int(value, name: str, minimum: int = 1) -> int:
     """An integer >= ``minimum`` (``n``, ``n_pairs``, a number of steps)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -32,6 +32,7 @@ from rlhf_toy._validate import (
     check_distribution,
     check_finite,
     check_int,
+    check_nonnegative,
     check_same_shape,
 )
 
@@ -50,17 +51,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # validation helpers private to this module
 # --------------------------------------------------------------------------------------
-
-
-def _check_l2(l2) -> float:
-    """``l2`` is a finite scalar >= 0 (0 switches the penalty off)."""
-    try:
-        v = float(l2)
-    except (TypeError, ValueError):
-        raise ValueError(f"l2 must be a number >= 0, got {l2!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"l2 must be >= 0 and finite, got {l2!r}")
-    return v
 
 
 def _check_reward_table(reward, name: str = "reward") -> np.ndarray:
@@ -336,7 +326,7 @@ def bradley_terry_nll(reward, x, y_w, y_l, l2=0.0) -> float:
     0.693147
     """
     reward = _check_reward_table(reward)
-    l2 = _check_l2(l2)
+    l2 = check_nonnegative(l2, "l2")
     i_w, i_l = _check_comparisons(x, y_w, y_l, *reward.shape)
     f, _ = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
     return float(f)
@@ -381,7 +371,7 @@ def bradley_terry_grad(reward, x, y_w, y_l, l2=0.0) -> np.ndarray:
     to zero: the per-prompt shift is a flat direction.
     """
     reward = _check_reward_table(reward)
-    l2 = _check_l2(l2)
+    l2 = check_nonnegative(l2, "l2")
     i_w, i_l = _check_comparisons(x, y_w, y_l, *reward.shape)
     _, g = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
     return g.reshape(reward.shape)
@@ -495,7 +485,7 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
     """
     n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
     n_responses = check_int(n_responses, "n_responses", minimum=1)
-    l2 = _check_l2(l2)
+    l2 = check_nonnegative(l2, "l2")
     i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
     n_total = i_w.size
     size = n_prompts * n_responses

@@ -8,6 +8,7 @@ from rlhf_toy._validate import (
     check_distribution,
     check_finite,
     check_int,
+    check_nonnegative,
     check_positive,
 )
 
@@ -48,3 +49,11 @@ def test_check_distribution_messages():
 def test_check_finite_names_the_index():
     with pytest.raises(ValueError, match=r"reward must be finite, got inf at index \(1, 0\)"):
         check_finite([[0.0, 1.0], [np.inf, 2.0]], "reward")
+
+
+def test_check_nonnegative_accepts_zero_and_names_the_argument():
+    assert check_nonnegative(0, "l2") == 0.0
+    assert check_nonnegative(2.5, "l2") == 2.5
+    for bad in (-1e-9, float("nan"), float("inf"), "x", None):
+        with pytest.raises(ValueError, match="l2 must be"):
+            check_nonnegative(bad, "l2")

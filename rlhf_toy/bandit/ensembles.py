@@ -27,6 +27,7 @@ from rlhf_toy._validate import (
     check_distribution,
     check_finite,
     check_int,
+    check_nonnegative,
     check_same_shape,
 )
 from rlhf_toy.bandit.env import BanditEnv
@@ -152,9 +153,7 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
         raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
     k = check_int(k, "k")
     rng = as_rng(rng)
-    prior_scale = float(prior_scale)
-    if not np.isfinite(prior_scale) or prior_scale < 0:
-        raise ValueError(f"prior_scale must be >= 0 and finite, got {prior_scale!r}")
+    prior_scale = check_nonnegative(prior_scale, "prior_scale")
     if prior_scale > 0 and not float(l2) > 0:
         raise ValueError(f"prior_scale > 0 needs l2 > 0 (the prior's precision), got l2={l2!r}")
     n_prompts, n_responses = pi_ref.shape
@@ -226,9 +225,7 @@ def aggregate(ensemble, method="mean", lam=1.0) -> np.ndarray:
     ensemble = _check_ensemble(ensemble)
     if method not in AGGREGATIONS:
         raise ValueError(f"method must be one of {AGGREGATIONS}, got {method!r}")
-    lam = float(lam)
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be >= 0 and finite, got {lam!r}")
+    lam = check_nonnegative(lam, "lam")
     if method == "mean":
         return ensemble.mean(0)
     if method == "min":

@@ -32,6 +32,7 @@ from rlhf_toy._validate import (
     check_distribution,
     check_finite,
     check_int,
+    check_nonnegative,
     check_same_shape,
 )
 from rlhf_toy.bandit.env import BanditEnv
@@ -202,12 +203,7 @@ def rejection_sampling_finetune(env, n: int, samples_per_prompt: int, rng, *,
     n = check_int(n, "n")
     samples_per_prompt = check_int(samples_per_prompt, "samples_per_prompt")
     n_rounds = check_int(n_rounds, "n_rounds")
-    try:
-        smoothing = float(smoothing)
-    except (TypeError, ValueError):
-        raise ValueError(f"smoothing must be a number >= 0, got {smoothing!r}") from None
-    if not np.isfinite(smoothing) or smoothing < 0:
-        raise ValueError(f"smoothing must be >= 0 and finite, got {smoothing!r}")
+    smoothing = check_nonnegative(smoothing, "smoothing")
     rng = as_rng(rng)
 
     n_prompts, n_responses = pi_ref.shape

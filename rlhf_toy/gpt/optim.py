@@ -18,20 +18,9 @@ import numbers
 
 import numpy as np
 
-from rlhf_toy._validate import check_int, check_positive
+from rlhf_toy._validate import check_int, check_nonnegative, check_positive
 
 __all__ = ["AdamW", "clip_grad_norm", "lr_schedule"]
-
-
-def _check_nonnegative(value, name: str) -> float:
-    """A finite scalar >= 0 (a learning rate that may reach zero, a weight decay)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
-    return v
 
 
 def _check_grads(grads, params: dict[str, np.ndarray]) -> None:
@@ -150,7 +139,7 @@ class AdamW:
                 )
             if not p.flags.writeable:
                 raise ValueError(f"params[{name!r}] must be writeable to be updated in place")
-        self.lr = _check_nonnegative(lr, "lr")
+        self.lr = check_nonnegative(lr, "lr")
         try:
             b1, b2 = (float(b) for b in betas)
         except (TypeError, ValueError):
@@ -160,7 +149,7 @@ class AdamW:
                 raise ValueError(f"{nm} must be in [0, 1), got {b!r}")
         self.betas = (b1, b2)
         self.eps = check_positive(eps, "eps")
-        self.weight_decay = _check_nonnegative(weight_decay, "weight_decay")
+        self.weight_decay = check_nonnegative(weight_decay, "weight_decay")
         self.params = params
         self.m = {k: np.zeros_like(p) for k, p in params.items()}
         self.v = {k: np.zeros_like(p) for k, p in params.items()}
@@ -186,7 +175,7 @@ class AdamW:
             If ``grads`` is not a dict.
         """
         _check_grads(grads, self.params)
-        lr = self.lr if lr is None else _check_nonnegative(lr, "lr")
+        lr = self.lr if lr is None else check_nonnegative(lr, "lr")
         b1, b2 = self.betas
         self.t += 1
         # bias corrections folded into two scalars:
