@@ -27,6 +27,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit, log_expit
 
+from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
     as_rng,
     check_distribution,
@@ -140,31 +141,6 @@ def preference_probability(r_chosen, r_rejected):
     return expit(r_w - r_l)
 
 
-def _sample_rows(p: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF sampling: ``out[i] ~ p[rows[i]]`` using the uniform ``u[i]`` in [0, 1).
-
-    Vectorised over samples; the only Python loop is over the distinct rows. Exact:
-    a zero-probability entry is never returned.
-    """
-    n_rows, n_cols = p.shape
-    cdf = np.cumsum(p, axis=1)  # (R, C)
-    cdf /= cdf[:, -1:]
-    # Entries from the last positive one onwards get CDF exactly 1 > u, so a draw can never
-    # land on a trailing zero-probability entry nor run past the end through rounding.
-    last_positive = n_cols - 1 - np.argmax(p[:, ::-1] > 0, axis=1)  # (R,)
-    cdf[np.arange(n_cols)[None, :] >= last_positive[:, None]] = 1.0
-    out = np.empty(rows.shape, dtype=np.int64)
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-    stops = np.r_[starts[1:], sorted_rows.size]
-    for a, b in zip(starts, stops, strict=True):
-        idx = order[a:b]
-        # number of CDF entries <= u: the first index whose CDF exceeds u
-        out[idx] = np.searchsorted(cdf[sorted_rows[a]], u[idx], side="right")
-    return out
-
-
 def sample_comparisons(pi, reward, n_pairs, rng, prompt_probs=None):
     """Simulate labelled comparisons from a policy and a Bradley-Terry labeler.
 
@@ -239,11 +215,11 @@ def sample_comparisons(pi, reward, n_pairs, rng, prompt_probs=None):
                 f"prompt_probs must have shape ({n_prompts},) to match pi, "
                 f"got shape {prompt_probs.shape}"
             )
-        x = _sample_rows(prompt_probs[None, :], np.zeros(n_pairs, np.int64), rng.random(n_pairs))
+        x = sample_rows(prompt_probs[None, :], np.zeros(n_pairs, np.int64), rng.random(n_pairs))
     x = x.astype(np.int64)
 
     u = rng.random((n_pairs, 2))  # (N, 2): the two independent draws of each pair
-    y = _sample_rows(pi, np.repeat(x, 2), u.ravel()).reshape(n_pairs, 2)
+    y = sample_rows(pi, np.repeat(x, 2), u.ravel()).reshape(n_pairs, 2)
     y1, y2 = y[:, 0], y[:, 1]
 
     first_wins = rng.random(n_pairs) < preference_probability(reward[x, y1], reward[x, y2])

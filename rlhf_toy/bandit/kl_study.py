@@ -29,6 +29,7 @@ import numpy as np
 from scipy.special import log_softmax, ndtr
 from tqdm import tqdm
 
+from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
     as_rng,
     check_distribution,
@@ -173,16 +174,11 @@ def sample_categorical(q, n: int, rng) -> np.ndarray:
     q = check_distribution(q, "q")
     n = check_int(n, "n")
     rng = as_rng(rng)
-    cdf = np.cumsum(q, axis=-1)
-    cdf = cdf / cdf[..., -1:]
     lead = q.shape[:-1]
-    n_rows, n_cat = int(np.prod(lead)), q.shape[-1]
-    offsets = np.arange(n_rows, dtype=np.float64)[:, None]
-    # rows are laid end to end: row i's CDF lives in (i, i + 1], so one searchsorted does all
-    flat_cdf = (cdf.reshape(n_rows, n_cat) + offsets).ravel()
-    u = rng.random((n_rows, n)) + offsets
-    idx = np.searchsorted(flat_cdf, u.ravel(), side="right").reshape(n_rows, n)
-    idx = np.minimum(idx - n_cat * np.arange(n_rows)[:, None], n_cat - 1)
+    n_rows = int(np.prod(lead))
+    u = rng.random((n_rows, n))  # (R, n)
+    rows = np.repeat(np.arange(n_rows), n)  # (R * n,)
+    idx = sample_rows(q.reshape(n_rows, q.shape[-1]), rows, u.ravel())
     return idx.reshape(lead + (n,))
 
 

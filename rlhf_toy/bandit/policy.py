@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import as_rng, check_distribution, check_same_shape
 from rlhf_toy.kl import entropy as _entropy
 
@@ -176,32 +177,21 @@ class TabularPolicy:
 
         Notes
         -----
-        Inverse-CDF sampling on the flattened table: row ``x`` of the cumulative
-        distribution is offset by ``x``, so a single ``searchsorted`` of ``x + u``
-        answers every draw at once. Zero-probability responses repeat their
-        predecessor's CDF value exactly and so can never be the first entry above
-        ``x + u``; the result is clipped to the row's last positive entry to guard
-        against rounding at ``u`` close to 1.
+        Exact inverse-CDF sampling, one ``searchsorted`` per distinct prompt
+        (:func:`rlhf_toy._sampling.sample_rows`, shared with the Bradley-Terry sampler).
         """
         x_arr = np.asarray(x)
         if x_arr.dtype == bool or not np.issubdtype(x_arr.dtype, np.integer):
             raise ValueError(f"x must be integer prompt indices, got dtype {x_arr.dtype}")
-        n_prompts, n_responses = self.shape
+        n_prompts = self.shape[0]
         if x_arr.size and (x_arr.min() < 0 or x_arr.max() >= n_prompts):
             bad = x_arr.ravel()[np.flatnonzero((x_arr.ravel() < 0)
                                                | (x_arr.ravel() >= n_prompts))[0]]
             raise ValueError(f"x must be in [0, {n_prompts}), got {int(bad)}")
         rng = as_rng(rng)
         flat_x = x_arr.ravel().astype(np.int64)
-        u = rng.random(flat_x.size)  # (N,) in [0, 1)
-        p = self._probs
-        cdf = np.cumsum(p, axis=1)  # (X, Y)
-        cdf /= cdf[:, -1:]
-        last_positive = n_responses - 1 - np.argmax(p[:, ::-1] > 0, axis=1)  # (X,)
-        cdf[np.arange(n_responses)[None, :] >= last_positive[:, None]] = 1.0
-        offset_cdf = (cdf + np.arange(n_prompts)[:, None]).ravel()  # (X * Y,) non-decreasing
-        flat = np.searchsorted(offset_cdf, flat_x + u, side="right")  # (N,)
-        y = np.minimum(flat - flat_x * n_responses, last_positive[flat_x])
+        u = rng.random(flat_x.size)  # (N,) in [0, 1): one uniform per draw
+        y = sample_rows(self._probs, flat_x, u)  # (N,)
         return y.reshape(x_arr.shape)
 
     # ----------------------------------------------------------------------------------
