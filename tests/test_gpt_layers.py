@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 
 from rlhf_toy.gpt.layers import (
     LN_EPS,
+    SHIFT_LIMIT,
     attention_backward,
     attention_forward,
     block_backward,
     block_forward,
     causal_bias,
+    causal_softmax,
     cross_entropy,
     encoder_backward,
     encoder_forward,
@@ -224,6 +226,40 @@ def test_softmax_and_log_softmax_are_stable():
     np.testing.assert_allclose(softmax(z)[0], [0.5, 0.5, 0.0])
     np.testing.assert_allclose(np.exp(log_softmax(z)), softmax(z), rtol=1e-12)
     np.testing.assert_allclose(log_softmax(z)[1], z[1] - np.log(np.exp(z[1]).sum()), rtol=1e-12)
+
+
+@given(
+    seed=seeds,
+    Tq=st.integers(1, 6),
+    t_past=st.integers(0, 5),
+    scale=st.sampled_from([0.1, 3.0, 40.0]),  # 40: spreads past SHIFT_LIMIT, the fallback
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_causal_softmax_is_the_masked_softmax(seed, Tq, t_past, scale, dtype):
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(scale=scale, size=(2, 3, Tq, t_past + Tq)).astype(dtype)
+    masked = scores + causal_bias(Tq, t_past, np.float64)
+    expected = np.exp(masked - masked.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    got = causal_softmax(scores.copy(), t_past)
+    assert got.dtype == dtype
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-7)
+    assert np.all(got[..., causal_bias(Tq, t_past) < 0] == 0.0)  # the future gets exactly 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_causal_softmax_survives_scores_far_above_the_own_score(dtype):
+    # a key 500 above the query's own score: exp would overflow without the fallback shift
+    scores = np.zeros((1, 1, 3, 3), dtype=dtype)
+    scores[0, 0, 2, 0] = 500.0  # query 2 sees key 0 far above its own score
+    scores[0, 0, 1, 1] = -300.0  # query 1's own score far below key 0
+    assert 500.0 > SHIFT_LIMIT
+    got = causal_softmax(scores.copy())[0, 0]
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got[2], [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(got[1], [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(got.sum(-1), 1.0, rtol=1e-6)
 
 
 @given(seed=seeds, B=st.integers(1, 3), T=st.integers(1, 4), V=st.integers(2, 6))

@@ -6,7 +6,8 @@
   optional value / reward heads, per-token log-probs and their backward, KV-cache steps);
 - :mod:`~rlhf_toy.gpt.sample`: :func:`sample` with temperature, top-k and EOS;
 - :mod:`~rlhf_toy.gpt.optim`: AdamW, global-norm clipping, the learning-rate schedule;
-- :mod:`~rlhf_toy.gpt.checkpoint`: safetensors checkpoints and the Hugging Face export.
+- :mod:`~rlhf_toy.gpt.checkpoint`: safetensors checkpoints and the Hugging Face export;
+- :mod:`~rlhf_toy.gpt.parallel`: row shards of a batch on threads (one per core).
 
 ``gpt/`` knows nothing of RLHF: the objectives hand it gradients with respect to
 log-probabilities (``model.logprobs_backward``) and it returns parameter gradients.
@@ -16,6 +17,7 @@ from .checkpoint import export_hf, load, save
 from .layers import cross_entropy
 from .model import GPT, GPTConfig, KVCache, check_finite_grads, param_spec
 from .optim import AdamW, clip_grad_norm, lr_schedule
+from .parallel import get_num_threads, set_num_threads
 from .sample import SampleResult, sample
 
 __all__ = [
@@ -28,9 +30,11 @@ __all__ = [
     "clip_grad_norm",
     "cross_entropy",
     "export_hf",
+    "get_num_threads",
     "load",
     "lr_schedule",
     "param_spec",
     "sample",
     "save",
+    "set_num_threads",
 ]

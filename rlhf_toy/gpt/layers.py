@@ -39,6 +39,7 @@ __all__ = [
     "LN_EPS",
     "attention_backward",
     "attention_forward",
+    "causal_softmax",
     "block_backward",
     "block_forward",
     "causal_bias",
@@ -68,19 +69,23 @@ def _constant_vector(n, value, dtype):
 
 
 def _mean_last(x):
-    """Mean over the last axis, keepdims, as a matrix-vector product.
+    """Mean over the last axis, keepdims, as one matrix-vector product.
 
     Same value as ``x.mean(axis=-1, keepdims=True)``; BLAS makes it several times faster
-    for the short rows of this model (numpy's reduction has a per-row overhead).
+    for the short rows of this model (numpy's reduction has a per-row overhead). The
+    array is seen as one 2-D matrix first: a stacked ``(B, T, C) @ (C,)`` would cost one
+    BLAS call per batch row.
     """
     C = x.shape[-1]
-    return (x @ _constant_vector(C, 1.0 / C, x.dtype))[..., None]  # (..., C) @ (C,) -> (..., 1)
+    vec = _constant_vector(C, 1.0 / C, x.dtype)  # (C,)
+    return (x.reshape(-1, C) @ vec).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
 def _sum_last(x):
-    """Sum over the last axis, keepdims, as a matrix-vector product (see ``_mean_last``)."""
-    ones = _constant_vector(x.shape[-1], 1.0, x.dtype)  # (C,)
-    return (x @ ones)[..., None]  # (..., C) @ (C,) -> (..., 1)
+    """Sum over the last axis, keepdims, as one matrix-vector product (see ``_mean_last``)."""
+    C = x.shape[-1]
+    ones = _constant_vector(C, 1.0, x.dtype)  # (C,)
+    return (x.reshape(-1, C) @ ones).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
 def _sum_rows(x):
@@ -291,6 +296,48 @@ def softmax(x, out=None):
     return e
 
 
+#: Largest score above a query's own score that the fast shift in
+#: :func:`causal_softmax` accepts (``exp(80)`` is finite in float32, ``exp(89)`` is not).
+SHIFT_LIMIT = 80.0
+
+
+def causal_softmax(scores, t_past=0):
+    """Causal softmax over the keys, in place: ``softmax(scores + causal mask)``.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (..., Tq, t_past + Tq)
+        Query ``i`` sits at absolute position ``t_past + i`` and may see keys ``<= t_past + i``.
+        Overwritten with the probabilities.
+    t_past : int, default 0
+        Number of cached positions before the first query (0 for a full forward).
+
+    Returns
+    -------
+    ndarray
+        ``scores`` itself, now the attention probabilities; masked entries are exactly 0.
+
+    Notes
+    -----
+    Softmax is unchanged by a shift of each row. The textbook shift is the row maximum, but
+    numpy's maximum over many short rows costs as much as the ``exp`` itself. Every query
+    sees its own key, so this shifts each row by the query's *own* score: that entry
+    becomes ``exp(0) = 1``, so the row sum is at least 1 and never 0/0. Only a score more
+    than :data:`SHIFT_LIMIT` above the own score could overflow; one cheap global maximum
+    detects that, and such rows (never seen in practice) take the row maximum instead.
+    """
+    Tq = scores.shape[-2]
+    own = np.diagonal(scores, offset=t_past, axis1=-2, axis2=-1)[..., None].copy()  # (..., Tq, 1)
+    if Tq > 1:  # a single query sees every cached key: nothing to mask
+        scores += causal_bias(Tq, t_past, scores.dtype.type)  # future keys -> -inf
+    scores -= own  # own score -> 0
+    if scores.max() > SHIFT_LIMIT:  # rare: shift by the row maximum instead
+        scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores *= 1.0 / _sum_last(scores)  # (..., Tq, 1) sums, each >= 1
+    return scores
+
+
 def log_softmax(x, axis=-1):
     """Numerically stable log-softmax along ``axis``: ``x - logsumexp(x)``."""
     s = x - x.max(axis=axis, keepdims=True)
@@ -343,8 +390,7 @@ def attention_forward(qkv, n_head):
     q, k, v = qkv[0], qkv[1], qkv[2]  # (B, NH, T, hs) each
     q = q * (1.0 / math.sqrt(hs))  # (B, NH, T, hs), scaled once, on the smaller tensor
     att = q @ k.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, T) -> (B, NH, T, T)
-    att += causal_bias(T, 0, att.dtype.type)  # (B, NH, T, T), future keys -> -inf
-    att = softmax(att, out=att)  # (B, NH, T, T), in place
+    att = causal_softmax(att)  # (B, NH, T, T), in place; future keys get 0
     y = att @ v  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
     out = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, NH, hs) -> (B, T, C)
     return out, (q, k, v, att)

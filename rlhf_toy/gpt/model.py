@@ -42,7 +42,7 @@ from .layers import (
     BLOCK_PARAMS,
     block_backward,
     block_forward,
-    causal_bias,
+    causal_softmax,
     cross_entropy,
     encoder_backward,
     encoder_forward,
@@ -51,8 +51,8 @@ from .layers import (
     layernorm_forward,
     log_softmax,
     matmul_forward,
-    softmax,
 )
+from .parallel import map_shards, row_shards, single_threaded_blas
 
 __all__ = [
     "GPT",
@@ -291,7 +291,21 @@ class GPT:
     # --------------------------------------------------------------------- forward
 
     def _forward(self, tokens):
-        """Forward pass on validated tokens; returns ``(logits, cache)``."""
+        """Forward pass on validated tokens; returns ``(logits, cache)``.
+
+        The trunk (embedding, blocks, ``ln_f``) runs on row shards in parallel
+        (:mod:`rlhf_toy.gpt.parallel`); the heads read the concatenated hidden states.
+        """
+        B, T = tokens.shape
+        shards = row_shards(B, T)
+        trunks = map_shards(self._trunk_forward, [(tokens[s],) for s in shards])
+        xf = trunks[0][0] if len(shards) == 1 else np.concatenate([x for x, _ in trunks])
+        logits = (xf.reshape(B * T, -1) @ self.params["wte"].T).reshape(B, T, -1)  # (BT,C)@(C,V)
+        cache = {"tokens": tokens, "shards": shards, "trunks": [c for _, c in trunks], "xf": xf}
+        return logits, cache
+
+    def _trunk_forward(self, tokens):
+        """Embedding, blocks and ``ln_f`` on one shard: ``(xf (B, T, C), cache)``."""
         p = self.params
         x, enc = encoder_forward(tokens, p["wte"], p["wpe"])  # (B, T, C)
         blocks = []
@@ -299,10 +313,21 @@ class GPT:
             x, cache = block_forward(x, self._block_params(i), self.config.n_head)  # (B, T, C)
             blocks.append(cache)
         xf, lnf = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"])  # (B, T, C)
-        B, T, C = xf.shape
-        logits = (xf.reshape(B * T, C) @ p["wte"].T).reshape(B, T, -1)  # (BT, C) @ (C, V)
-        return logits, {"enc": enc, "blocks": blocks, "lnf": lnf, "xf": xf}
+        return xf, (enc, blocks, lnf)
 
+    def _trunk_backward(self, dxf, cache) -> dict:
+        """Gradients of the trunk's parameters given ``dxf`` on one shard."""
+        enc, blocks, lnf = cache
+        g = {}
+        dx, g["ln_f.weight"], g["ln_f.bias"] = layernorm_backward(dxf, lnf)  # (B, T, C)
+        for i in reversed(range(self.config.n_layer)):
+            dx, gb = block_backward(dx, blocks[i])  # (B, T, C)
+            for name, gi in gb.items():
+                g[f"h.{i}.{name}"] = gi
+        g["wte"], g["wpe"] = encoder_backward(dx, enc)  # (V, C), (n_ctx, C)
+        return g
+
+    @single_threaded_blas
     def forward(self, tokens) -> np.ndarray:
         """Next-token logits, keeping what :meth:`backward` needs.
 
@@ -368,6 +393,7 @@ class GPT:
 
     # -------------------------------------------------------------------- backward
 
+    @single_threaded_blas
     def backward(self, dlogits=None, dvalues=None, drewards=None) -> dict:
         """Gradients of a scalar loss given its gradients at the model's outputs.
 
@@ -413,12 +439,12 @@ class GPT:
             dxf[rows, pos] += drewards[:, None] * p["reward_head.weight"]  # (B, C)
             g["reward_head.weight"] = drewards @ xf[rows, pos]  # (B,) @ (B, C) -> (C,)
             g["reward_head.bias"] = drewards.sum()  # ()
-        dx, g["ln_f.weight"], g["ln_f.bias"] = layernorm_backward(dxf, c["lnf"])  # (B, T, C)
-        for i in reversed(range(self.config.n_layer)):
-            dx, gb = block_backward(dx, c["blocks"][i])  # (B, T, C)
-            for name, gi in gb.items():
-                g[f"h.{i}.{name}"] = gi
-        g["wte"], g["wpe"] = encoder_backward(dx, c["enc"])  # (V, C), (n_ctx, C)
+        shard_args = [(dxf[s], trunk) for s, trunk in zip(c["shards"], c["trunks"], strict=True)]
+        trunk_grads = map_shards(self._trunk_backward, shard_args)  # one dict per shard
+        for shard_grads in trunk_grads[1:]:  # fixed order: the same sums on every run
+            for name, gi in shard_grads.items():
+                trunk_grads[0][name] += gi
+        g.update(trunk_grads[0])
         if dwte_head is not None:
             g["wte"] += dwte_head  # tied LM head
         for name, shape in self.param_spec:
@@ -430,6 +456,7 @@ class GPT:
 
     # ---------------------------------------------------------- sequence log-probs
 
+    @single_threaded_blas
     def logprobs(self, tokens) -> np.ndarray:
         """Per-token log-probabilities of the sequences, ``log pi(y_t | y_<t)``.
 
@@ -456,6 +483,7 @@ class GPT:
         self._cache["probs_of"] = "logprobs"
         return logp
 
+    @single_threaded_blas
     def logprobs_backward(self, dlogp, dvalues=None, drewards=None) -> dict:
         """Gradients given ``dlogp = d loss / d logp`` from :meth:`logprobs`.
 
@@ -469,13 +497,14 @@ class GPT:
         probs = c["probs"]  # (B, T-1, V)
         B, T1, V = probs.shape
         dlogp = self._check_grad(dlogp, "dlogp", (B, T1))
-        targets = c["enc"][0][:, 1:, None]  # (B, T-1, 1)
+        targets = c["tokens"][:, 1:, None]  # (B, T-1, 1)
         dlogits = np.zeros((B, T1 + 1, V), dtype=self.dtype)  # (B, T, V)
         d = dlogits[:, :-1]  # (B, T-1, V), a view
         np.multiply(probs, -dlogp[..., None], out=d)  # -softmax * dlogp
         np.put_along_axis(d, targets, np.take_along_axis(d, targets, -1) + dlogp[..., None], -1)
         return self.backward(dlogits, dvalues, drewards)
 
+    @single_threaded_blas
     def log_distributions(self, tokens) -> np.ndarray:
         """Full next-token log-distributions ``log_softmax(logits)``, shape (B, T, V).
 
@@ -489,6 +518,7 @@ class GPT:
         self._cache["probs_of"] = "log_distributions"
         return logq
 
+    @single_threaded_blas
     def log_distributions_backward(self, dlogq, dvalues=None, drewards=None) -> dict:
         """Gradients given ``d loss / d logq`` for :meth:`log_distributions`' output.
 
@@ -514,6 +544,7 @@ class GPT:
             v=[np.zeros(shape, dtype=self.dtype) for _ in range(cfg.n_layer)],
         )
 
+    @single_threaded_blas
     def forward_step(self, tokens, kv: KVCache) -> np.ndarray:
         """Logits of new tokens given the cached past; appends their keys and values.
 
@@ -549,7 +580,6 @@ class GPT:
         NH, hs = self.config.n_head, self.config.head_size
         C = NH * hs
         x = p["wte"][tokens] + p["wpe"][t0 : t0 + Tn]  # (B, Tn, C)
-        bias = causal_bias(Tn, t0, self.dtype.type)  # (Tn, t0 + Tn), 0 or -inf
         for i in range(self.config.n_layer):
             bp = self._block_params(i)
             h, _ = layernorm_forward(x, bp["ln_1.weight"], bp["ln_1.bias"])  # (B, Tn, C)
@@ -562,9 +592,7 @@ class GPT:
             v = kv.v[i][:, :, : t0 + Tn]  # (B, NH, t0 + Tn, hs)
             q = qkv[0] * (1.0 / math.sqrt(hs))  # (B, NH, Tn, hs)
             att = q @ k.swapaxes(-1, -2)  # (B, NH, Tn, t0 + Tn)
-            if Tn > 1:  # a single new query sees every cached key: nothing to mask
-                att += bias  # (B, NH, Tn, t0 + Tn), future keys masked
-            att = softmax(att, out=att)  # (B, NH, Tn, t0 + Tn), in place
+            att = causal_softmax(att, t0)  # (B, NH, Tn, t0 + Tn), in place
             y = (att @ v).transpose(0, 2, 1, 3).reshape(B, Tn, C)  # (B, Tn, C)
             y, _ = matmul_forward(y, bp["attn.c_proj.weight"], bp["attn.c_proj.bias"])  # (B,Tn,C)
             x = x + y  # (B, Tn, C)

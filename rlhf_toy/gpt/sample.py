@@ -25,6 +25,7 @@ import numpy as np
 
 from .._validate import as_rng, check_int, check_positive
 from .layers import log_softmax
+from .parallel import single_threaded_blas
 
 __all__ = ["SampleResult", "sample"]
 
@@ -54,6 +55,7 @@ class SampleResult:
         return self.mask.sum(axis=1).astype(np.intp)
 
 
+@single_threaded_blas
 def sample(
     model,
     prompts,

@@ -1,0 +1,147 @@
+"""Data parallelism over threads: how the numpy GPT uses every core of a laptop.
+
+A training batch is cut into row shards, one per thread; each thread runs the whole
+forward (or backward) of its shard, and the shards' parameter gradients are summed in a
+fixed order. numpy releases the GIL inside its kernels (BLAS products and element-wise
+loops alike), so the threads really run in parallel, and *everything* is parallel: not
+only the matrix products, which a multi-threaded BLAS would split anyway, but also the
+GELU, softmax and LayerNorm passes, which numpy runs on one core.
+
+While shards run, BLAS is limited to one thread (through ``threadpoolctl``): two shards
+each asking OpenBLAS for two threads would put four threads on two cores. The limit is
+lifted as soon as the shards finish, so the user's own numpy code is unaffected.
+
+Sharding changes only the order of floating-point sums (a parameter gradient is the sum of
+the shards' gradients), never the maths: the forward outputs are the same row by row, and
+the gradients agree with the unsharded ones to rounding. A batch smaller than
+``2 * MIN_TOKENS_PER_SHARD`` tokens runs in one piece, where the thread hand-off would
+cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from .._validate import check_int
+
+__all__ = ["MIN_TOKENS_PER_SHARD", "blas_single_thread", "get_num_threads", "map_shards",
+           "row_shards", "set_num_threads", "single_threaded_blas"]
+
+#: Smallest shard worth a thread, in tokens (rows x positions). Below it, one piece.
+MIN_TOKENS_PER_SHARD = 512
+
+_state = {"threads": None, "pool": None, "blas": None}
+_lock = threading.Lock()
+
+
+def _default_threads() -> int:
+    env = os.environ.get("RLHF_TOY_NUM_THREADS")
+    if env is not None:
+        try:
+            return check_int(int(env), "RLHF_TOY_NUM_THREADS")
+        except ValueError:
+            raise ValueError(
+                f"RLHF_TOY_NUM_THREADS must be a positive integer, got {env!r}"
+            ) from None
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """Number of threads (and so of shards at most) the GPT uses.
+
+    Defaults to the environment variable ``RLHF_TOY_NUM_THREADS`` if set, else the number
+    of cores this process may run on.
+    """
+    if _state["threads"] is None:
+        _state["threads"] = _default_threads()
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads from now on (``1`` turns data parallelism off).
+
+    Results then change only by floating-point rounding (the order of the gradient sums).
+    """
+    n = check_int(n, "n")
+    with _lock:
+        if _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True)
+        _state["threads"], _state["pool"] = n, None
+
+
+def _pool() -> ThreadPoolExecutor:
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(get_num_threads(), thread_name_prefix="rlhf_toy")
+        return _state["pool"]
+
+
+def blas_single_thread():
+    """Context manager limiting BLAS to one thread, restored on exit.
+
+    Used around the sharded passes and around sampling, whose small products lose more to
+    waking a second BLAS thread than they gain from it.
+    """
+    if _state["blas"] is None:
+        from threadpoolctl import ThreadpoolController
+
+        _state["blas"] = ThreadpoolController().select(user_api="blas")
+    return _state["blas"].limit(limits=1) if _state["blas"].lib_controllers else (
+        contextlib.nullcontext()
+    )
+
+
+def row_shards(n_rows: int, n_positions: int) -> list[slice]:
+    """Split ``n_rows`` rows of ``n_positions`` tokens into contiguous, near-equal shards.
+
+    At most :func:`get_num_threads` shards, none smaller than
+    :data:`MIN_TOKENS_PER_SHARD` tokens (so small batches stay whole).
+
+    Examples
+    --------
+    >>> import rlhf_toy.gpt.parallel as par
+    >>> par.set_num_threads(2)
+    >>> par.row_shards(64, 32)
+    [slice(0, 32, None), slice(32, 64, None)]
+    >>> par.row_shards(4, 32)  # 128 tokens: one piece
+    [slice(0, 4, None)]
+    """
+    by_size = (n_rows * n_positions) // MIN_TOKENS_PER_SHARD
+    k = max(1, min(get_num_threads(), n_rows, by_size))
+    bounds = [n_rows * i // k for i in range(k + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def map_shards(fn, args: list) -> list:
+    """``[fn(*a) for a in args]``, one call per thread (a single shard: the calling thread).
+
+    Call it under :func:`blas_single_thread` (the GPT's methods are
+    :func:`single_threaded_blas`). Exceptions propagate.
+    """
+    if len(args) == 1:
+        return [fn(*args[0])]
+    futures = [_pool().submit(fn, *a) for a in args]
+    return [f.result() for f in futures]
+
+
+def single_threaded_blas(method):
+    """Decorator: run ``method`` under :func:`blas_single_thread`.
+
+    Every GPT method that computes is wrapped, so that no BLAS call of the model ever
+    wakes a second BLAS thread: an idle OpenBLAS worker spins for a while after each
+    multi-threaded call and would steal a core from the shards of the next one.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with blas_single_thread():
+            return method(*args, **kwargs)
+
+    return wrapper
