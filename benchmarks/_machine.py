@@ -11,6 +11,7 @@ import numpy as np
 #: Environment variables that change BLAS kernels or threading, reported in the JSON.
 ENV_VARS = (
     "OPENBLAS_NUM_THREADS",
+    "RLHF_TOY_NUM_THREADS",
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_CORETYPE",

@@ -15,6 +15,10 @@ Measured (median of ``--repeats`` runs after warm-up; the JSON also keeps the fa
 - forward: logits only;
 - sampling (tiny only): 64 sequences, 8-token prompt, 24 new tokens, KV cache, tokens/s.
 
+The numpy GPT runs as a user gets it: its batch cut into row shards, one per thread
+(``rlhf_toy.gpt.get_num_threads()``, recorded in the JSON; ``RLHF_TOY_NUM_THREADS=1`` turns
+sharding off), with BLAS held to one thread inside the model.
+
 When ``torch`` is importable, the same three measurements run on a minimal PyTorch GPT-2
 written below (``nn.Linear``, ``nn.LayerNorm``, ``nn.GELU(approximate="tanh")``, causal
 ``F.scaled_dot_product_attention``, tied head, ``torch.optim.AdamW`` with decay on matrices
@@ -297,7 +301,10 @@ def _fmt(what: str, value: float | None) -> str:
 
 def run(repeats: int, warmup: int, use_torch: bool = True) -> dict:
     """Run every measurement and return the JSON-ready report."""
+    from rlhf_toy.gpt import get_num_threads
+
     report = {"machine": machine_info(), "repeats": repeats, "warmup": warmup, "results": []}
+    report["machine"]["rlhf_toy_threads"] = get_num_threads()
     torch = None
     if use_torch:
         try:
@@ -352,7 +359,8 @@ def print_table(report: dict, file=sys.stdout) -> None:
     )
     env = ", ".join(f"{k}={v}" for k, v in m["env"].items() if v is not None) or "none set"
     print(
-        f"BLAS env: {env}; median of {report['repeats']} runs; load average "
+        f"env: {env}; rlhf_toy threads {m.get('rlhf_toy_threads', '?')}; median of "
+        f"{report['repeats']} runs; load average "
         f"{m['loadavg_at_start']} at start, {m.get('loadavg_at_end')} at end",
         file=file,
     )

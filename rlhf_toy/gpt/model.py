@@ -222,6 +222,10 @@ class GPT:
 
     Every forward-type call (``forward``, ``loss``, ``logprobs``, ``log_distributions``)
     replaces the cache that the next backward uses.
+
+    A batch of at least ``2 * MIN_TOKENS_PER_SHARD`` tokens is cut into row shards that run
+    on threads, one per core (:mod:`rlhf_toy.gpt.parallel`; ``set_num_threads(1)`` turns
+    it off). Results depend on the number of threads only through floating-point rounding.
     """
 
     def __init__(self, config: GPTConfig, seed=0, dtype=np.float32, heads=()):

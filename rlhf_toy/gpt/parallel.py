@@ -28,8 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .._validate import check_int
 
-__all__ = ["MIN_TOKENS_PER_SHARD", "blas_single_thread", "get_num_threads", "map_shards",
-           "row_shards", "set_num_threads", "single_threaded_blas"]
+__all__ = [
+    "MIN_TOKENS_PER_SHARD",
+    "blas_single_thread",
+    "get_num_threads",
+    "map_shards",
+    "row_shards",
+    "set_num_threads",
+    "single_threaded_blas",
+]
 
 #: Smallest shard worth a thread, in tokens (rows x positions). Below it, one piece.
 MIN_TOKENS_PER_SHARD = 512
@@ -89,13 +96,14 @@ def blas_single_thread():
     Used around the sharded passes and around sampling, whose small products lose more to
     waking a second BLAS thread than they gain from it.
     """
-    if _state["blas"] is None:
+    if _state["blas"] is None:  # found once: numpy's BLAS is loaded with numpy itself
         from threadpoolctl import ThreadpoolController
 
         _state["blas"] = ThreadpoolController().select(user_api="blas")
-    return _state["blas"].limit(limits=1) if _state["blas"].lib_controllers else (
-        contextlib.nullcontext()
-    )
+    blas = _state["blas"]
+    if not blas.lib_controllers:  # a BLAS that threadpoolctl does not know: leave it be
+        return contextlib.nullcontext()
+    return blas.limit(limits=1)
 
 
 def row_shards(n_rows: int, n_positions: int) -> list[slice]:
@@ -107,11 +115,13 @@ def row_shards(n_rows: int, n_positions: int) -> list[slice]:
     Examples
     --------
     >>> import rlhf_toy.gpt.parallel as par
+    >>> before = par.get_num_threads()
     >>> par.set_num_threads(2)
     >>> par.row_shards(64, 32)
     [slice(0, 32, None), slice(32, 64, None)]
     >>> par.row_shards(4, 32)  # 128 tokens: one piece
     [slice(0, 4, None)]
+    >>> par.set_num_threads(before)
     """
     by_size = (n_rows * n_positions) // MIN_TOKENS_PER_SHARD
     k = max(1, min(get_num_threads(), n_rows, by_size))
