@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -109,6 +112,27 @@ def test_blas_threads_are_restored_after_every_call(threads):
     sample(model, tokens[:, :2], 3, rng=0)
     after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert after == before
+
+
+def _sharded_forward_in_child(queue):
+    model = GPT(CONFIG, seed=0)
+    queue.put(model.forward(np.zeros((4, 5), dtype=int)).shape)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_builds_its_own_pool(threads):
+    threads(2)
+    GPT(CONFIG, seed=0).forward(np.zeros((4, 5), dtype=int))  # the parent's pool exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_sharded_forward_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():  # the parent's dead pool would hang here
+        child.kill()
+        pytest.fail("a sharded forward in a forked child never finished")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == (4, 5, CONFIG.vocab_size)
 
 
 def test_errors_in_a_shard_reach_the_caller(threads):

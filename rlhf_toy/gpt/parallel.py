@@ -45,6 +45,18 @@ _state = {"threads": None, "pool": None, "blas": None}
 _lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (``multiprocessing`` on Linux) has none of the parent's threads: it
+    must build its own pool instead of waiting forever on the parent's dead workers."""
+    global _lock
+    _lock = threading.Lock()
+    _state["pool"] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _default_threads() -> int:
     env = os.environ.get("RLHF_TOY_NUM_THREADS")
     if env is not None:
