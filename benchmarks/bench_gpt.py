@@ -13,7 +13,10 @@ Measured (median of ``--repeats`` runs after warm-up; the JSON also keeps the fa
 
 - train step: forward + cross-entropy over all positions + backward + AdamW step;
 - forward: logits only;
-- sampling (tiny only): 64 sequences, 8-token prompt, 24 new tokens, KV cache, tokens/s.
+- sampling (tiny only): 64 sequences, 8-token prompt, 24 new tokens, KV cache, tokens/s;
+- train matmuls: the matrix products of a train step alone, on the same shards and threads
+  (:func:`matmul_floor`), a floor that no numpy implementation can beat here. Its ratio is
+  to PyTorch's whole train step.
 
 The numpy GPT runs as a user gets it: its batch cut into row shards, one per thread
 (``rlhf_toy.gpt.get_num_threads()``, recorded in the JSON; ``RLHF_TOY_NUM_THREADS=1`` turns
@@ -135,7 +138,59 @@ def numpy_workloads(name: str, with_sampling: bool) -> tuple[dict, tuple]:
     fns = {"train_step": train_step, "forward": forward}
     if with_sampling:
         fns["sample"] = sampling
+    fns["train_matmuls"] = matmul_floor(model, B, T)
     return fns, (start_params, tokens, targets, prompts, reference_logits)
+
+
+def matmul_floor(model, B: int, T: int):
+    """Every matrix product of one train step and nothing else, on the model's row shards.
+
+    The same shapes, shards and threads as the train step: for each block, the forward
+    product of ``c_attn``, ``c_proj``, ``c_fc`` and the MLP's ``c_proj`` and their two
+    backward products (input and weight gradients), the attention's per-head products (two
+    forward, four backward), and the tied LM head (forward, input and weight gradients). No
+    element-wise work at all: no numpy implementation of the step can be faster than this
+    on the machine.
+    """
+    from rlhf_toy.gpt.parallel import blas_single_thread, map_shards, row_shards
+
+    cfg, p = model.config, model.params
+    C, V, NH, hs = cfg.n_embd, cfg.vocab_size, cfg.n_head, cfg.head_size
+    widths = {  # (input width, output width) of each linear layer in a block
+        "attn.c_attn": (C, 3 * C),
+        "attn.c_proj": (C, C),
+        "mlp.c_fc": (C, 4 * C),
+        "mlp.c_proj": (4 * C, C),
+    }
+    rng = np.random.default_rng(1)
+
+    def operands(rows):
+        x = {  # activations and their gradients, (N, width) for each width in the step
+            w: rng.standard_normal((rows * T, w)).astype(np.float32) for w in (C, 3 * C, 4 * C, V)
+        }
+        q = rng.standard_normal((rows, NH, T, hs)).astype(np.float32)  # (B, NH, T, hs)
+        att = rng.standard_normal((rows, NH, T, T)).astype(np.float32)  # (B, NH, T, T)
+        return x, q, att
+
+    def one_shard(x, q, att):
+        for i in range(cfg.n_layer):
+            for name, (w_in, w_out) in widths.items():
+                w = p[f"h.{i}.{name}.weight"]  # (w_in, w_out)
+                x[w_in] @ w  # forward
+                x[w_out] @ w.T  # input gradient
+                x[w_in].T @ x[w_out]  # weight gradient
+            kt, at = q.swapaxes(-1, -2), att.swapaxes(-1, -2)
+            q @ kt, att @ q  # forward: scores, mixing
+            att @ q, at @ q, att @ q, at @ q  # backward: d att, d v, d q, d k
+        x[C] @ p["wte"].T, x[V] @ p["wte"], x[V].T @ x[C]  # tied head: logits, dx, dwte
+
+    shard_operands = [operands(s.stop - s.start) for s in row_shards(B, T)]
+
+    def floor():
+        with blas_single_thread():
+            map_shards(one_shard, shard_operands)
+
+    return floor
 
 
 # ---------------------------------------------------------------------------- torch
@@ -322,7 +377,7 @@ def run(repeats: int, warmup: int, use_torch: bool = True) -> dict:
             report.setdefault("torch_logit_check", {})[name] = max_diff
         for what, np_fn in np_fns.items():
             fns = {"numpy": np_fn}
-            if torch is not None:
+            if torch is not None and what in torch_fns:
                 fns["torch"] = torch_fns[what]
             times = interleaved_times(fns, repeats, warmup)
             row = {"config": name, "measurement": what}
@@ -338,6 +393,14 @@ def run(repeats: int, warmup: int, use_torch: bool = True) -> dict:
                     row[lib] = statistics.median(times[lib])
                     row[lib + "_best"] = min(times[lib])
             r = row["numpy"] / row["torch"] if row["torch"] else None
+            if what == "train_matmuls" and torch is not None:  # the floor against torch's step
+                torch_step = next(
+                    x["torch"]
+                    for x in report["results"]
+                    if x["config"] == name and x["measurement"] == "train_step"
+                )
+                r = row["numpy"] / torch_step
+                row["compared_to"] = "torch train_step"
             row["numpy_over_torch"] = r
             if (name, what) in TARGETS:
                 op, bound = TARGETS[(name, what)]
@@ -364,7 +427,7 @@ def print_table(report: dict, file=sys.stdout) -> None:
         f"{m['loadavg_at_start']} at start, {m.get('loadavg_at_end')} at end",
         file=file,
     )
-    header = f"{'config':<8} {'measurement':<11} {'numpy':>14} {'torch':>14} {'np/torch':>9} "
+    header = f"{'config':<8} {'measurement':<13} {'numpy':>14} {'torch':>14} {'np/torch':>9} "
     header += f"{'target':>8} {'ok':>4}"
     print(header, file=file)
     print("-" * len(header), file=file)
@@ -372,7 +435,7 @@ def print_table(report: dict, file=sys.stdout) -> None:
         ratio = r["numpy_over_torch"]
         ok = {True: "yes", False: "NO", None: "-"}[r.get("met")]
         print(
-            f"{r['config']:<8} {r['measurement']:<11} {_fmt(r['measurement'], r['numpy']):>14} "
+            f"{r['config']:<8} {r['measurement']:<13} {_fmt(r['measurement'], r['numpy']):>14} "
             f"{_fmt(r['measurement'], r['torch']):>14} "
             f"{('-' if ratio is None else f'{ratio:.2f}x'):>9} {r.get('target', ''):>8} {ok:>4}",
             file=file,

@@ -56,3 +56,21 @@ def test_bench_sweeps_quick_writes_its_table(tmp_path, capsys):
     assert any(name.startswith("best-of-n") for name in names)
     assert report["machine"]["numpy"] == np.__version__
     assert "frontier" in capsys.readouterr().out
+
+
+def test_bench_gpt_quick_writes_its_table(tmp_path, capsys):
+    out = tmp_path / "gpt.json"
+    args = ["bench", "gpt", "--quick", "--repeats", "3", "--no-torch", "--json", str(out)]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    rows = {(r["config"], r["measurement"]): r for r in report["results"]}
+    for config in ("tiny", "medium"):
+        for what in ("train_step", "forward", "train_matmuls"):
+            assert rows[(config, what)]["numpy"] > 0
+            assert rows[(config, what)]["torch"] is None  # --no-torch
+    assert rows[("tiny", "sample")]["unit"] == "tokens/s"
+    # the products alone are a floor under the whole step (best of 3: robust to a hiccup)
+    floor, step = rows[("tiny", "train_matmuls")], rows[("tiny", "train_step")]
+    assert floor["numpy_best"] < step["numpy_best"]
+    assert report["machine"]["rlhf_toy_threads"] >= 1
+    assert "train_matmuls" in capsys.readouterr().out
