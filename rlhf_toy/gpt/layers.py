@@ -37,12 +37,13 @@ GELU_CUBIC = 0.044715
 __all__ = [
     "BLOCK_PARAMS",
     "LN_EPS",
+    "SHIFT_LIMIT",
     "attention_backward",
     "attention_forward",
-    "causal_softmax",
     "block_backward",
     "block_forward",
     "causal_bias",
+    "causal_softmax",
     "cross_entropy",
     "encoder_backward",
     "encoder_forward",
@@ -324,7 +325,7 @@ def causal_softmax(scores, t_past=0):
     sees its own key, so this shifts each row by the query's *own* score: that entry
     becomes ``exp(0) = 1``, so the row sum is at least 1 and never 0/0. Only a score more
     than :data:`SHIFT_LIMIT` above the own score could overflow; one cheap global maximum
-    detects that, and such rows (never seen in practice) take the row maximum instead.
+    detects that, and then (rarely) every row takes its maximum instead.
     """
     Tq = scores.shape[-2]
     own = np.diagonal(scores, offset=t_past, axis1=-2, axis2=-1)[..., None].copy()  # (..., Tq, 1)

@@ -1,19 +1,22 @@
 """Data parallelism over threads: how the numpy GPT uses every core of a laptop.
 
-A training batch is cut into row shards, one per thread; each thread runs the whole
+A batch is cut into row shards, one per thread; each thread runs the whole
 forward (or backward) of its shard, and the shards' parameter gradients are summed in a
 fixed order. numpy releases the GIL inside its kernels (BLAS products and element-wise
 loops alike), so the threads really run in parallel, and *everything* is parallel: not
 only the matrix products, which a multi-threaded BLAS would split anyway, but also the
 GELU, softmax and LayerNorm passes, which numpy runs on one core.
 
-While shards run, BLAS is limited to one thread (through ``threadpoolctl``): two shards
-each asking OpenBLAS for two threads would put four threads on two cores. The limit is
-lifted as soon as the shards finish, so the user's own numpy code is unaffected.
+Inside every computing method of the GPT, BLAS is limited to one thread (through
+``threadpoolctl``): two shards each asking OpenBLAS for two threads would put four threads
+on two cores, and an idle OpenBLAS worker keeps spinning for a while after a
+multi-threaded call, stealing a core from the next shards. The limit is lifted when the
+method returns, so the user's own numpy code is unaffected.
 
-Sharding changes only the order of floating-point sums (a parameter gradient is the sum of
-the shards' gradients), never the maths: the forward outputs are the same row by row, and
-the gradients agree with the unsharded ones to rounding. A batch smaller than
+Sharding changes floating-point rounding only, never the maths: a parameter gradient is
+the sum of the shards' gradients, and BLAS may order a row's dot products differently for
+a different number of rows. Outputs and gradients agree with the unsharded ones to
+rounding, and the same thread count gives the same bits on every run. A batch smaller than
 ``2 * MIN_TOKENS_PER_SHARD`` tokens runs in one piece, where the thread hand-off would
 cost more than it saves.
 """
@@ -105,8 +108,9 @@ def _pool() -> ThreadPoolExecutor:
 def blas_single_thread():
     """Context manager limiting BLAS to one thread, restored on exit.
 
-    Used around the sharded passes and around sampling, whose small products lose more to
-    waking a second BLAS thread than they gain from it.
+    Wrapped around every computing method of the GPT (:func:`single_threaded_blas`) and
+    around sampling, whose small products lose more to waking a second BLAS thread than
+    they gain from it.
     """
     if _state["blas"] is None:  # found once: numpy's BLAS is loaded with numpy itself
         from threadpoolctl import ThreadpoolController
@@ -121,8 +125,9 @@ def blas_single_thread():
 def row_shards(n_rows: int, n_positions: int) -> list[slice]:
     """Split ``n_rows`` rows of ``n_positions`` tokens into contiguous, near-equal shards.
 
-    At most :func:`get_num_threads` shards, none smaller than
-    :data:`MIN_TOKENS_PER_SHARD` tokens (so small batches stay whole).
+    At most :func:`get_num_threads` shards, and no more than the batch has
+    :data:`MIN_TOKENS_PER_SHARD`-token pieces (so small batches stay whole). Shard sizes
+    differ by at most one row.
 
     Examples
     --------
