@@ -181,7 +181,7 @@ def matmul_floor(model, B: int, T: int):
                 x[w_in].T @ x[w_out]  # weight gradient
             kt, at = q.swapaxes(-1, -2), att.swapaxes(-1, -2)
             q @ kt, att @ q  # forward: scores, mixing
-            att @ q, at @ q, att @ q, at @ q  # backward: d att, d v, d q, d k
+            q @ kt, at @ q, att @ q, at @ q  # backward: d att, d v, d q, d k
         x[C] @ p["wte"].T, x[V] @ p["wte"], x[V].T @ x[C]  # tied head: logits, dx, dwte
 
     shard_operands = [operands(s.stop - s.start) for s in row_shards(B, T)]
