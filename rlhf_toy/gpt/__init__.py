@@ -5,7 +5,7 @@
 - :mod:`~rlhf_toy.gpt.model`: :class:`GPTConfig`, :class:`GPT` (GPT-2 names and layouts,
   optional value / reward heads, per-token log-probs and their backward, KV-cache steps);
 - :mod:`~rlhf_toy.gpt.sample`: :func:`sample` with temperature, top-k and EOS;
-- :mod:`~rlhf_toy.gpt.optim`: AdamW, global-norm clipping, the learning-rate schedule;
+- AdamW, clipping and the lr schedule, re-exported from :mod:`rlhf_toy.optim`;
 - :mod:`~rlhf_toy.gpt.checkpoint`: safetensors checkpoints and the Hugging Face export;
 - :mod:`~rlhf_toy.gpt.parallel`: row shards of a batch on threads (one per core).
 
@@ -13,10 +13,11 @@
 log-probabilities (``model.logprobs_backward``) and it returns parameter gradients.
 """
 
+from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
+
 from .checkpoint import export_hf, load, save
 from .layers import cross_entropy
 from .model import GPT, GPTConfig, KVCache, check_finite_grads, param_spec
-from .optim import AdamW, clip_grad_norm, lr_schedule
 from .parallel import get_num_threads, set_num_threads
 from .sample import SampleResult, sample
 

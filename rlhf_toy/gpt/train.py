@@ -6,7 +6,7 @@ This is the optimisation loop under the chapter's first stage, supervised fine-t
     L(theta) = - sum_{b,t} mask[b,t] log pi_theta(y[b,t+1] | y[b,:t+1]) / sum mask,
 
 with AdamW, global-norm clipping and a warmup-then-cosine learning rate
-(:mod:`rlhf_toy.gpt.optim`). The mask selects the *response* tokens: the model is trained to
+(:mod:`rlhf_toy.optim`). The mask selects the *response* tokens: the model is trained to
 answer prompts, not to predict them.
 
 The digit language is the smallest interesting instance: a prompt of ``n_digits`` random
@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
+
 from .._validate import as_rng, check_int, check_positive
 from .layers import cross_entropy
 from .model import check_finite_grads
-from .optim import AdamW, clip_grad_norm, lr_schedule
 
 __all__ = [
     "DIGIT_TASKS",
@@ -174,9 +175,9 @@ def train_lm(
         ``mask`` is ``(B, T)`` (or ``None`` for every position).
     steps : int
         Number of optimisation steps (>= 1).
-    lr, warmup_steps, min_lr : see :func:`~rlhf_toy.gpt.optim.lr_schedule`
+    lr, warmup_steps, min_lr : see :func:`~rlhf_toy.optim.lr_schedule`
         Peak learning rate, linear warmup, cosine floor.
-    weight_decay, betas : see :class:`~rlhf_toy.gpt.optim.AdamW`
+    weight_decay, betas : see :class:`~rlhf_toy.optim.AdamW`
         Used only when ``optimizer`` is None.
     max_grad_norm : float or None, default 1.0
         Global-norm clipping threshold; ``None`` disables clipping.

@@ -1,4 +1,4 @@
-"""AdamW, gradient clipping and the learning-rate schedule of ``rlhf_toy.gpt.optim``.
+"""AdamW, gradient clipping and the learning-rate schedule of ``rlhf_toy.optim``.
 
 AdamW is checked against a float64 transcription of the Adam formulas (Kingma & Ba,
 Loshchilov & Hutter) on random arrays of random shapes; clipping against
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlhf_toy.gpt.optim import AdamW, clip_grad_norm, lr_schedule
+from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -1,4 +1,4 @@
-"""Optimisation for the numpy GPT: AdamW, global-norm gradient clipping, a learning-rate schedule.
+"""Optimisation shared by both worlds: AdamW, global-norm clipping, a learning-rate schedule.
 
 These are the pieces every stage of the chapter's pipeline uses to move the policy
 (supervised fine-tuning, reward-model fitting, PPO / DPO / GRPO updates): the gradient of
