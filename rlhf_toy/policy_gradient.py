@@ -1,9 +1,12 @@
-"""Policy-gradient objectives: chapter, *Policy-gradient RLHF* (REINFORCE, RLOO, PPO, GRPO).
+"""Policy-gradient objectives: chapter, *The RLHF Pipeline*, Stage 3 (RL Fine-Tuning with KL
+Penalty), and *Modern RL for LLMs* (GRPO).
 
-The advantage estimators (REINFORCE with a baseline, RLOO, GRPO and Dr. GRPO, GAE and
-whitening), the losses that turn advantages into gradients (the plain policy gradient,
-PPO's clipped surrogate, the clipped value loss) and the KL terms of the KL-regularised
-objective (per-token KL *in the reward*, InstructGPT; k3 *in the loss*, GRPO), with the
+Stage 3 optimises the KL-regularised objective with PPO, tokens being the actions; GRPO drops
+the critic for group-standardised advantages. This module holds the pieces of both and of
+their REINFORCE-style relatives: the advantage estimators (REINFORCE with a baseline, RLOO,
+GRPO and Dr. GRPO, GAE, whitening), the losses that turn advantages into gradients (the
+plain policy gradient, PPO's clipped surrogate, the clipped value loss) and the KL terms of
+the objective (per-token KL *in the reward*, InstructGPT; k3 *in the loss*, GRPO), with the
 adaptive KL coefficient of Ziegler et al. (2019).
 
 Like :mod:`rlhf_toy.preference_losses`, every loss is model-agnostic: it takes per-token
@@ -15,8 +18,9 @@ gradient through an exact softmax, the GPT through its backward pass.
 Shapes: per-token arrays are ``[B, T]`` (``B`` sequences, ``T`` response positions) with a
 ``mask`` of the same shape, 1 on response tokens and 0 on padding (right padding; a bandit
 response is ``T = 1``). Values off the mask never change a result, and every per-token
-output is 0 there. Group rewards are ``[n_prompts, G]`` (``G`` responses per prompt). All
-arithmetic is float64.
+output is 0 there. Group rewards are ``[n_prompts, G]`` (``G`` responses per prompt); their
+advantages flatten prompt-major (``adv.reshape(-1)``) into the ``(B,)`` per-sequence
+advantages the losses take, ``B = n_prompts * G``. All arithmetic is float64.
 
 Aggregation ``agg`` of a per-token loss ``l[b, t]`` (TRL's ``loss_type``):
 
@@ -136,13 +140,14 @@ def _agg_weights(mask: np.ndarray, agg: str, max_len) -> np.ndarray:
     """Weights ``w[b, t]`` with ``agg(l) = sum(w * l)`` (so ``d agg / d l = w``)."""
     _check_option(agg, "agg", AGGREGATIONS)
     B, T = mask.shape
+    if max_len is not None:
+        max_len = check_int(max_len, "max_len", minimum=1)
     if agg == "token_mean":
         return mask / mask.sum()
     if agg == "seq_mean":
         lengths = np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
         return mask / (lengths * B)
-    max_len = T if max_len is None else check_int(max_len, "max_len", minimum=1)
-    return mask / (B * max_len)
+    return mask / (B * (T if max_len is None else max_len))
 
 
 def _finite(name: str, *arrays):
