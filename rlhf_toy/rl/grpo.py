@@ -121,7 +121,8 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
         of ``KL(pi || pi_ref)``), ``approx_kl`` and ``clipfrac`` (means over the epochs,
         see :func:`rlhf_toy.policy_gradient.ppo_clip_loss`), ``zero_spread`` (fraction of
         groups whose rewards are all equal: no reward signal), ``reward`` (mean score),
-        ``entropy`` (of the sampling policy, mean over the sampled tokens), ``grad_norm`` (of the last epoch).
+        ``entropy`` (of the sampling policy, mean over the sampled tokens), ``grad_norm``
+        (of the last epoch).
 
     Raises
     ------
