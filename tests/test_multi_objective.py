@@ -16,7 +16,9 @@ from rlhf_toy.bandit.experiments.multi_objective import (
     policy_values,
     scalarisation_front,
     scalarised_reward,
+    train_constrained,
 )
+from rlhf_toy.rl import OnlineDPOConfig
 
 BETA = 0.5
 WEIGHTS = np.linspace(0.0, 1.0, 21)
@@ -154,3 +156,54 @@ def test_bad_input():
         env.rewards("both")
     with pytest.raises(ValueError, match="maximise must have shape"):
         non_dominated([1.0, 2.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dual_ascent_lands_on_the_front_at_the_constraint(seed):
+    env = make_two_reward_bandit(6, 16, rng=seed)
+    r_help, r_harm = env.rewards("proxy")
+    unconstrained = constrained_optimum(env.pi_ref, r_help, r_harm, BETA, 1e9)
+    c = unconstrained.harm - 0.4
+    run = train_constrained(env.pi_ref, r_help, r_harm, BETA, c, steps=600, lr=0.1, eta=0.02,
+                            eval_rewards={"help_gold": env.r_help_star}, rng=seed)
+    opt = run.optimum
+    assert opt.active and run.steps[-1] == 600
+    # Sampled training with the multiplier updated on its own samples reaches the exact
+    # constrained optimum: harm at the budget, helpfulness at the optimum, and the policy
+    # itself close in KL, while the unconstrained run would overshoot the budget by 0.4.
+    assert abs(run.tail_mean("harm") - c) < 0.03
+    assert abs(run.tail_mean("help") - opt.help) < 0.02
+    assert run.tail_mean("kl_to_optimum") < 0.005
+    assert abs(run.tail_mean("lam") - opt.lam) < 0.1
+    assert run.kl_to_optimum[-1] < 0.2 * run.kl_to_optimum[0]
+    np.testing.assert_allclose(run.eval["help_gold"][0], policy_values(
+        env.pi_ref, env.pi_ref, env.r_help_star, r_harm, BETA)["help"], rtol=1e-12)
+
+
+def test_dual_ascent_is_seeded_and_validated():
+    env = make_two_reward_bandit(3, 6, rng=0)
+    r_help, r_harm = env.rewards("proxy")
+    a = train_constrained(env.pi_ref, r_help, r_harm, BETA, 0.0, steps=5, rng=7)
+    b = train_constrained(env.pi_ref, r_help, r_harm, BETA, 0.0, steps=5, rng=7)
+    np.testing.assert_array_equal(a.lam, b.lam)
+    np.testing.assert_array_equal(a.policy.logits, b.policy.logits)
+    # The multiplier follows the projected dual update on the sampled harm.
+    expect = np.maximum(0.0, a.lam[:-1] + 0.02 * (a.harm_sampled[1:] - 0.0))
+    np.testing.assert_allclose(a.lam[1:], expect, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        train_constrained(env.pi_ref, r_help, r_harm, BETA, 0.0, steps=5, eta=0.0)
+    with pytest.raises(ValueError, match="OnlineDPOConfig"):
+        train_constrained(env.pi_ref, r_help, r_harm, BETA, 0.0, steps=5,
+                          config=OnlineDPOConfig())
+    with pytest.raises(ValueError, match="c must exceed"):
+        train_constrained(env.pi_ref, r_help, r_harm, BETA, -50.0, steps=5)
+    with pytest.raises(TypeError, match="config must be one of"):
+        train_constrained(env.pi_ref, r_help, r_harm, BETA, 0.0, steps=5, config=object())
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_dual_ascent_stops_on_non_finite_values():
+    env = make_two_reward_bandit(3, 6, rng=0)
+    r_help, r_harm = env.rewards("proxy")
+    with pytest.raises(FloatingPointError, match=r"train_constrained \(rloo\).* at step \d"):
+        train_constrained(env.pi_ref, r_help, r_harm, BETA, 0.0, steps=5, lr=1e308)

@@ -22,7 +22,7 @@ MORLHF / Rewarded Soups (linear scalarisation of several rewards).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import rel_entr, softmax
@@ -36,10 +36,15 @@ from rlhf_toy._validate import (
     check_positive,
     check_same_shape,
 )
+from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+from rlhf_toy.bandit.rl import STEPS, TabularCritic, method_name
+from rlhf_toy.optim import AdamW
 from rlhf_toy.optimal import optimal_policy
+from rlhf_toy.rl import OnlineDPOConfig, PPOConfig, RLOOConfig
 
 __all__ = [
     "ConstrainedOptimum",
+    "ConstrainedRun",
     "Front",
     "TwoRewardBandit",
     "constrained_optimum",
@@ -50,6 +55,7 @@ __all__ = [
     "policy_values",
     "scalarisation_front",
     "scalarised_reward",
+    "train_constrained",
 ]
 
 
@@ -584,3 +590,185 @@ def constrained_optimum(pi_ref, r_help, r_harm, beta, c, prompt_probs=None, *,
             break
         lo, hi = (mid, hi) if harm > c else (lo, mid)
     return result(mid, harm_at(mid)[1], True)
+
+
+# --------------------------------------------------------------------------------------
+# sampled training with a Lagrange multiplier updated by dual ascent
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConstrainedRun:
+    """A sampled constrained run, recorded exactly after every step (0 = the start).
+
+    Attributes
+    ----------
+    method : str
+        The step's name (:func:`rlhf_toy.bandit.rl.method_name`).
+    steps : ndarray of int, shape (S + 1,)
+        ``0, 1, ..., S``.
+    lam : ndarray of shape (S + 1,)
+        The multiplier used by the next step (``lam[0]`` the initial one).
+    harm_sampled : ndarray of shape (S + 1,)
+        The batch mean of the trained harm ``E_hat[harm]`` that updated ``lam`` (``NaN``
+        at step 0).
+    help, harm, kl : ndarray of shape (S + 1,)
+        Exact ``E[r_help]``, ``E[r_harm]`` of the trained rewards and ``E_x KL(pi || pi_ref)``.
+    kl_to_optimum : ndarray of shape (S + 1,)
+        ``E_x KL(pi || pi_c)`` to the exact constrained optimum ``pi_c`` of the trained
+        rewards (:func:`constrained_optimum`).
+    eval : dict of str to ndarray of shape (S + 1,)
+        Exact expectations of the ``eval_rewards`` (for example the gold tables).
+    optimum : ConstrainedOptimum
+        The exact constrained optimum of the trained rewards.
+    policy : TabularPolicy
+        The final policy.
+    """
+
+    method: str
+    steps: np.ndarray
+    lam: np.ndarray
+    harm_sampled: np.ndarray
+    help: np.ndarray
+    harm: np.ndarray
+    kl: np.ndarray
+    kl_to_optimum: np.ndarray
+    eval: dict
+    optimum: ConstrainedOptimum
+    policy: TabularPolicy
+
+    def tail_mean(self, name: str, fraction: float = 0.25) -> float:
+        """Mean of the curve ``name`` (an attribute or an ``eval`` key) over the last
+        ``fraction`` of the steps: the dual iterates oscillate, their average settles."""
+        curve = self.eval[name] if name in self.eval else getattr(self, name)
+        k = max(1, int(round(fraction * (len(curve) - 1))))
+        return float(np.mean(curve[-k:]))
+
+
+def train_constrained(pi_ref, r_help, r_harm, beta, c, *, steps, config=None, lr=0.05,
+                      eta=0.02, lam_init=0.0, eval_rewards=None, prompt_probs=None,
+                      rng=0) -> ConstrainedRun:
+    """Maximise ``E[help] - beta KL`` s.t. ``E[harm] <= c`` by sampled RL and dual ascent.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (X, Y)
+        Reference policy (and the start).
+    r_help, r_harm : array_like of shape (X, Y)
+        The trained rewards (typically the proxies ``r_help_hat``, ``r_harm_hat``).
+    beta : float
+        KL coefficient, ``> 0``; it overrides the config's ``beta``.
+    c : float
+        Harm budget (feasible: see :func:`constrained_optimum`).
+    steps : int
+        Sampled steps, ``>= 1``.
+    config : step config of :mod:`rlhf_toy.rl`, optional
+        Any step but online DPO (REINFORCE, RLOO, GRPO, PPO); ``RLOOConfig(group_size=8)``
+        by default (KL in the reward: unbiased for the regularised objective).
+    lr : float, default 0.05
+        AdamW learning rate on the logits (no weight decay), as in
+        :func:`rlhf_toy.bandit.rl.train_rl`; PPO's critic uses the same.
+    eta : float, default 0.02
+        Dual step size, ``> 0``. Much larger values (0.2 here) make ``lam`` swing between
+        0 and twice its optimum in a limit cycle: the policy lags the multiplier.
+    lam_init : float, default 0.0
+        Initial multiplier, ``>= 0``.
+    eval_rewards : dict of str to array_like of shape (X, Y), optional
+        Tables whose exact expectation is recorded each step (the gold rewards).
+    prompt_probs : array_like of shape (X,), optional
+        Prompt distribution of the exact records; uniform if omitted. (Every step uses
+        every prompt once.)
+    rng : numpy Generator or int
+        Source of randomness.
+
+    Returns
+    -------
+    ConstrainedRun
+
+    Raises
+    ------
+    ValueError
+        On invalid tables, hyper-parameters, an infeasible ``c`` or an online-DPO config.
+    FloatingPointError
+        If a step goes non-finite; the message names the step.
+
+    Notes
+    -----
+    Step ``t`` trains on the reward ``r_help - lam_t r_harm`` with the config's step
+    function (the KL penalty ``beta`` as the step applies it), then
+    ``lam_{t+1} = max(0, lam_t + eta (E_hat[harm] - c))`` with ``E_hat[harm]`` the mean
+    harm of the step's own samples: projected gradient descent on the dual
+    ``g(lam) = max_pi L(pi, lam)``, ``dg/dlam = c - E_{pi_lam}[harm]`` (Safe RLHF,
+    Dai et al. 2024; the primal-dual scheme of constrained RL, Altman 1999). The policy
+    tracks ``pi_lam`` while ``lam`` drifts to the exact multiplier of
+    :func:`constrained_optimum`; the iterates oscillate around it with an amplitude set by
+    ``eta`` and the sampling noise, so compare tail averages (:meth:`ConstrainedRun.tail_mean`).
+    """
+    pi_ref, r_help, r_harm, w = _check_tables(pi_ref, r_help, r_harm, prompt_probs)
+    beta = check_positive(beta, "beta")
+    steps = check_int(steps, "steps")
+    lr = check_positive(lr, "lr")
+    eta = check_positive(eta, "eta")
+    lam = check_nonnegative(lam_init, "lam_init")
+    config = RLOOConfig(group_size=8) if config is None else config
+    if isinstance(config, OnlineDPOConfig):
+        raise ValueError("config must be a policy-gradient step (REINFORCE, RLOO, GRPO, PPO), "
+                         "got an OnlineDPOConfig")
+    name = method_name(config)  # TypeError on an unknown config
+    config = replace(config, beta=beta)
+    evals = {}
+    for key, table in (eval_rewards or {}).items():
+        table = check_finite(table, f"eval_rewards[{key!r}]")
+        check_same_shape(table, pi_ref, f"eval_rewards[{key!r}]", "pi_ref")
+        evals[key] = table
+    optimum = constrained_optimum(pi_ref, r_help, r_harm, beta, c, w)
+    rng = as_rng(rng)
+
+    ref = TabularPolicy.from_probs(pi_ref)
+    policy = TrainableTabularPolicy(ref.logits)
+    optimiser = AdamW(policy.params, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
+    extra = {}
+    if isinstance(config, PPOConfig):
+        critic = TabularCritic(pi_ref.shape[0])
+        extra = {"critic": critic, "critic_optimiser": AdamW(critic.params, lr=lr,
+                                                             betas=(0.9, 0.999),
+                                                             weight_decay=0.0)}
+    step_fn = STEPS[type(config)]
+    prompts = np.arange(pi_ref.shape[0])
+    batch_harm = []  # filled by the reward function: the step's sampled harms
+
+    def reward_fn(x, responses, mask):
+        y = responses[:, 0]
+        batch_harm.append(r_harm[x, y])
+        return r_help[x, y] - lam * r_harm[x, y]
+
+    curves = {k: np.empty(steps + 1) for k in ("lam", "harm_sampled", "help", "harm", "kl",
+                                               "kl_to_optimum")}
+    eval_curves = {k: np.empty(steps + 1) for k in evals}
+
+    def record(t):
+        pi = policy.probs
+        h, m, kl = _values(pi, pi_ref, r_help, r_harm, w)
+        curves["help"][t], curves["harm"][t], curves["kl"][t] = h, m, kl
+        curves["kl_to_optimum"][t] = w @ rel_entr(pi, optimum.policy).sum(-1)
+        curves["lam"][t] = lam
+        for key, table in evals.items():
+            eval_curves[key][t] = w @ (pi * table).sum(-1)
+
+    curves["harm_sampled"][0] = np.nan
+    record(0)
+    for t in range(1, steps + 1):
+        batch_harm.clear()
+        try:
+            step_fn(policy, ref, optimiser, prompts, reward_fn, config, rng, **extra)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"train_constrained ({name}): {err} at step {t}") from err
+        z = policy.params["logits"]
+        if np.any(np.isnan(z) | (z == np.inf)):
+            raise FloatingPointError(f"train_constrained ({name}): non-finite logits at step {t}")
+        harm_hat = float(np.mean(batch_harm[0]))  # the rollout's samples (first call)
+        lam = max(0.0, lam + eta * (harm_hat - c))
+        curves["harm_sampled"][t] = harm_hat
+        record(t)
+    return ConstrainedRun(method=name, steps=np.arange(steps + 1), eval=eval_curves,
+                          optimum=optimum, policy=policy.snapshot(), **curves)
