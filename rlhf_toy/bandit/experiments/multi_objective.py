@@ -51,6 +51,7 @@ __all__ = [
     "lagrangian_front",
     "lagrangian_policy",
     "make_two_reward_bandit",
+    "multi_objective_study",
     "non_dominated",
     "policy_values",
     "scalarisation_front",
@@ -772,3 +773,89 @@ def train_constrained(pi_ref, r_help, r_harm, beta, c, *, steps, config=None, lr
         record(t)
     return ConstrainedRun(method=name, steps=np.arange(steps + 1), eval=eval_curves,
                           optimum=optimum, policy=policy.snapshot(), **curves)
+
+
+# --------------------------------------------------------------------------------------
+# the study behind the figure and the notebook
+# --------------------------------------------------------------------------------------
+
+
+def multi_objective_study(world: TwoRewardBandit, beta, c, *, configs, seeds, steps=600,
+                          lr=0.1, eta=0.02, weights=None, lams=None, n_random=300,
+                          rng=0) -> dict:
+    """Fronts, the constrained optimum and the landings of dual-ascent runs, proxy and gold.
+
+    Parameters
+    ----------
+    world : TwoRewardBandit
+        Training uses the proxies; everything is also scored on the gold tables.
+    beta : float
+        KL coefficient, ``> 0``.
+    c : float
+        Harm budget on the proxy harm.
+    configs : dict of str to step config
+        The sampled methods run by :func:`train_constrained`, by name.
+    seeds : sequence of int
+        One run per method and seed.
+    steps, lr, eta : int, float, float
+        As in :func:`train_constrained`.
+    weights : array_like, optional
+        Scalarisation weights; 21 from 0 to 1 if omitted.
+    lams : array_like, optional
+        Multipliers of the Lagrangian fronts; 0 and 60 log-spaced in ``[1e-3, 1e2]``.
+    n_random : int, default 300
+        Random policies (softmaxes of ``log pi_ref`` plus Gaussian noise of random scale).
+    rng : numpy Generator or int
+        Randomness of the random policies.
+
+    Returns
+    -------
+    dict
+        ``"scalarised"`` :class:`Front` (proxy), ``"random"``
+        :func:`policy_values` of the random policies (proxy), ``"front"`` and
+        ``"gold_front"`` Lagrangian :class:`Front` of the proxy and gold tables,
+        ``"optimum"`` and ``"gold_optimum"`` :class:`ConstrainedOptimum` at ``c``,
+        ``"optimum_on_gold"`` :func:`policy_values` of the proxy optimum on the gold
+        tables, and ``"runs"``: per method the list of :class:`ConstrainedRun`, with
+        ``"landings"`` / ``"gold_landings"``: per method ``(harm, j_help)`` arrays of the
+        final policies on the proxy / gold tables.
+
+    Raises
+    ------
+    ValueError
+        On invalid settings (see :func:`train_constrained`).
+    """
+    beta = check_positive(beta, "beta")
+    weights = np.linspace(0.0, 1.0, 21) if weights is None else weights
+    lams = np.r_[0.0, np.geomspace(1e-3, 1e2, 60)] if lams is None else lams
+    n_random = check_int(n_random, "n_random")
+    pi_ref = world.pi_ref
+    (h_hat, m_hat), (h_star, m_star) = world.rewards("proxy"), world.rewards("gold")
+    rng = as_rng(rng)
+    scales = rng.uniform(0.1, 3.0, size=(n_random, 1, 1))
+    random_pis = softmax(np.log(pi_ref) + scales * rng.standard_normal((n_random,
+                                                                        *pi_ref.shape)), -1)
+    out = {
+        "scalarised": scalarisation_front(pi_ref, h_hat, m_hat, beta, weights,
+                                          world.prompt_probs),
+        "random": policy_values(random_pis, pi_ref, h_hat, m_hat, beta, world.prompt_probs),
+        "front": lagrangian_front(pi_ref, h_hat, m_hat, beta, lams, world.prompt_probs),
+        "gold_front": lagrangian_front(pi_ref, h_star, m_star, beta, lams, world.prompt_probs),
+        "optimum": constrained_optimum(pi_ref, h_hat, m_hat, beta, c, world.prompt_probs),
+        "gold_optimum": constrained_optimum(pi_ref, h_star, m_star, beta, c,
+                                            world.prompt_probs),
+        "runs": {}, "landings": {}, "gold_landings": {},
+    }
+    out["optimum_on_gold"] = policy_values(out["optimum"].policy, pi_ref, h_star, m_star, beta,
+                                           world.prompt_probs)
+    for name, config in configs.items():
+        runs = [train_constrained(pi_ref, h_hat, m_hat, beta, c, steps=steps, config=config,
+                                  lr=lr, eta=eta, prompt_probs=world.prompt_probs, rng=seed)
+                for seed in seeds]
+        finals = np.stack([run.policy.probs for run in runs])  # (n_seeds, X, Y)
+        proxy = policy_values(finals, pi_ref, h_hat, m_hat, beta, world.prompt_probs)
+        gold = policy_values(finals, pi_ref, h_star, m_star, beta, world.prompt_probs)
+        out["runs"][name] = runs
+        out["landings"][name] = (proxy["harm"], proxy["j_help"])
+        out["gold_landings"][name] = (gold["harm"], gold["j_help"])
+    return out

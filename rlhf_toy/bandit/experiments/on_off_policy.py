@@ -26,7 +26,7 @@ gradient steps: only the data schedule differs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.special import rel_entr
@@ -40,9 +40,12 @@ from rlhf_toy._validate import (
     check_positive,
     check_same_shape,
 )
+from rlhf_toy.bandit.env import BanditEnv
+from rlhf_toy.bandit.rl import method_name, train_rl
 from rlhf_toy.bandit.train import train_dpo
 from rlhf_toy.bradley_terry import fit_bradley_terry, sample_comparisons
 from rlhf_toy.optimal import optimal_policy
+from rlhf_toy.rl import OnlineDPOConfig, PPOConfig
 
 __all__ = [
     "DPORun",
@@ -51,6 +54,7 @@ __all__ = [
     "dpo_schedule",
     "exact_scores",
     "reward_model_then_rl",
+    "sampled_rl_stage",
 ]
 
 
@@ -276,6 +280,51 @@ def reward_model_then_rl(pi_ref, r_star, beta, *, budget, l2=1.0, rl=None, promp
     return probs, r_hat
 
 
+def sampled_rl_stage(config=None, *, steps: int = 150, lr: float = 0.05) -> Callable:
+    """The RL stage of :func:`reward_model_then_rl` as a sampled run of
+    :func:`rlhf_toy.bandit.rl.train_rl` against the fitted reward model.
+
+    Parameters
+    ----------
+    config : step config of :mod:`rlhf_toy.rl`, optional
+        ``PPOConfig()`` by default (KL in the reward, learned per-prompt critic, clip);
+        its ``beta`` is replaced by the stage's. Not online DPO (it needs labels).
+    steps : int, default 150
+        Sampled steps (each samples ``config.group_size`` responses for every prompt,
+        scored by the reward model: these cost no labels).
+    lr : float, default 0.05
+        AdamW learning rate on the logits.
+
+    Returns
+    -------
+    callable
+        ``stage(pi_ref, r_hat, beta, rng) -> probs (X, Y)``.
+
+    Raises
+    ------
+    ValueError
+        On bad ``steps``, ``lr`` or an online-DPO config.
+    TypeError
+        If ``config`` is not a step config.
+    """
+    config = PPOConfig() if config is None else config
+    method_name(config)  # TypeError on an unknown config
+    if isinstance(config, OnlineDPOConfig):
+        raise ValueError("config must be a policy-gradient step, got an OnlineDPOConfig")
+    steps = check_int(steps, "steps")
+    lr = check_positive(lr, "lr")
+
+    def stage(pi_ref, r_hat, beta, rng):
+        # The world of the stage: its "gold" is the reward model (only r_hat is optimised;
+        # the gold score is computed exactly afterwards).
+        env = BanditEnv(pi_ref=pi_ref, r_star=r_hat, r_hat=r_hat,
+                        prompt_probs=np.full(pi_ref.shape[0], 1.0 / pi_ref.shape[0]))
+        result = train_rl(env, replace(config, beta=beta), steps=steps, lr=lr, rng=rng)
+        return np.array(result.policy.probs)
+
+    return stage
+
+
 # --------------------------------------------------------------------------------------
 # the comparison over seeds
 # --------------------------------------------------------------------------------------
@@ -322,7 +371,7 @@ class OnOffComparison:
         return out
 
 
-def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=300, lr=None,
+def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr=None,
                           iterative_rounds=5, l2=1.0, rl: dict[str, Callable] | None = None,
                           prompt_probs=None) -> OnOffComparison:
     """Offline, iterative and online DPO and RM + RL on the same labelling budget, per seed.
@@ -336,11 +385,11 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=300, lr=
     beta : float
         KL coefficient shared by every method (and by the optimum ``pi*_beta(r_star)``).
     budget : int
-        Labelled comparisons per method, a multiple of ``steps`` (so that online DPO
-        labels ``budget / steps`` fresh pairs per step).
+        Labelled comparisons per method, ``>= steps`` (online DPO labels
+        ``budget / steps`` fresh pairs per step, split as evenly as possible).
     seeds : sequence of int
         One run of every method per seed (the world is fixed).
-    steps : int, default 300
+    steps : int, default 1000
         Gradient steps of every DPO variant; a multiple of ``iterative_rounds``.
     lr : float, optional
         DPO's step size; ``1 / beta**2`` by default (the DPO curvature scale).
@@ -349,9 +398,10 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=300, lr=
     l2 : float, default 1.0
         Bradley-Terry penalty of the reward model.
     rl : dict of str to callable, optional
-        Extra RL stages after the reward model, by name (for example ``{"ppo": ...}``,
-        see :func:`reward_model_then_rl`); the exact optimum of the fitted reward
-        (``"rm_optimum"``) is always included.
+        Sampled RL stages after the reward model, by name (see
+        :func:`reward_model_then_rl`); ``{"ppo": sampled_rl_stage()}`` if omitted, ``{}``
+        for none. The exact optimum of the fitted reward (``"rm_optimum"``, the fixpoint
+        of every unbiased RL stage) is always included.
     prompt_probs : array_like of shape (X,), optional
         Prompt distribution; uniform if omitted.
 
@@ -377,14 +427,15 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=300, lr=
     steps = check_int(steps, "steps")
     iterative_rounds = check_int(iterative_rounds, "iterative_rounds")
     lr = 1.0 / beta**2 if lr is None else check_positive(lr, "lr")
-    if budget % steps:
-        raise ValueError(f"budget must be a multiple of steps = {steps}, got {budget}")
+    if budget < steps:
+        raise ValueError(f"budget must be >= steps = {steps} (online DPO labels at least "
+                         f"one pair per step), got {budget}")
     seeds = [check_int(s, "seed", minimum=0) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")
     pi_star = optimal_policy(pi_ref, r_star, beta)
     schedules = {"offline_dpo": 1, "iterative_dpo": iterative_rounds, "online_dpo": steps}
-    rl = dict(rl or {})
+    rl = {"ppo": sampled_rl_stage()} if rl is None else dict(rl)
     methods = (*schedules, "rm_optimum", *rl)
     scores = {m: [] for m in methods}
     curves = {m: [] for m in schedules}

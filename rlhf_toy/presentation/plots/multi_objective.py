@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.plots import COLORS, new_figure
+from rlhf_toy.presentation.plots._style import COLORS, new_figure
 
 __all__ = ["plot_pareto_front"]
 
@@ -70,7 +70,7 @@ def plot_pareto_front(scalarised, random_points, constrained, c, optimum, landin
     _constrained_panel(ax1, constrained, c, optimum, landings, "trained (proxy) rewards")
     if gold is not None:
         _constrained_panel(axes[2], gold["front"], c, gold["optimum"], gold["landings"],
-                           "the same policies, gold rewards")
+                           "gold rewards")
     return fig
 
 
@@ -90,7 +90,13 @@ def _constrained_panel(ax, front, c, optimum, landings, title):
         if hx.shape != hy.shape:
             raise ValueError(f"landings[{name!r}] must pair arrays of the same length")
         ax.scatter(hx, hy, marker=marker, s=30, color=color, alpha=0.8, label=name, zorder=3)
+    # Zoom on the budget: one unit of harm either side of it.
+    near = (x >= c - 1.0) & (x <= c + 1.0)
+    if np.any(near):
+        span = y[near].max() - y[near].min()
+        ax.set_xlim(c - 1.0, min(c + 1.0, x.max() + 0.1))
+        ax.set_ylim(y[near].min() - 0.1 * span, y[near].max() + 0.1 * span)
     ax.set_xlabel(r"$E[harm]$")
     ax.set_ylabel(r"$E[help] - \beta\, KL$")
-    ax.set_title(f"Constrained: max help s.t. harm $\\leq$ c ({title})")
+    ax.set_title(f"Constrained front, {title}")
     ax.legend(fontsize="small")

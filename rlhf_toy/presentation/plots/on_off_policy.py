@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.plots import COLORS, new_figure
+from rlhf_toy.presentation.plots._style import COLORS, new_figure
 
 __all__ = ["plot_on_off_policy"]
 
