@@ -161,3 +161,47 @@ def test_bad_arguments_raise(env):
     with pytest.raises(ValueError, match="n_minibatches must be <="):
         train_rl(env, PPOConfig(group_size=2, n_minibatches=9), steps=1)
     assert method_name(dr_grpo_config()) == "dr_grpo"
+
+
+# --------------------------------------------------------------------------------------
+# the exact loops of the same family (rlhf_toy.bandit.train)
+# --------------------------------------------------------------------------------------
+
+
+def test_gradient_ascent_with_a_kl_gradient_reaches_each_penalty_fixpoint(env):
+    """``kl_gradient``: the reverse KL's own gradient reproduces the default run exactly
+    (to rounding); GRPO's k3-in-the-loss gradient ``pi - pi_ref`` lands on the forward-KL
+    fixpoint."""
+    from rlhf_toy.bandit.train import gradient_ascent
+
+    def reverse(log_pi, log_ref):
+        pi = np.exp(log_pi)
+        f = log_pi - log_ref
+        return pi * (f - (pi * f).sum(-1, keepdims=True))
+
+    def forward(log_pi, log_ref):
+        return np.exp(log_pi) - np.exp(log_ref)
+
+    kw = dict(steps=3000, lr=8.0, record_every=0)
+    base = gradient_ascent(env.pi_ref, env.r_hat, BETA, **kw)
+    rev = gradient_ascent(env.pi_ref, env.r_hat, BETA, kl_gradient=reverse, **kw)
+    np.testing.assert_allclose(rev.policy.probs, base.policy.probs, atol=1e-10)
+    np.testing.assert_array_equal(base.history["steps"], base.history["step"])
+    fwd = gradient_ascent(env.pi_ref, env.r_hat, BETA, kl_gradient=forward, **kw)
+    fix = forward_kl_regularised_policy(env.pi_ref, env.r_hat, BETA)
+    np.testing.assert_allclose(fwd.policy.probs, fix, atol=1e-6)
+    star = optimal_policy(env.pi_ref, env.r_hat, BETA)
+    np.testing.assert_allclose(base.policy.probs, star, atol=1e-6)
+    with pytest.raises(ValueError, match="kl_gradient must be callable"):
+        gradient_ascent(env.pi_ref, env.r_hat, BETA, steps=1, lr=1.0, kl_gradient="k3")
+
+
+def test_train_dpo_adam_is_adam_with_both_bias_corrections():
+    """train_dpo's optimizer="adam" is rlhf_toy.optim.AdamW: one step moves each logit by
+    -lr * sign(g) (bias-corrected m_hat / sqrt(v_hat) = g / |g| at t = 1)."""
+    from rlhf_toy.bandit.train import train_dpo
+
+    pi_ref = np.full((1, 3), 1 / 3)
+    res = train_dpo(pi_ref, [0], [0], [2], 1.0, steps=1, lr=0.1, optimizer="adam")
+    z = res.policy.logits - res.policy.logits.mean()
+    np.testing.assert_allclose(z, [[0.1, 0.0, -0.1]], atol=1e-7)
