@@ -107,7 +107,7 @@ def _gather_logprobs(log_probs: np.ndarray, x, y, m) -> np.ndarray:
 
 def _row_entropy(probs: np.ndarray, log_probs: np.ndarray) -> np.ndarray:
     """``-sum_y pi log pi`` per row (``0 log 0 = 0``), shape (X,)."""
-    return -np.sum(np.where(probs > 0, probs * log_probs, 0.0), axis=1)
+    return -np.sum(probs * np.where(probs > 0, log_probs, 0.0), axis=1)
 
 
 class TabularPolicy:
