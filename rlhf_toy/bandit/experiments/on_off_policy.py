@@ -8,7 +8,8 @@ of comparisons, labelled by Bradley-Terry on the gold reward ``r_star`` (the lab
 - **iterative DPO**: ``rounds`` rounds; each samples ``budget / rounds`` pairs from the
   *current* policy, labels them and continues DPO from the current policy (Xu et al. 2024,
   "Is DPO superior to PPO for LLM alignment?"; iterative / online DPO);
-- **online DPO**: fresh pairs at every gradient step (the limit ``rounds = steps``);
+- **online DPO**: fresh pairs at every gradient step (the limit ``rounds = steps``), and
+  the online-DPO step of :mod:`rlhf_toy.rl` (one pair per prompt per step, AdamW);
 - **RM + RL**: a Bradley-Terry reward model fitted on ``budget`` pairs from ``pi_ref``
   (Stage 2), then KL-regularised RL against it (Stage 3): the exact optimum of the fitted
   reward (the limit PPO converges to) or a sampled policy-gradient run.
@@ -50,11 +51,13 @@ from rlhf_toy.rl import OnlineDPOConfig, PPOConfig
 __all__ = [
     "DPORun",
     "OnOffComparison",
+    "OnOffSweep",
     "compare_on_off_policy",
     "dpo_schedule",
     "exact_scores",
     "reward_model_then_rl",
     "sampled_rl_stage",
+    "sweep_budgets",
 ]
 
 
@@ -208,7 +211,7 @@ def dpo_schedule(pi_ref, r_star, beta, *, budget, rounds, steps, lr, prompt_prob
     pi = pi_ref
     records = [_scores(pi, pi_ref, r_star, pi_star, w)]
     for n_pairs in sizes:
-        x, y_w, y_l = sample_comparisons(pi, r_star, int(n_pairs), rng, prompt_probs=w)
+        x, y_w, y_l = sample_comparisons(pi, r_star, int(n_pairs), rng, prompt_probs=prompt_probs)
         result = train_dpo(pi_ref, x, y_w, y_l, beta, steps=steps // rounds, lr=lr,
                            init_logits=z, prompt_probs=w, record_every=steps // rounds)
         z = np.array(result.policy.logits)
@@ -271,7 +274,7 @@ def reward_model_then_rl(pi_ref, r_star, beta, *, budget, l2=1.0, rl=None, promp
     budget = check_int(budget, "budget")
     l2 = check_nonnegative(l2, "l2")
     rng = as_rng(rng)
-    x, y_w, y_l = sample_comparisons(pi_ref, r_star, budget, rng, prompt_probs=w)
+    x, y_w, y_l = sample_comparisons(pi_ref, r_star, budget, rng, prompt_probs=prompt_probs)
     r_hat = fit_bradley_terry(x, y_w, y_l, *pi_ref.shape, l2=l2)
     if rl is None:
         return optimal_policy(pi_ref, r_hat, beta), r_hat
@@ -371,8 +374,13 @@ class OnOffComparison:
         return out
 
 
+#: The methods :func:`compare_on_off_policy` knows (besides the names of its ``rl`` stages).
+METHODS = ("offline_dpo", "iterative_dpo", "online_dpo", "online_dpo_adamw", "rm_optimum")
+
+
 def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr=None,
-                          iterative_rounds=5, l2=1.0, rl: dict[str, Callable] | None = None,
+                          iterative_rounds=5, online_lr=0.05, l2=1.0,
+                          rl: dict[str, Callable] | None = None, methods=None,
                           prompt_probs=None) -> OnOffComparison:
     """Offline, iterative and online DPO and RM + RL on the same labelling budget, per seed.
 
@@ -390,36 +398,43 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr
     seeds : sequence of int
         One run of every method per seed (the world is fixed).
     steps : int, default 1000
-        Gradient steps of every DPO variant; a multiple of ``iterative_rounds``.
+        Gradient steps of the three gradient-descent DPO variants; a multiple of
+        ``iterative_rounds``.
     lr : float, optional
-        DPO's step size; ``1 / beta**2`` by default (the DPO curvature scale).
+        Their step size; ``1 / beta**2`` by default (the DPO curvature scale).
     iterative_rounds : int, default 5
         Rounds of iterative DPO.
+    online_lr : float, default 0.05
+        AdamW learning rate of ``"online_dpo_adamw"``: the online-DPO step of
+        :mod:`rlhf_toy.rl` run by :func:`rlhf_toy.bandit.rl.train_rl`, one fresh pair per
+        prompt per step for ``budget // X`` steps.
     l2 : float, default 1.0
-        Bradley-Terry penalty of the reward model.
+        Bradley-Terry penalty of the reward model: the MAP under the ``N(0, 1)`` prior the
+        gold reward of :func:`rlhf_toy.bandit.env.make_bandit` is drawn from.
     rl : dict of str to callable, optional
         Sampled RL stages after the reward model, by name (see
         :func:`reward_model_then_rl`); ``{"ppo": sampled_rl_stage()}`` if omitted, ``{}``
         for none. The exact optimum of the fitted reward (``"rm_optimum"``, the fixpoint
-        of every unbiased RL stage) is always included.
+        of every unbiased RL stage) is a method of its own.
+    methods : sequence of str, optional
+        Which of :data:`METHODS` and the ``rl`` names to run; all by default.
     prompt_probs : array_like of shape (X,), optional
         Prompt distribution; uniform if omitted.
 
     Returns
     -------
     OnOffComparison
-        Methods ``"offline_dpo"``, ``"iterative_dpo"``, ``"online_dpo"``,
-        ``"rm_optimum"`` and the names of ``rl``.
 
     Raises
     ------
     ValueError
-        On invalid tables, hyper-parameters or an empty ``seeds``.
+        On invalid tables, hyper-parameters, an unknown method or an empty ``seeds``.
 
     Notes
     -----
-    Each seed draws independent pairs and labels for each method (a method's seed is
-    ``(seed, method index)``).
+    Each seed draws independent pairs and labels for each DPO method (seed
+    ``(seed, method index)``); every RL stage of a seed shares one reward model. The
+    samples PPO draws are scored by the reward model and cost no labels.
     """
     pi_ref, r_star, w = _check_world(pi_ref, r_star, prompt_probs)
     beta = check_positive(beta, "beta")
@@ -427,30 +442,50 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr
     steps = check_int(steps, "steps")
     iterative_rounds = check_int(iterative_rounds, "iterative_rounds")
     lr = 1.0 / beta**2 if lr is None else check_positive(lr, "lr")
+    online_lr = check_positive(online_lr, "online_lr")
     if budget < steps:
         raise ValueError(f"budget must be >= steps = {steps} (online DPO labels at least "
                          f"one pair per step), got {budget}")
+    if budget < pi_ref.shape[0]:
+        raise ValueError(f"budget must be >= the number of prompts {pi_ref.shape[0]}, "
+                         f"got {budget}")
     seeds = [check_int(s, "seed", minimum=0) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")
+    rl = {"ppo": sampled_rl_stage()} if rl is None else dict(rl)
+    known = (*METHODS, *rl)
+    methods = known if methods is None else tuple(methods)
+    unknown = sorted(set(methods) - set(known))
+    if unknown or not methods:
+        raise ValueError(f"methods must be among {known}, got {list(methods)}")
     pi_star = optimal_policy(pi_ref, r_star, beta)
     schedules = {"offline_dpo": 1, "iterative_dpo": iterative_rounds, "online_dpo": steps}
-    rl = {"ppo": sampled_rl_stage()} if rl is None else dict(rl)
-    methods = (*schedules, "rm_optimum", *rl)
+    labelers = BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_star, prompt_probs=w)
     scores = {m: [] for m in methods}
-    curves = {m: [] for m in schedules}
+    curves = {m: [] for m in schedules if m in methods}
     for seed in seeds:
         for i, (name, rounds) in enumerate(schedules.items()):
+            if name not in methods:
+                continue
             run = dpo_schedule(pi_ref, r_star, beta, budget=budget, rounds=rounds, steps=steps,
-                               lr=lr, prompt_probs=w, rng=np.random.default_rng([seed, i]))
+                               lr=lr, prompt_probs=prompt_probs,
+                               rng=np.random.default_rng([seed, i]))
             curves[name].append(run)
             scores[name].append(_scores(run.probs, pi_ref, r_star, pi_star, w))
+        if "online_dpo_adamw" in methods:
+            result = train_rl(labelers, OnlineDPOConfig(beta=beta), lr=online_lr,
+                              steps=budget // pi_ref.shape[0],
+                              rng=np.random.default_rng([seed, len(schedules)]))
+            scores["online_dpo_adamw"].append(_scores(np.array(result.policy.probs), pi_ref,
+                                                      r_star, pi_star, w))
         for name in ("rm_optimum", *rl):
+            if name not in methods:
+                continue
             stage = None if name == "rm_optimum" else rl[name]
             # The same pairs for every RL stage of a seed: they share the reward model.
             probs, _ = reward_model_then_rl(pi_ref, r_star, beta, budget=budget, l2=l2, rl=stage,
-                                            prompt_probs=w,
-                                            rng=np.random.default_rng([seed, len(schedules)]))
+                                            prompt_probs=prompt_probs,
+                                            rng=np.random.default_rng([seed, len(schedules) + 1]))
             scores[name].append(_scores(probs, pi_ref, r_star, pi_star, w))
     table = {k: {m: np.array([s[k] for s in scores[m]]) for m in methods}
              for k in ("gold", "kl", "kl_to_optimum")}
@@ -459,3 +494,58 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr
                "gold_ref": float(w @ (pi_ref * r_star).sum(-1))}
     return OnOffComparison(methods=methods, curves=curves, optimum=optimum, budget=budget,
                            **table)
+
+
+@dataclass(frozen=True)
+class OnOffSweep:
+    """:func:`compare_on_off_policy` at several budgets.
+
+    Attributes
+    ----------
+    budgets : ndarray of int, shape (n,)
+    methods : tuple of str
+    gold, kl, kl_to_optimum : dict of str to ndarray of shape (n, n_seeds)
+    optimum : dict of str to float
+        As in :class:`OnOffComparison`.
+    """
+
+    budgets: np.ndarray
+    methods: tuple
+    gold: dict
+    kl: dict
+    kl_to_optimum: dict
+    optimum: dict
+
+
+def sweep_budgets(pi_ref, r_star, beta, *, budgets, seeds, **kwargs) -> OnOffSweep:
+    """:func:`compare_on_off_policy` at each budget of ``budgets`` (same seeds).
+
+    Parameters
+    ----------
+    pi_ref, r_star, beta
+        As in :func:`compare_on_off_policy`.
+    budgets : sequence of int
+        Labelling budgets, each ``>= steps``.
+    seeds : sequence of int
+    **kwargs
+        Passed to :func:`compare_on_off_policy`.
+
+    Returns
+    -------
+    OnOffSweep
+
+    Raises
+    ------
+    ValueError
+        If ``budgets`` is empty, or as :func:`compare_on_off_policy`.
+    """
+    budgets = [check_int(b, "budget") for b in budgets]
+    if not budgets:
+        raise ValueError("budgets must not be empty")
+    runs = [compare_on_off_policy(pi_ref, r_star, beta, budget=b, seeds=seeds, **kwargs)
+            for b in budgets]
+    methods = runs[0].methods
+    stack = {k: {m: np.stack([getattr(r, k)[m] for r in runs]) for m in methods}
+             for k in ("gold", "kl", "kl_to_optimum")}
+    return OnOffSweep(budgets=np.array(budgets), methods=methods, optimum=runs[0].optimum,
+                      **stack)
