@@ -207,3 +207,25 @@ def test_dual_ascent_stops_on_non_finite_values():
     r_help, r_harm = env.rewards("proxy")
     with pytest.raises(FloatingPointError, match=r"train_constrained \(rloo\).* at step \d"):
         train_constrained(env.pi_ref, r_help, r_harm, BETA, 0.0, steps=5, lr=1e308)
+
+
+def test_pareto_plot_draws_every_panel():
+    from rlhf_toy.presentation.plots.multi_objective import plot_pareto_front
+
+    env = make_two_reward_bandit(3, 6, rng=0)
+    h, m = env.rewards("proxy")
+    front = scalarisation_front(env.pi_ref, h, m, BETA, WEIGHTS)
+    lag = lagrangian_front(env.pi_ref, h, m, BETA, np.linspace(0, 3, 30))
+    opt = constrained_optimum(env.pi_ref, h, m, BETA, float(lag.harm[5]))
+    points = (front.j_harm, front.j_help, front.harm)
+    landings = {"run": (np.array([opt.harm]), np.array([opt.j_help]))}
+    fig = plot_pareto_front((front.j_harm, front.j_help), points, (lag.harm, lag.j_help),
+                            opt.c, (opt.harm, opt.j_help), landings,
+                            gold={"front": (lag.harm, lag.j_help),
+                                  "optimum": (opt.harm, opt.j_help), "landings": landings})
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.has_data()
+    with pytest.raises(ValueError, match="landings\\['run'\\] must pair"):
+        plot_pareto_front((front.j_harm, front.j_help), points, (lag.harm, lag.j_help), opt.c,
+                          (opt.harm, opt.j_help), {"run": (np.zeros(2), np.zeros(3))})

@@ -131,3 +131,20 @@ def test_bad_input():
     with pytest.raises(ValueError, match="rl\\(...\\) row 0"):
         reward_model_then_rl(pi_ref, r_star, BETA, budget=10,
                              rl=lambda p, r, b, g: np.full_like(p, 2.0))
+
+
+def test_on_off_plot_shows_every_method():
+    from rlhf_toy.presentation.plots.on_off_policy import plot_on_off_policy
+
+    rng = np.random.default_rng(0)
+    gold = {m: rng.normal(size=(2, 3)) for m in ("offline_dpo", "online_dpo", "ppo")}
+    dist = {m: rng.uniform(size=(2, 3)) for m in gold}
+    fig = plot_on_off_policy([400, 1600], gold, dist, optimum_gold=1.0, ref_gold=0.0)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.has_data()
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "online DPO" in labels and "RM, then PPO" in labels
+    with pytest.raises(ValueError, match="must have 2 rows"):
+        plot_on_off_policy([400, 1600], {"ppo": np.zeros((3, 2))}, {"ppo": np.zeros((3, 2))},
+                           optimum_gold=1.0)

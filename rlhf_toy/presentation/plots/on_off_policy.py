@@ -20,6 +20,8 @@ METHOD_STYLE = {
     "online_dpo": dict(color=COLORS["gold"], marker="o", label="online DPO"),
     "rm_optimum": dict(color=COLORS["optimal"], marker="D",
                        label="RM, then exact optimum"),
+    "online_dpo_adamw": dict(color=COLORS["gold"], marker="P", ls="--",
+                             label="online DPO (RL step, AdamW)"),
     "ppo": dict(color=COLORS["proxy"], marker="v", label="RM, then PPO"),
 }
 
