@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlhf_toy.bandit.modes import forward_kl_regularised_policy
+from rlhf_toy.bandit.experiments.modes import forward_kl_regularised_policy
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
 from rlhf_toy.bandit.rl import TabularCritic, table_reward
 from rlhf_toy.optimal import objective_gradient, optimal_policy
