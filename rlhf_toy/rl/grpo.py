@@ -121,6 +121,7 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
         of ``KL(pi || pi_ref)``), ``approx_kl`` and ``clipfrac`` (means over the epochs,
         see :func:`rlhf_toy.policy_gradient.ppo_clip_loss`), ``zero_spread`` (fraction of
         groups whose rewards are all equal: no reward signal), ``reward`` (mean score),
+        ``reward_std`` (mean over the groups of the sample std GRPO divides by),
         ``entropy`` (of the sampling policy, mean over the sampled tokens), ``grad_norm``
         (of the last epoch).
 
@@ -152,6 +153,7 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
     adv = grpo_advantages(scores, scale=config.scale, eps=config.eps).reshape(-1)  # (B,)
     adv_tok = adv[:, None] * ro.mask  # (B, T): the sequence's advantage on each token
     zero_spread = float(np.mean(np.ptp(scores, axis=1) == 0.0))
+    reward_std = float(np.mean(scores.std(axis=1, ddof=1)))
     n_tok = float(ro.mask.sum())
     entropy = float(np.sum(policy.entropy(ro.prompts, ro.responses, ro.mask)) / n_tok)
     clipfracs, approx_kls = [], []
@@ -173,4 +175,5 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
     return {"loss": loss, "pg_loss": float(pg_loss), "kl_loss": float(k3),
             "approx_kl": float(np.mean(approx_kls)), "clipfrac": float(np.mean(clipfracs)),
             "zero_spread": zero_spread, "reward": float(ro.scores.mean()),
+            "reward_std": reward_std,
             "entropy": entropy, "grad_norm": grad_norm}
