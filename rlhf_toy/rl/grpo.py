@@ -58,6 +58,9 @@ class GRPOConfig:
         Loss aggregation (GRPO's per-sequence mean; ``"constant"`` is Dr. GRPO's).
     eps : float, default 1e-4
         Added to the group std.
+    max_len : int or None, default None
+        Normaliser of ``agg="constant"`` (Dr. GRPO divides by batch size x the maximum
+        completion length); ``None`` uses the rollout's ``T``.
     max_grad_norm : float or None, default None
         Global gradient-norm clip before each optimiser step.
     """
@@ -70,6 +73,7 @@ class GRPOConfig:
     scale: str = "group"
     agg: str = "seq_mean"
     eps: float = 1e-4
+    max_len: int | None = None
     max_grad_norm: float | None = None
 
     def __post_init__(self):
@@ -84,6 +88,8 @@ class GRPOConfig:
         if self.agg not in AGGS:
             raise ValueError(f"agg must be one of {AGGS}, got {self.agg!r}")
         check_nonnegative(self.eps, "eps")
+        if self.max_len is not None:
+            check_int(self.max_len, "max_len")
         if self.max_grad_norm is not None:
             check_positive(self.max_grad_norm, "max_grad_norm")
 
@@ -161,8 +167,9 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
         logp = policy.logprobs(ro.prompts, ro.responses, ro.mask)  # (B, T)
         pg_loss, dlogp, stats = ppo_clip_loss(
             logp, ro.logp, adv_tok, ro.mask, clip_eps=config.clip_eps,
-            clip_eps_high=config.clip_eps_high, agg=config.agg)
-        k3, dk3 = kl_loss(logp, ro.logp_ref, ro.mask, estimator="k3", agg=config.agg)
+            clip_eps_high=config.clip_eps_high, agg=config.agg, max_len=config.max_len)
+        k3, dk3 = kl_loss(logp, ro.logp_ref, ro.mask, estimator="k3", agg=config.agg,
+                          max_len=config.max_len)
         loss = float(pg_loss) + config.beta * float(k3)
         if config.beta > 0:
             dlogp = dlogp + config.beta * dk3
