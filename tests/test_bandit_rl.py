@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlhf_toy.bandit.env import make_bandit
-from rlhf_toy.bandit.modes import forward_kl_regularised_policy
+from rlhf_toy.bandit.experiments.modes import forward_kl_regularised_policy
 from rlhf_toy.bandit.rl import RLResult, TabularCritic, method_name, table_reward, train_rl
 from rlhf_toy.kl import kl_divergence
 from rlhf_toy.optimal import optimal_policy
