@@ -442,28 +442,17 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
     Chapter, Stage 2, *Bradley-Terry Maximum Likelihood*: minimising the NLL gives the
     Bradley-Terry reward estimate.
 
-    *Identifiability.* Call two responses of a prompt connected when a chain of
-    comparisons links them. Adding a constant to a connected group changes no preference
-    probability, so only differences within a group are identified. With ``l2 > 0`` the
-    penalty removes the freedom: the optimum is unique and each group has mean zero, so
-    every row has mean zero and a response never compared gets exactly 0, the row mean.
-    With ``l2 = 0`` the same convention is imposed (each group mean zero).
+    *Identifiability.* Responses linked by a chain of comparisons form a connected group;
+    only differences within a group are identified. Each group is returned with mean zero
+    (with ``l2 > 0`` that is the unique optimum), so every row has mean zero and a response
+    never compared is exactly 0.
 
-    *l2 = 0* is allowed when the MLE exists, i.e. (Ford, 1957) no group of responses
-    never loses to the rest of its connected group. Otherwise the likelihood keeps rising
-    as some rewards go to infinity and the "MLE" would be a huge, tolerance-dependent
-    table: this function raises ``ValueError`` instead. Sampled data with a few
-    comparisons per response is often separable; ``l2 > 0`` always has a finite answer.
+    *l2 = 0* needs the MLE to exist (Ford, 1957: no group of responses never loses to the
+    rest of its connected group); otherwise ``ValueError``.
 
-    *Optimiser.* L-BFGS-B (``scipy.optimize.minimize``) with the analytic gradient and
-    tight tolerances (``ftol=1e-15``, ``gtol=1e-12``), on the comparisons aggregated into
-    distinct ``(x, y_w, y_l)`` triples with counts (same objective, cheaper evaluations).
-    The search runs in the subspace where each connected group has mean zero (which holds
-    the optimum) and is diagonally preconditioned by the Hessian at ``r = 0``, so
-    responses compared thousands of times and responses compared twice converge together.
-    A 20 x 50 table with 10^5 comparisons fits in about 0.2 s. Entries fixed by a few
-    lopsided comparisons are barely determined (posterior std of order ``1/sqrt(l2)``)
-    and converge less tightly, to about 1e-4.
+    *Optimiser.* L-BFGS-B with the analytic gradient (``ftol=1e-15``, ``gtol=1e-12``) on
+    distinct comparisons with counts, in the subspace where each connected group has mean
+    zero, diagonally preconditioned by the Hessian at ``r = 0``.
 
     References
     ----------

@@ -10,7 +10,9 @@ from scipy.special import expit
 from rlhf_toy.bradley_terry import (
     bradley_terry_grad,
     bradley_terry_nll,
+    comparison_counts,
     fit_bradley_terry,
+    fit_bradley_terry_with_prior,
     preference_probability,
     sample_comparisons,
 )
@@ -318,3 +320,22 @@ def test_fit_rejects_bad_input():
         fit_bradley_terry([0], [0], [1], 1, 2, l2=-1e-3)
     with pytest.raises(ValueError, match="x and y_l"):
         fit_bradley_terry([0, 0], [0, 1], [1], 1, 2)
+
+
+def test_fit_with_prior_is_a_stationary_point_of_the_recentred_objective():
+    rng = np.random.default_rng(3)
+    r_star = rng.standard_normal((2, 6))
+    x, y_w, y_l = sample_comparisons(np.full((2, 6), 1 / 6), r_star, 300, rng=4)
+    mu, l2 = rng.standard_normal((2, 6)), 0.5
+    r = fit_bradley_terry_with_prior(x, y_w, y_l, 2, 6, mu, l2)
+    grad = bradley_terry_grad(r, x, y_w, y_l) + l2 * (r - mu) / x.size
+    np.testing.assert_allclose(grad, 0.0, atol=1e-8)
+    with pytest.raises(ValueError, match="prior_mean"):
+        fit_bradley_terry_with_prior(x, y_w, y_l, 2, 6, np.zeros((2, 5)), l2)
+    with pytest.raises(ValueError, match="l2"):
+        fit_bradley_terry_with_prior(x, y_w, y_l, 2, 6, mu, 0.0)
+
+
+def test_comparison_counts_validates_its_indices():
+    with pytest.raises(ValueError, match="y_l"):
+        comparison_counts([0], [1], [3], 1, 3)

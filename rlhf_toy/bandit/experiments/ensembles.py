@@ -29,7 +29,7 @@ from rlhf_toy._validate import (
     check_nonnegative,
     check_same_shape,
 )
-from rlhf_toy.bandit.env import BanditEnv, make_bandit
+from rlhf_toy.bandit.env import BanditEnv, check_env, make_bandit
 from rlhf_toy.bandit.experiments.goodhart import GoodhartCurve, beta_sweep
 from rlhf_toy.bradley_terry import (
     comparison_counts,
@@ -42,6 +42,7 @@ __all__ = [
     "AGGREGATIONS",
     "aggregate",
     "disagreement",
+    "ensemble_study",
     "ensemble_sweep",
     "final_gold_over_worlds",
     "fit_ensemble",
@@ -105,22 +106,11 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
 
     Notes
     -----
-    Coste et al. (2023) train members from different seeds on the same data; in a convex
-    tabular world different seeds give the same fit, so the diversity must come from the
-    data (bootstrap) or from the priors. A response compared only a few times is left out
-    of some resamples and weighs more in others, so bootstrap members disagree most where
-    data are scarce, which is the point.
-
-    *Centring.* A Bradley-Terry reward is defined up to a per-prompt shift, which no single
-    model cares about but an ensemble does: members shifted differently disagree
-    everywhere. Every member is therefore shifted so that ``E_{pi_ref}[r | x] = 0``: the
-    members agree on the level of the responses they were trained on, and their
-    disagreement is about the rest.
-
-    Bootstrap alone cannot flag a response *never* compared: every resample leaves it at
-    the row mean, so all members agree on it. Members only disagree there if they start
-    from different priors (``prior_scale > 0``), as networks with different random
-    initialisations do on inputs far from their data.
+    Chapter, *Modern variations* (Coste et al. 2023). In a convex tabular world different
+    seeds give the same fit, so diversity comes from the data (bootstrap) or the priors.
+    Each member is shifted so that ``E_{pi_ref}[r | x] = 0`` (a Bradley-Terry reward is
+    defined up to a per-prompt shift). Bootstrap alone leaves a never-compared response at
+    the row mean in every member; only random priors make members disagree there.
     """
     pi_ref = check_distribution(pi_ref, "pi_ref")
     r_star = check_finite(r_star, "r_star")
@@ -309,3 +299,23 @@ def final_gold_over_worlds(seeds, betas, *, n_prompts=8, n_responses=64, ref_tem
             out.setdefault(name, []).append(c.gold[c.most_optimised] - c.gold_ref)
             out.setdefault(f"peak_{name}", []).append(c.peak_gold - c.gold_ref)
     return {name: np.array(v) for name, v in out.items()}
+
+
+def ensemble_study(env, betas, *, k: int = 10, n_comparisons: int = 30000, l2: float = 0.03,
+                   lam: float = 1.0, rng: int = 0) -> dict:
+    """The ensembles experiment of the chapter: randomised-prior members against bootstrap.
+
+    :func:`ensemble_sweep` with randomised priors of scale ``1/sqrt(l2)`` (seed ``rng``),
+    plus a bootstrap-only ensemble on the same comparisons (seed ``rng + 1``).
+
+    Returns
+    -------
+    dict
+        :func:`ensemble_sweep`'s entries plus ``"bootstrap"`` (k, X, Y).
+    """
+    env = check_env(env)
+    out = ensemble_sweep(env.pi_ref, env.r_star, betas, k=k, n_comparisons=n_comparisons,
+                         rng=rng, l2=l2, lam=lam, prior_scale=1 / np.sqrt(l2))
+    out["bootstrap"] = fit_ensemble(env.pi_ref, env.r_star, k, n_comparisons, rng=rng + 1,
+                                    l2=l2, comparisons=out["comparisons"])
+    return out

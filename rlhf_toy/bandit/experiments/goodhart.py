@@ -24,9 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from rlhf_toy._validate import check_int
-from rlhf_toy.bandit.env import BanditEnv, check_env
+from rlhf_toy.bandit.env import BanditEnv, check_env, make_bandit
 from rlhf_toy.bandit.train import gradient_ascent
 from rlhf_toy.best_of_n import best_of_n_sweep
+from rlhf_toy.gao import fit_gao
 from rlhf_toy.optimal import reward_kl_frontier
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "best_of_n_curve",
     "beta_sweep",
     "check_betas",
+    "gao_panels",
+    "heavy_tail_sweeps",
     "mean_curve",
     "seed_sweeps",
     "trajectory_sweep",
@@ -148,6 +151,7 @@ def _curve(kl, proxy, gold, parameter, kind, env) -> GoodhartCurve:
 # --------------------------------------------------------------------------------------
 # sweeps
 # --------------------------------------------------------------------------------------
+
 
 def beta_sweep(env, betas) -> GoodhartCurve:
     """Gold and proxy reward of the KL-optimal policies ``pi*_beta`` of the proxy.
@@ -308,3 +312,49 @@ def mean_curve(curves) -> GoodhartCurve:
                          parameter=first.parameter.copy(), kind=first.kind,
                          gold_ref=float(np.mean([c.gold_ref for c in curves])),
                          proxy_ref=float(np.mean([c.proxy_ref for c in curves])))
+
+
+def heavy_tail_sweeps(betas, seeds=range(20), *, n_prompts=16, n_responses=1000,
+                      noise_scale=0.2, df=1.5):
+    """:func:`seed_sweeps` of Student-t and of Gaussian proxy noise of the same scale.
+
+    Returns
+    -------
+    heavy, gauss : list of GoodhartCurve
+        One curve per seed each; world ``s`` of both shares ``pi_ref`` and ``r_star``.
+
+    Notes
+    -----
+    Chapter, *Why Reward Models Are Fragile*: heavy-tailed proxy error (catastrophic
+    Goodhart) makes the gold rise and fall back; Gaussian error keeps its gains.
+    """
+    shape = (n_prompts, n_responses)
+    heavy = seed_sweeps(lambda s: make_bandit(*shape, proxy="student_t", noise_scale=noise_scale,
+                                              df=df, rng=s), seeds, betas)
+    gauss = seed_sweeps(lambda s: make_bandit(*shape, proxy="gaussian", noise_scale=noise_scale,
+                                              rng=s), seeds, betas)
+    return heavy, gauss
+
+
+def gao_panels(env, ns, betas, *, beta: float = 0.003, steps: int = 400, lr: float = 0.5,
+               record_every: int = 4) -> dict[str, dict]:
+    """Gao et al.'s forms fitted to best-of-n, to ``pi*_beta`` and to a gradient-ascent run.
+
+    Returns
+    -------
+    dict of str to dict
+        By title: the curve's :meth:`GoodhartCurve.centred` arrays, the fit's ``a``, ``b``,
+        ``r2``, ``peak_d`` and ``form`` (the panels of the Gao figure), and the ``curve`` and
+        its ``fit`` (:class:`rlhf_toy.gao.GaoFit`) themselves.
+    """
+    env = check_env(env)
+    traj = trajectory_sweep(env, beta, steps=steps, lr=lr, record_every=record_every)
+    families = {"best-of-n": (best_of_n_curve(env, ns), "bon"),
+                r"KL-optimal $\pi^*_\beta$": (beta_sweep(env, betas), "rl"),
+                rf"gradient ascent, $\beta$={beta:g}": (traj, "rl")}
+    panels = {}
+    for title, (curve, form) in families.items():
+        fit = fit_gao(curve.d, curve.gold, form, curve.gold_ref)
+        panels[title] = {**curve.centred(), "a": fit.a, "b": fit.b, "r2": fit.r2,
+                         "peak_d": fit.peak_d, "form": form, "curve": curve, "fit": fit}
+    return panels

@@ -19,10 +19,16 @@ from rlhf_toy._validate import (
     check_positive,
     check_same_shape,
 )
+from rlhf_toy.bandit.env import BanditEnv
 from rlhf_toy.bandit.experiments.goodhart import check_betas
+from rlhf_toy.bandit.experiments.proxy_error import overestimation
 from rlhf_toy.optimal import reward_kl_frontier
 
-__all__ = ["expected_overestimation", "overestimation_monte_carlo"]
+__all__ = [
+    "exercise3_curves",
+    "expected_overestimation",
+    "overestimation_monte_carlo",
+]
 
 #: Largest number of noise patterns times table entries :func:`expected_overestimation`
 #: enumerates (the enumeration is exact, so it must stay small).
@@ -65,23 +71,11 @@ def expected_overestimation(pi_ref, r_star, betas, noise_values, noise_probs=Non
     their probability, and the stack goes through one
     :func:`rlhf_toy.optimal.reward_kl_frontier` call: no sampling, no loop over patterns.
 
-    *What is true.* (i) For every draw, ``E_{pi*}[r_hat]`` is non-decreasing in ``1/beta``
-    (derivative ``Var_{pi*}(r_hat)``). (ii) If the noise has mean zero and is independent
-    across responses, the expected overestimation is ``>= 0`` for every ``beta``,
-    whatever ``r_star`` and ``pi_ref``: ``pi*(y)`` is increasing in ``eps_y`` with the other
-    entries fixed, so ``E[pi*(y) eps_y | eps_{-y}] = Cov(pi*(y), eps_y | eps_{-y}) >= 0``;
-    sum over ``y``. It is ``0`` at ``beta = inf`` and its slope there is
-    ``E Var_{pi_ref}(eps) > 0``. (iii) It need *not* increase monotonically as ``beta``
-    falls for a fixed ``r_star``: with ``r_star = (0, 4)``, uniform ``pi_ref`` and
-    ``eps = +-1``, the hard-optimised policy always picks response 2, whose noise averages
-    to zero, so the expected overestimation rises from 0 and falls back to 0.
-    (iv) It does increase monotonically in expectation over a *random* gold reward,
-    independent across responses, when ``E[eps_y | r_hat_y]`` is non-decreasing in
-    ``r_hat_y`` (Efron 1965: true when ``r_star`` and ``eps`` have log-concave densities,
-    e.g. Gaussian): then ``E[overestimation] = E E_{pi*}[m(r_hat)]`` with ``m``
-    non-decreasing, and ``d/dt E_{pi*}[m(r_hat)] = Cov_{pi*}(m(r_hat), r_hat) >= 0`` for each
-    draw (two non-decreasing functions of one variable). See
-    :func:`overestimation_monte_carlo`.
+    Facts (notebook 03 proves and tests them): for every draw ``E_{pi*}[r_hat]`` is
+    non-decreasing in ``1/beta``; with mean-zero noise independent across responses the
+    expected overestimation is ``>= 0`` for every ``beta``; for a fixed ``r_star`` it need not
+    increase as ``beta`` falls (:func:`exercise3_curves`); over a random Gaussian gold it does
+    (Efron 1965; :func:`overestimation_monte_carlo`).
     """
     pi_ref = check_distribution(pi_ref, "pi_ref")
     r_star = check_finite(r_star, "r_star")
@@ -179,3 +173,33 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
     scale = 1.0 / np.sqrt(n_batches)
     return {"mean": batch_means.mean(0), "se": batch_means.std(0, ddof=1) * scale,
             "diff": diffs.mean(0), "diff_se": diffs.std(0, ddof=1) * scale}
+
+
+def exercise3_curves(inv_beta, *, n_draws: int = 4000, rng=7) -> dict:
+    """The three overestimation curves of exercise 3 against ``1/beta``.
+
+    Returns
+    -------
+    dict
+        ``"monte_carlo"``: :func:`overestimation_monte_carlo` over random Gaussian worlds
+        (``pi_ref = (0.4, 0.3, 0.2, 0.1)``, ``sigma = 1``); ``"fixed_gold"``: the exact
+        expectation over ``eps = +-1`` for the gold ``(0, 4)`` under a uniform ``pi_ref``;
+        ``"one_draw"``: that world's overestimation for the single draw ``eps = (1, -1)``.
+        Arrays of the shape of ``inv_beta``.
+
+    Notes
+    -----
+    Chapter, exercise 3: the first rises with ``1/beta``; the second rises and falls back to
+    0 (the hard-optimised policy picks response 2, whose noise averages to zero); the third
+    ends below zero.
+    """
+    betas = 1.0 / check_betas(inv_beta)
+    pi_ref, r_star = np.array([[0.5, 0.5]]), np.array([[0.0, 4.0]])
+    draw = BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_star + [[1.0, -1.0]],
+                     prompt_probs=np.ones(1))
+    return {
+        "monte_carlo": overestimation_monte_carlo(np.array([[0.4, 0.3, 0.2, 0.1]]), betas,
+                                                  noise_scale=1.0, n_draws=n_draws, rng=rng),
+        "fixed_gold": expected_overestimation(pi_ref, r_star, betas, [-1.0, 1.0]),
+        "one_draw": overestimation(draw, betas),
+    }

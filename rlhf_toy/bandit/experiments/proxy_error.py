@@ -15,7 +15,13 @@ from rlhf_toy.bandit.env import BanditEnv, check_env
 from rlhf_toy.bandit.experiments.goodhart import check_betas
 from rlhf_toy.optimal import reward_kl_frontier
 
-__all__ = ["aligned_proxy", "distribution_shift", "overestimation", "proxy_error_under"]
+__all__ = [
+    "aligned_proxy",
+    "distribution_shift",
+    "excess_overestimation",
+    "overestimation",
+    "proxy_error_under",
+]
 
 
 def aligned_proxy(env) -> np.ndarray:
@@ -73,19 +79,10 @@ def overestimation(env, betas, *, align=False) -> np.ndarray:
 
         d/dt E_{pi*}[eps] = Cov_{pi*}(eps, r_hat) = Var_{pi*}(eps) + Cov_{pi*}(eps, r_star).
 
-    *Large response set, Gaussian rewards.* If under ``pi_ref`` the pair
-    ``(r_star, eps)`` is Gaussian, independent, with variances ``1`` and ``sigma^2``, then
-    ``r_hat`` is Gaussian and exponential tilting of a Gaussian shifts its mean exactly:
-    the tilted mean of ``eps`` is ``t Cov(eps, r_hat) = sigma^2 / beta`` for *every*
-    ``beta``. A finite table of ``Y`` responses is a sample from that population and
-    ``pi*`` is a self-normalised importance sample of the tilt, so the formula holds (after
-    subtracting the table's own ``E_{pi_ref}[eps]``) while the tilt stays inside the sample:
-    ``t s`` well below ``sqrt(2 log Y_eff)``, ``s = sqrt(1 + sigma^2)``, where ``Y_eff`` is
-    the effective number of responses under ``pi_ref``; ``beta >= s`` is safe for ``Y`` in
-    the thousands. For smaller ``beta`` the policy runs out of responses: as
-    ``beta -> 0`` it picks ``argmax r_hat`` and the overestimation saturates at
-    ``E[eps | argmax]`` (about ``sigma^2 / s * sqrt(2 log Y)``), far below
-    ``sigma^2 / beta``.
+    For Gaussian ``(r_star, eps)`` with variances ``1`` and ``sigma^2`` and a large response
+    set, the tilted mean of ``eps`` is ``sigma^2 / beta`` (:func:`excess_overestimation`),
+    until the policy runs out of responses (``beta`` below about ``sqrt(1 + sigma^2)``;
+    notebook 03).
     """
     env = check_env(env)
     betas = check_betas(betas)
@@ -159,3 +156,15 @@ def distribution_shift(env, betas, *, align=True) -> dict[str, np.ndarray]:
     ref = proxy_error_under(env, env.pi_ref, align=align)
     return {"kl": f.kl, "d": np.sqrt(f.kl), "mae": f.extra["abs"], "bias": f.extra["err"],
             "mae_ref": ref["mae"], "bias_ref": ref["bias"]}
+
+
+def excess_overestimation(env, betas) -> np.ndarray:
+    """:func:`overestimation` of ``pi*_beta`` minus that of ``pi_ref`` (unaligned proxy).
+
+    Removes the table's own ``E_{pi_ref}[r_hat - r_star]``, so that for Gaussian rewards and
+    noise of variance ``sigma^2`` in a large response set it is ``sigma^2 / beta`` (see
+    :func:`overestimation`).
+    """
+    env = check_env(env)
+    return (overestimation(env, betas)
+            - proxy_error_under(env, env.pi_ref, align=False)["bias"])

@@ -35,7 +35,7 @@ from rlhf_toy._validate import (
     check_nonnegative,
     check_same_shape,
 )
-from rlhf_toy.bandit.env import BanditEnv
+from rlhf_toy.bandit.env import BanditEnv, make_bandit
 from rlhf_toy.best_of_n import (
     best_of_n_disjoint_estimator,
     best_of_n_estimator,
@@ -50,10 +50,13 @@ __all__ = [
     "MatchedKL",
     "RFTResult",
     "best_of_n_vs_optimal",
+    "curve_arrays",
     "estimator_experiment",
+    "kl_bound_worlds",
     "matched_kl_comparison",
     "rejection_sampling_finetune",
     "rft_convergence",
+    "round_arrays",
     "sample_responses",
 ]
 
@@ -295,6 +298,49 @@ def best_of_n_vs_optimal(env: BanditEnv, ns, betas):
     frontier = reward_kl_frontier(env.pi_ref, env.r_hat, betas, env.prompt_probs,
                                   eval_rewards=gold)
     return sweep, frontier
+
+
+def curve_arrays(sweep, frontier) -> dict[str, np.ndarray]:
+    """The arrays of a best-of-n sweep and a ``pi*`` frontier, as the figures take them.
+
+    Returns
+    -------
+    dict
+        ``"bon_kl"``, ``"bon_gold"``, ``"bon_proxy"`` from ``sweep`` and ``"opt_kl"``,
+        ``"opt_gold"``, ``"opt_proxy"`` from ``frontier`` (:func:`best_of_n_vs_optimal`).
+    """
+    return {"bon_kl": sweep.kl, "bon_gold": sweep.extra["gold"], "bon_proxy": sweep.reward,
+            "opt_kl": frontier.kl, "opt_gold": frontier.extra["gold"],
+            "opt_proxy": frontier.reward}
+
+
+def round_arrays(result) -> dict:
+    """KL, gold and proxy of each round of an :class:`RFTResult`, labelled ``k=.. (n=..)``."""
+    labels = [f"k={k + 1} (n={result.n ** (k + 1)})" for k in range(len(result.kl))]
+    return {"kl": result.kl, "gold": result.gold, "proxy": result.proxy, "labels": labels}
+
+
+def kl_bound_worlds() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Reference policies and rewards that make the best-of-n KL bound tight, loose or flat.
+
+    Returns
+    -------
+    dict of str to (pi_ref, reward)
+        A uniform policy over 10,000 distinct rewards (tight), a softmax ``pi_ref`` over 64
+        responses, a peaked one (temperature 0.25), and the 64 responses with rounded
+        rewards (ties).
+    """
+    m = 10_000
+    soft = make_bandit(50, 64, proxy="exact", rng=0)
+    peaked = make_bandit(50, 64, proxy="exact", ref_temperature=0.25, rng=0)
+    return {
+        f"uniform, {m} distinct rewards": (
+            np.full((1, m), 1.0 / m),
+            np.random.default_rng(0).permutation(m).astype(float)[None]),
+        "softmax pi_ref, 64 responses": (soft.pi_ref, soft.r_star),
+        "peaked pi_ref (temperature 0.25)": (peaked.pi_ref, peaked.r_star),
+        "64 responses, reward rounded (ties)": (soft.pi_ref, np.round(soft.r_star)),
+    }
 
 
 def matched_kl_comparison(env: BanditEnv, ns) -> MatchedKL:

@@ -11,9 +11,12 @@ import numpy as np
 from rlhf_toy.bandit import make_bandit
 from rlhf_toy.bandit.experiments.rft import (
     best_of_n_vs_optimal,
+    curve_arrays,
     estimator_experiment,
+    kl_bound_worlds,
     rejection_sampling_finetune,
     rft_convergence,
+    round_arrays,
 )
 from rlhf_toy.best_of_n import best_of_n_kl, best_of_n_kl_bound, best_of_n_win_rate
 from rlhf_toy.presentation import plots
@@ -27,22 +30,6 @@ def _bon_ns(top: float = 4.0, num: int = 40) -> np.ndarray:
     return np.unique(np.round(np.logspace(0, top, num))).astype(int)
 
 
-def _bon_worlds() -> dict:
-    """Reference policies and rewards that make the KL bound tight, loose, or flattened."""
-
-    m = 10_000
-    env = make_bandit(50, 64, proxy="exact", rng=0)
-    peaked = make_bandit(50, 64, proxy="exact", ref_temperature=0.25, rng=0)
-    return {
-        f"uniform, {m} distinct rewards": (
-            np.full((1, m), 1.0 / m),
-            np.random.default_rng(0).permutation(m).astype(float)[None]),
-        "softmax pi_ref, 64 responses": (env.pi_ref, env.r_star),
-        "peaked pi_ref (temperature 0.25)": (peaked.pi_ref, peaked.r_star),
-        "64 responses, reward rounded (ties)": (env.pi_ref, np.round(env.r_star)),
-    }
-
-
 @register("bon_kl_bound",
           "Exact KL of best-of-n against log n - (n-1)/n: tight for many small-mass responses "
           "with distinct rewards, far below it when a few responses hold the mass or rewards "
@@ -50,7 +37,7 @@ def _bon_worlds() -> dict:
 def bon_kl_bound():
     ns = _bon_ns()
     kls = {label: best_of_n_kl(pi_ref, reward, ns).mean(-1)
-           for label, (pi_ref, reward) in _bon_worlds().items()}
+           for label, (pi_ref, reward) in kl_bound_worlds().items()}
     return plots.plot_bon_kl_bound(ns, kls, best_of_n_kl_bound(ns))
 
 
@@ -61,7 +48,7 @@ def bon_kl_bound():
 def bon_win_rate():
     ns = _bon_ns()
     wins = {label: best_of_n_win_rate(pi_ref, reward, ns).mean(-1)
-            for label, (pi_ref, reward) in _bon_worlds().items()}
+            for label, (pi_ref, reward) in kl_bound_worlds().items()}
     return plots.plot_bon_win_rate(ns, wins)
 
 
@@ -78,10 +65,7 @@ def bon_vs_kl_optimal():
                           ("Student-t proxy noise (df = 2, scale 0.5)",
                            {"proxy": "student_t", "noise_scale": 0.5, "df": 2.0})]:
         env = make_bandit(100, 256, rng=0, **kwargs)
-        sweep, front = best_of_n_vs_optimal(env, ns, betas)
-        panels[title] = {"bon_kl": sweep.kl, "bon_gold": sweep.extra["gold"],
-                         "bon_proxy": sweep.reward, "opt_kl": front.kl,
-                         "opt_gold": front.extra["gold"], "opt_proxy": front.reward}
+        panels[title] = curve_arrays(*best_of_n_vs_optimal(env, ns, betas))
     return plots.plot_bon_vs_kl_optimal(panels)
 
 
@@ -106,9 +90,6 @@ def rft_figure():
     distances = {f"n = {n}": rft_convergence(env, n, sizes, rng=n, repeats=3)
                  for n in (2, 4, 16)}
     res = rejection_sampling_finetune(env, 4, 20_000, rng=0, n_rounds=3)
-    sweep, front = best_of_n_vs_optimal(env, _bon_ns(2.5, 30), np.logspace(-1.5, 1.5, 60))
-    rounds = {"kl": res.kl, "gold": res.gold, "proxy": res.proxy,
-              "labels": [f"k={k + 1} (n={4 ** (k + 1)})" for k in range(3)]}
-    curve = {"bon_kl": sweep.kl, "bon_gold": sweep.extra["gold"], "bon_proxy": sweep.reward,
-             "opt_kl": front.kl, "opt_gold": front.extra["gold"], "opt_proxy": front.reward}
-    return plots.plot_rft(sizes, distances, rounds=rounds, curve=curve)
+    curve = curve_arrays(*best_of_n_vs_optimal(env, _bon_ns(2.5, 30),
+                                               np.logspace(-1.5, 1.5, 60)))
+    return plots.plot_rft(sizes, distances, rounds=round_arrays(res), curve=curve)

@@ -8,27 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.bandit.env import BanditEnv, make_bandit
-from rlhf_toy.bandit.experiments.ensembles import disagreement, ensemble_sweep, fit_ensemble
+from rlhf_toy.bandit.env import make_bandit
+from rlhf_toy.bandit.experiments.ensembles import disagreement, ensemble_study
 from rlhf_toy.bandit.experiments.goodhart import (
     LEARNED_WORLD,
     best_of_n_curve,
     beta_sweep,
+    gao_panels,
+    heavy_tail_sweeps,
     mean_curve,
-    seed_sweeps,
-    trajectory_sweep,
 )
-from rlhf_toy.bandit.experiments.overestimation import (
-    expected_overestimation,
-    overestimation_monte_carlo,
-)
+from rlhf_toy.bandit.experiments.overestimation import exercise3_curves
 from rlhf_toy.bandit.experiments.proxy_error import (
     aligned_proxy,
     distribution_shift,
-    overestimation,
-    proxy_error_under,
+    excess_overestimation,
 )
-from rlhf_toy.gao import fit_gao
 from rlhf_toy.optimal import optimal_policy
 from rlhf_toy.presentation import plots
 from rlhf_toy.presentation.figures.registry import register
@@ -48,8 +43,7 @@ def goodhart_gaussian():
     bon = best_of_n_curve(env, np.unique(np.geomspace(1, 5000, 40).astype(int)))
     big = make_bandit(20, 2000, proxy="gaussian", noise_scale=1.0, rng=1)
     inv_beta = np.geomspace(0.02, 30.0, 30)
-    over = (overestimation(big, 1.0 / inv_beta)
-            - proxy_error_under(big, big.pi_ref, align=False)["bias"])
+    over = excess_overestimation(big, 1.0 / inv_beta)
     return plots.plot_goodhart_gaussian(opt.centred(), bon.centred(), inv_beta, over, 1.0,
                                         regime=1 / np.sqrt(2.0))
 
@@ -59,11 +53,7 @@ def goodhart_gaussian():
           "few outliers and the gold, after rising, falls back; Gaussian noise of the same scale "
           "keeps its gains.", _GOODHART)
 def goodhart_heavy_tail():
-    betas = np.geomspace(1e3, 0.003, 50)  # the outliers pull even at beta = 30
-    heavy = seed_sweeps(lambda s: make_bandit(16, 1000, proxy="student_t", noise_scale=0.2,
-                                              df=1.5, rng=s), range(20), betas)
-    gauss = seed_sweeps(lambda s: make_bandit(16, 1000, proxy="gaussian", noise_scale=0.2,
-                                              rng=s), range(20), betas)
+    heavy, gauss = heavy_tail_sweeps(np.geomspace(1e3, 0.003, 50))  # outliers pull at beta=30
     return plots.plot_goodhart_heavy_tail(heavy[1].centred(), [c.centred() for c in heavy],
                                           mean_curve(heavy).centred(),
                                           mean_curve(gauss).centred())
@@ -90,17 +80,8 @@ def goodhart_learned():
           "coefficients, R^2 and the predicted peak.", _GOODHART)
 def gao_fits():
     env = make_bandit(8, 64, n_comparisons=3000, rng=1, **LEARNED_WORLD)
-    bon = best_of_n_curve(env, np.unique(np.geomspace(1, 5000, 40).astype(int)))
-    opt = beta_sweep(env, GOODHART_BETAS)
-    traj = trajectory_sweep(env, 0.003, steps=400, lr=0.5, record_every=4)
-    panels = {}
-    for title, curve, form in (("best-of-n", bon, "bon"),
-                               (r"KL-optimal $\pi^*_\beta$", opt, "rl"),
-                               (r"gradient ascent, $\beta$=0.003", traj, "rl")):
-        fit = fit_gao(curve.d, curve.gold, form, curve.gold_ref)
-        panels[title] = {**curve.centred(), "a": fit.a, "b": fit.b, "r2": fit.r2,
-                         "peak_d": fit.peak_d, "form": form}
-    return plots.plot_gao_fits(panels)
+    ns = np.unique(np.geomspace(1, 5000, 40).astype(int))
+    return plots.plot_gao_fits(gao_panels(env, ns, GOODHART_BETAS))
 
 
 @register("distribution_shift",
@@ -122,18 +103,12 @@ def distribution_shift_figure():
           "back, and a single noise draw can even underestimate.", _GOODHART)
 def goodhart_exercise3():
     inv_beta = np.geomspace(0.01, 300.0, 60)
-    betas = 1.0 / inv_beta
-    pi_ref, r_star = np.array([[0.5, 0.5]]), np.array([[0.0, 4.0]])
-    fixed = expected_overestimation(pi_ref, r_star, betas, [-1.0, 1.0])
-    draw = BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_star + [[1.0, -1.0]],
-                     prompt_probs=np.ones(1))
-    mc = overestimation_monte_carlo(np.array([[0.4, 0.3, 0.2, 0.1]]), betas, noise_scale=1.0,
-                                    n_draws=4000, rng=7)
+    c = exercise3_curves(inv_beta)
+    mc = c["monte_carlo"]
     return plots.plot_overestimation_curves(inv_beta, {
-        "random worlds (MC, 2 s.e.)":
-            (mc["mean"], mc["se"]),
-        r"gold (0, 4), mean over $\epsilon = \pm 1$": (fixed, None),
-        r"gold (0, 4), one draw $\epsilon = (1, -1)$": (overestimation(draw, betas), None),
+        "random worlds (MC, 2 s.e.)": (mc["mean"], mc["se"]),
+        r"gold (0, 4), mean over $\epsilon = \pm 1$": (c["fixed_gold"], None),
+        r"gold (0, 4), one draw $\epsilon = (1, -1)$": (c["one_draw"], None),
     })
 
 
@@ -142,12 +117,8 @@ def goodhart_exercise3():
           "variance of 10 members keeps more gold than one reward model on the same data; "
           "members disagree where comparisons are few.", _GOODHART)
 def ensembles_figure():
-    env = make_bandit(8, 64, proxy="exact", ref_temperature=0.5, rng=0)
-    l2 = 0.03
-    out = ensemble_sweep(env.pi_ref, env.r_star, GOODHART_BETAS, k=10, n_comparisons=30000,
-                         rng=0, l2=l2, lam=1.0, prior_scale=1 / np.sqrt(l2))
-    boot = fit_ensemble(env.pi_ref, env.r_star, 10, 30000, rng=1, l2=l2,
-                        comparisons=out["comparisons"])
+    out = ensemble_study(make_bandit(8, 64, proxy="exact", ref_temperature=0.5, rng=0),
+                         GOODHART_BETAS)
     curves = {name: c.centred() for name, c in out["curves"].items()}
-    return plots.plot_ensembles(curves, out["counts"], disagreement(boot),
+    return plots.plot_ensembles(curves, out["counts"], disagreement(out["bootstrap"]),
                                 disagreement(out["ensemble"]))

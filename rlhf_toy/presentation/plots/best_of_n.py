@@ -36,10 +36,9 @@ def plot_bon_kl_bound(ns, kls, bound):
     for (label, kl), color in zip(kls.items(), _BON_PALETTE * 4, strict=False):
         check_same_length(ns=ns, kl=kl)
         ax.plot(ns, kl, color=color, lw=2, marker="o", ms=3, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("n (candidates per prompt)")
-    ax.set_ylabel(r"$E_x\, KL(\pi_{bon} \,\|\, \pi_{ref})$ (nats)")
-    ax.set_title("KL of best-of-n: the bound and when it is tight")
+    ax.set(xscale="log", xlabel="n (candidates per prompt)",
+           ylabel=r"$E_x\, KL(\pi_{bon} \,\|\, \pi_{ref})$ (nats)",
+           title="KL of best-of-n: the bound and when it is tight")
     ax.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -71,16 +70,11 @@ def plot_bon_win_rate(ns, win_rates):
         gap = np.where(ideal - win > 1e-13, ideal - win, np.nan)
         ax1.plot(ns, gap, color=color, lw=2, marker="o", ms=3,
                  label=label)
-    ax0.set_xscale("log")
-    ax0.set_xlabel("n")
-    ax0.set_ylabel(r"$P(r(y_{bon}) > r(y'))$ + ties/2")
-    ax0.set_title("Win rate against one reference sample")
+    ax0.set(xscale="log", xlabel="n", ylabel=r"$P(r(y_{bon}) > r(y'))$ + ties/2",
+            title="Win rate against one reference sample")
     ax0.legend(fontsize="small", loc="lower right")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("n")
-    ax1.set_ylabel(r"$n/(n+1)$ - win rate")
-    ax1.set_title("Shortfall from n/(n+1): discreteness and ties")
+    ax1.set(xscale="log", yscale="log", xlabel="n", ylabel=r"$n/(n+1)$ - win rate",
+            title="Shortfall from n/(n+1): discreteness and ties")
     ax1.legend(fontsize="small", loc="lower right")
     return fig
 
@@ -120,9 +114,8 @@ def plot_bon_vs_kl_optimal(panels):
         ax.plot(d_opt[order], np.asarray(c["opt_gold"])[order], color=COLORS["gold"],
                 ls="--", lw=2, label=r"$\pi^*_\beta$: gold")
         ax.set_xlim(0, 1.02 * d_bon.max())
-        ax.set_xlabel(r"$d = \sqrt{E_x KL(\pi \| \pi_{ref})}$")
-        ax.set_ylabel("expected reward")
-        ax.set_title(title)
+        ax.set(xlabel=r"$d = \sqrt{E_x KL(\pi \| \pi_{ref})}$", ylabel="expected reward",
+               title=title)
         ax.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -166,16 +159,11 @@ def plot_bon_estimator(ns, exact, estimates, disjoint=None, *, n_samples):
                  label="disjoint groups, mean")
         ax1.plot(ns, disjoint.std(0), color=COLORS["policy"], lw=2, marker="s", ms=3,
                  label=r"disjoint groups ($N/n$ of them)")
-    ax0.set_xscale("log")
-    ax0.set_xlabel("n")
-    ax0.set_ylabel("expected gold reward of best-of-n")
-    ax0.set_title(f"Estimating best-of-n from N = {n_samples} samples")
+    ax0.set(xscale="log", xlabel="n", ylabel="expected gold reward of best-of-n",
+            title=f"Estimating best-of-n from N = {n_samples} samples")
     ax0.legend(fontsize="small", loc="lower center")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("n")
-    ax1.set_ylabel("standard deviation of the estimate")
-    ax1.set_title("All subsets beat disjoint groups")
+    ax1.set(xscale="log", yscale="log", xlabel="n", ylabel="standard deviation of the estimate",
+            title="All subsets beat disjoint groups")
     ax1.legend(fontsize="small")
     return fig
 
@@ -212,11 +200,8 @@ def plot_rft(sample_sizes, distances, *, rounds, curve):
     first = np.asarray(next(iter(distances.values())), float)
     ax0.plot(sample_sizes, first[0] * np.sqrt(sample_sizes[0] / sample_sizes),
              color=COLORS["fit"], ls="--", label=r"$\propto 1/\sqrt{S}$")
-    ax0.set_xscale("log")
-    ax0.set_yscale("log")
-    ax0.set_xlabel("S (kept samples per prompt)")
-    ax0.set_ylabel(r"$E_x\, TV(\pi_{RFT}, \pi_{bon})$")
-    ax0.set_title("One round of RFT fits best-of-n")
+    ax0.set(xscale="log", yscale="log", xlabel="S (kept samples per prompt)",
+            ylabel=r"$E_x\, TV(\pi_{RFT}, \pi_{bon})$", title="One round of RFT fits best-of-n")
     ax0.legend(fontsize="small")
 
     d = np.sqrt(np.maximum(np.asarray(curve["bon_kl"], float), 0.0))
@@ -239,8 +224,7 @@ def plot_rft(sample_sizes, distances, *, rounds, curve):
         ax1.annotate(text, (x, y), textcoords="offset points", xytext=(8, -14),
                      fontsize="small")
     ax1.set_xlim(0, 1.05 * max(d.max(), d_r.max()))
-    ax1.set_xlabel(r"$d = \sqrt{E_x KL(\pi \| \pi_{ref})}$")
-    ax1.set_ylabel("expected reward")
-    ax1.set_title(r"k rounds of best-of-n land on best-of-$n^k$")
+    ax1.set(xlabel=r"$d = \sqrt{E_x KL(\pi \| \pi_{ref})}$", ylabel="expected reward",
+            title=r"k rounds of best-of-n land on best-of-$n^k$")
     ax1.legend(fontsize="small", loc="upper left")
     return fig

@@ -36,10 +36,9 @@ def plot_dpo_loss_and_weight(margin, loss, weight):
         ax.plot(margin, y, color=color, lw=2, label=label)
         ax.set_xlabel(r"implicit-reward margin $h_w - h_l$")
         ax.legend(loc="upper right", fontsize="small")
-    ax0.set_ylabel("loss")
-    ax0.set_title("DPO loss")
-    ax1.set_ylabel(r"gradient weight ($|\partial L / \partial \log\pi| / \beta$)")
-    ax1.set_title("Weight of the DPO gradient")
+    ax0.set(ylabel="loss", title="DPO loss")
+    ax1.set(ylabel=r"gradient weight ($|\partial L / \partial \log\pi| / \beta$)",
+            title="Weight of the DPO gradient")
     return fig
 
 
@@ -64,20 +63,16 @@ def plot_dpo_convergence(steps, kl_curves, pi_final, pi_star):
     for (name, kl), color in zip(kl_curves.items(), palette * 3, strict=False):
         check_same_length(steps=steps, kl=kl)
         ax0.plot(steps, np.maximum(np.asarray(kl, float), 1e-18), lw=2, color=color, label=name)
-    ax0.set_yscale("log")
-    ax0.set_xlabel("step")
-    ax0.set_ylabel(r"$E_x\, KL(\pi_t \,\|\, \pi^*)$")
-    ax0.set_title(r"DPO converges to $\pi^*$")
+    ax0.set(yscale="log", xlabel="step", ylabel=r"$E_x\, KL(\pi_t \,\|\, \pi^*)$",
+            title=r"DPO converges to $\pi^*$")
     ax0.legend()
     p, q = np.asarray(pi_star).ravel(), np.asarray(pi_final).ravel()
     lo = max(min(p.min(), q.min()), 1e-12)
     ax1.plot([lo, 1], [lo, 1], color=COLORS["ref"], ls=":", label="equality")
     ax1.scatter(p, q, s=14, color=COLORS["optimal"], label="(prompt, response)")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel(r"$\pi^*(y \mid x)$ (closed form)")
-    ax1.set_ylabel(r"$\pi_{DPO}(y \mid x)$ after training")
-    ax1.set_title("Final DPO policy against the optimum")
+    ax1.set(xscale="log", yscale="log", xlabel=r"$\pi^*(y \mid x)$ (closed form)",
+            ylabel=r"$\pi_{DPO}(y \mid x)$ after training",
+            title="Final DPO policy against the optimum")
     ax1.legend(loc="upper left")
     return fig
 
@@ -117,16 +112,14 @@ def plot_dpo_uncovered(probs, covered, reward, steps, uncovered_mass, *, levels=
     ax0.set_xticklabels([f"y{i}\nr={r:+.1f}\n{'data' if c else 'UNSEEN'}"
                          for i, (r, c) in enumerate(zip(reward, covered, strict=True))],
                         fontsize="small")
-    ax0.set_xlabel("response (gold reward, in the data or not)")
-    ax0.set_ylabel(r"probability $\pi(y \mid x)$")
-    ax0.set_title("Where the probability goes")
+    ax0.set(xlabel="response (gold reward, in the data or not)",
+            ylabel=r"probability $\pi(y \mid x)$", title="Where the probability goes")
     ax0.legend(fontsize="small")
     ax1.plot(steps, uncovered_mass, color=COLORS["policy"], lw=2, label="DPO")
     for (name, level), color in zip((levels or {}).items(), palette, strict=False):
         ax1.axhline(level, color=color, ls="--", label=name)
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("probability of unseen responses")
-    ax1.set_title("Unseen responses gain mass during DPO")
+    ax1.set(xlabel="step", ylabel="probability of unseen responses",
+            title="Unseen responses gain mass during DPO")
     ax1.legend(fontsize="small")
     return fig
 
@@ -159,14 +152,11 @@ def plot_logprobs_fall(steps, logp_chosen, logp_rejected, margin, gold=None, gol
     ax0.plot(steps, logp_chosen, color=COLORS["gold"], lw=2, label=r"chosen $\log\pi(y_w|x)$")
     ax0.plot(steps, logp_rejected, color=COLORS["proxy"], lw=2,
              label=r"rejected $\log\pi(y_l|x)$")
-    ax0.set_xlabel("step")
-    ax0.set_ylabel("mean log-probability over the data")
-    ax0.set_title("Both log-probabilities fall")
+    ax0.set(xlabel="step", ylabel="mean log-probability over the data",
+            title="Both log-probabilities fall")
     ax0.legend(fontsize="small")
     ax1.plot(steps, margin, color=COLORS["policy"], lw=2, label=r"$h_w - h_l$")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("mean implicit-reward margin")
-    ax1.set_title("... while the margin grows")
+    ax1.set(xlabel="step", ylabel="mean implicit-reward margin", title="... while the margin grows")
     ax1.legend()
     if gold is not None:
         check_same_length(steps=steps, gold=gold)
@@ -174,9 +164,8 @@ def plot_logprobs_fall(steps, logp_chosen, logp_rejected, margin, gold=None, gol
         ax2.plot(steps, gold, color=COLORS["gold"], lw=2, label="DPO policy")
         if gold_optimal is not None:
             ax2.axhline(gold_optimal, color=COLORS["optimal"], ls="--", label=r"$\pi^*$")
-        ax2.set_xlabel("step")
-        ax2.set_ylabel(r"expected gold reward $E_x E_\pi r^\star$")
-        ax2.set_title("Gold reward")
+        ax2.set(xlabel="step", ylabel=r"expected gold reward $E_x E_\pi r^\star$",
+                title="Gold reward")
         ax2.legend()
     return fig
 
@@ -210,17 +199,16 @@ def plot_preference_loss_comparison(runs, frontier_kl, frontier_gold, *, steps=N
         check_same_length(kl=kl, gold=gold)
         ax0.plot(kl, gold, color=color, lw=1.8, label=name)
         ax0.plot(kl[-1], gold[-1], "o", color=color)
-    ax0.set_xlabel(r"$E_x\, KL(\pi_t \,\|\, \pi_{ref})$ (nats)")
-    ax0.set_ylabel(r"expected gold reward $E_x E_\pi r^\star$")
-    ax0.set_title("Trajectories (dot: end of training)")
+    ax0.set(xlabel=r"$E_x\, KL(\pi_t \,\|\, \pi_{ref})$ (nats)",
+            ylabel=r"expected gold reward $E_x E_\pi r^\star$",
+            title="Trajectories (dot: end of training)")
     ax0.legend(fontsize="small")
     if steps is not None:
         ax1 = axes[1]
         for (name, (kl, _)), color in zip(runs.items(), palette * 2, strict=False):
             check_same_length(steps=steps, kl=kl)
             ax1.plot(steps, kl, color=color, lw=1.8, label=name)
-        ax1.set_xlabel("step")
-        ax1.set_ylabel(r"$E_x\, KL(\pi_t \,\|\, \pi_{ref})$ (nats)")
-        ax1.set_title("KL from the reference")
+        ax1.set(xlabel="step", ylabel=r"$E_x\, KL(\pi_t \,\|\, \pi_{ref})$ (nats)",
+                title="KL from the reference")
         ax1.legend(fontsize="small")
     return fig

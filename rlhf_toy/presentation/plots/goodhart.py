@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_toy.gao import gao_curve
 from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
 
 #: Line styles of the aggregation rules of reward-model ensembles.
@@ -59,8 +60,8 @@ def plot_goodhart_gaussian(opt, bon, inv_beta, overest, sigma2, *, regime=None):
         ax0.plot(c["d"], c["proxy"], color=COLORS["proxy"], ls=ls, lw=2, label=f"{name}: proxy")
         ax0.plot(c["d"], c["gold"], color=COLORS["gold"], ls=ls, lw=2, label=f"{name}: gold")
     _d_label(ax0)
-    ax0.set_ylabel(r"gain over $\pi_{ref}$")
-    ax0.set_title("Gaussian noise: the gap grows, gold still rises")
+    ax0.set(ylabel=r"gain over $\pi_{ref}$",
+            title="Gaussian noise: the gap grows, gold still rises")
     ax0.legend(fontsize="small", loc="upper left")
     inv_beta = np.asarray(inv_beta, float)
     ax1.loglog(inv_beta, np.maximum(np.asarray(overest, float), 1e-12), "o-",
@@ -71,9 +72,8 @@ def plot_goodhart_gaussian(opt, bon, inv_beta, overest, sigma2, *, regime=None):
     if regime is not None:
         ax1.axvline(regime, color=COLORS["ref"], ls="--", lw=1,
                     label=r"$\beta = \sqrt{1+\sigma^2}$")
-    ax1.set_xlabel(r"$1/\beta$")
-    ax1.set_ylabel("overestimation of the gold reward")
-    ax1.set_title(r"Overestimation $\approx \sigma^2/\beta$ until responses run out")
+    ax1.set(xlabel=r"$1/\beta$", ylabel="overestimation of the gold reward",
+            title=r"Overestimation $\approx \sigma^2/\beta$ until responses run out")
     ax1.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -123,8 +123,8 @@ def plot_goodhart_heavy_tail(heavy, worlds_gold, mean_heavy, mean_gauss):
         j = int(np.argmax(cm["gold"]))
         ax1.plot(cm["d"][j], cm["gold"][j], "o", color=COLORS["fit"], ms=6)
     _d_label(ax1)
-    ax1.set_ylabel(r"gold gain over $\pi_{ref}$")
-    ax1.set_title("Heavy tails gain little, then lose it (dots: peaks)")
+    ax1.set(ylabel=r"gold gain over $\pi_{ref}$",
+            title="Heavy tails gain little, then lose it (dots: peaks)")
     ax1.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -152,8 +152,8 @@ def plot_goodhart_learned(curves, peaks):
         i = int(np.argmax(c["gold"]))
         ax0.plot(c["d"][i], c["gold"][i], "o", color=color, ms=7, mec="k")
     _d_label(ax0)
-    ax0.set_ylabel(r"gold gain over $\pi_{ref}$ (average of worlds)")
-    ax0.set_title("Bradley-Terry proxy: gold peaks, then falls")
+    ax0.set(ylabel=r"gold gain over $\pi_{ref}$ (average of worlds)",
+            title="Bradley-Terry proxy: gold peaks, then falls")
     ax0.legend(fontsize="small", loc="upper left")
     ns = np.array(sorted(peaks))
     for n in ns:
@@ -164,10 +164,8 @@ def plot_goodhart_learned(curves, peaks):
                     else 0.0 for n in ns])
     ax1.errorbar(ns, means, yerr=2 * ses, color=COLORS["fit"], marker="s", capsize=4, lw=2,
                  label=r"mean $\pm$ 2 s.e.")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("number of comparisons the reward model saw")
-    ax1.set_ylabel(r"$d$ at the gold peak")
-    ax1.set_title("More data: the peak comes later")
+    ax1.set(xscale="log", xlabel="number of comparisons the reward model saw",
+            ylabel=r"$d$ at the gold peak", title="More data: the peak comes later")
     ax1.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -194,12 +192,8 @@ def plot_gao_fits(panels):
         if np.isfinite(p["peak_d"]):
             top = max(top, min(1.1 * p["peak_d"], 2.0 * c["d"].max()))
         grid = np.linspace(0.0, top, 300)
-        if p["form"] == "bon":
-            fit = grid * (p["a"] - p["b"] * grid)
-            formula = r"$d\,(a - b\,d)$"
-        else:
-            fit = p["a"] * grid - p["b"] * grid * np.log(np.where(grid > 0, grid, 1.0))
-            formula = r"$d\,(a - b \log d)$"
+        fit = gao_curve(grid, p["a"], p["b"], p["form"])
+        formula = r"$d\,(a - b\,d)$" if p["form"] == "bon" else r"$d\,(a - b \log d)$"
         ax.plot(c["d"], c["gold"], "o", color=COLORS["gold"], ms=4, label="exact gold gain")
         ax.plot(grid, fit, color=COLORS["fit"], lw=2,
                 label=(f"{formula}: a={p['a']:.3g}, b={p['b']:.3g}\n"
@@ -207,8 +201,7 @@ def plot_gao_fits(panels):
         if np.isfinite(p["peak_d"]) and p["peak_d"] <= top:
             ax.axvline(p["peak_d"], color=COLORS["fit"], ls=":", lw=1)
         _d_label(ax)
-        ax.set_ylabel(r"gold gain over $\pi_{ref}$")
-        ax.set_title(title)
+        ax.set(ylabel=r"gold gain over $\pi_{ref}$", title=title)
         ax.legend(fontsize="small", loc="lower center")
     return fig
 
@@ -243,8 +236,8 @@ def plot_distribution_shift(d, mae, bias, mae_ref, abs_err, counts, pi_hard):
                 label=rf"$E_{{\pi_{{ref}}}}|\hat r - r^*|$ = {mae_ref:.2f}")
     ax0.axhline(0.0, color=COLORS["ref"], lw=0.8)
     _d_label(ax0)
-    ax0.set_ylabel("proxy error where the policy goes")
-    ax0.set_title("Error of the reward model, weighted by the policy")
+    ax0.set(ylabel="proxy error where the policy goes",
+            title="Error of the reward model, weighted by the policy")
     ax0.legend(fontsize="small", loc="upper left")
     counts = np.asarray(counts, float).ravel()
     abs_err = np.asarray(abs_err, float).ravel()
@@ -255,10 +248,9 @@ def plot_distribution_shift(d, mae, bias, mae_ref, abs_err, counts, pi_hard):
     ax1.scatter(counts[hot] + 1, abs_err[hot], s=20 + 200 * mass[hot], facecolor="none",
                 edgecolor=COLORS["optimal"], lw=1.5,
                 label=r"where hard-optimised $\pi^*$ goes (size: mass)")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("comparisons the response appeared in + 1")
-    ax1.set_ylabel(r"$|\hat r - r^*|$ (aligned)")
-    ax1.set_title("Few comparisons, large errors: that is where it goes")
+    ax1.set(xscale="log", xlabel="comparisons the response appeared in + 1",
+            ylabel=r"$|\hat r - r^*|$ (aligned)",
+            title="Few comparisons, large errors: that is where it goes")
     ax1.legend(fontsize="small", loc="upper right")
     return fig
 
@@ -290,10 +282,9 @@ def plot_overestimation_curves(inv_beta, curves):
             se = np.asarray(se, float)
             ax.fill_between(inv_beta, values - 2 * se, values + 2 * se, color=color, alpha=0.2)
     ax.axhline(0.0, color=COLORS["ref"], lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel(r"$1/\beta$ (optimisation pressure)")
-    ax.set_ylabel(r"overestimation $E_{\pi^*_\beta}[\hat r - r^*]$")
-    ax.set_title("Exercise 3: what grows as beta shrinks, and what need not")
+    ax.set(xscale="log", xlabel=r"$1/\beta$ (optimisation pressure)",
+           ylabel=r"overestimation $E_{\pi^*_\beta}[\hat r - r^*]$",
+           title="Exercise 3: what grows as beta shrinks, and what need not")
     ax.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -322,17 +313,15 @@ def plot_ensembles(curves, counts, dis_boot, dis_prior):
         style = _ENSEMBLE_STYLE.get(name, dict(color=COLORS["ref"], ls="-", label=name))
         ax0.plot(c["d"], c["gold"], lw=2, **style)
     _d_label(ax0)
-    ax0.set_ylabel(r"gold gain over $\pi_{ref}$")
-    ax0.set_title("Optimising each proxy: gold reward")
+    ax0.set(ylabel=r"gold gain over $\pi_{ref}$", title="Optimising each proxy: gold reward")
     ax0.legend(fontsize="small", loc="upper left")
     counts = np.asarray(counts, float).ravel() + 1
     ax1.scatter(counts, np.asarray(dis_prior, float).ravel(), s=8, color=COLORS["policy"],
                 alpha=0.5, label="bootstrap + random priors")
     ax1.scatter(counts, np.asarray(dis_boot, float).ravel(), s=8, color=COLORS["proxy"],
                 alpha=0.5, label="bootstrap only")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("comparisons the response appeared in + 1")
-    ax1.set_ylabel("disagreement (std across members)")
-    ax1.set_title("Members disagree where data are scarce")
+    ax1.set(xscale="log", xlabel="comparisons the response appeared in + 1",
+            ylabel="disagreement (std across members)",
+            title="Members disagree where data are scarce")
     ax1.legend(fontsize="small", loc="upper right")
     return fig

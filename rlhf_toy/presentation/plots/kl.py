@@ -37,16 +37,11 @@ def plot_kl_estimators(table, batch_negative=None):
         ax0.plot(kl, table[f"{name}_rel_bias"], color=color, lw=2, ls=ls, label=name)
         ax1.plot(kl, table[f"{name}_rel_std"], color=color, lw=2, label=name)
     ax0.axhline(0, color=COLORS["ref"], lw=0.8, ls=":")
-    ax0.set_xscale("log")
-    ax0.set_xlabel(r"true $KL(\pi \,\|\, \pi_{ref})$ (nats)")
-    ax0.set_ylabel("bias / KL")
-    ax0.set_title("Bias: only k2 is biased")
+    ax0.set(xscale="log", xlabel=r"true $KL(\pi \,\|\, \pi_{ref})$ (nats)", ylabel="bias / KL",
+            title="Bias: only k2 is biased")
     ax0.legend()
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel(r"true $KL(\pi \,\|\, \pi_{ref})$ (nats)")
-    ax1.set_ylabel("std of one sample / KL")
-    ax1.set_title("Spread: k3 wins near, explodes far")
+    ax1.set(xscale="log", yscale="log", xlabel=r"true $KL(\pi \,\|\, \pi_{ref})$ (nats)",
+            ylabel="std of one sample / KL", title="Spread: k3 wins near, explodes far")
     ax1.legend()
     ax2.plot(kl, table["p_negative_k1"], color=COLORS["policy"], lw=2,
              label="one sample (exact)")
@@ -56,10 +51,8 @@ def plot_kl_estimators(table, batch_negative=None):
                  label=f"mean of {size} (Monte Carlo)")
         ax2.plot(kl, normal, ls="--", color=COLORS["fit"], alpha=float(shade),
                  label=f"mean of {size} (normal approx.)")
-    ax2.set_xscale("log")
-    ax2.set_xlabel(r"true $KL(\pi \,\|\, \pi_{ref})$ (nats)")
-    ax2.set_ylabel("P(k1 estimate < 0)")
-    ax2.set_title("A 'negative KL' is k1 being unbiased")
+    ax2.set(xscale="log", xlabel=r"true $KL(\pi \,\|\, \pi_{ref})$ (nats)",
+            ylabel="P(k1 estimate < 0)", title="A 'negative KL' is k1 being unbiased")
     ax2.legend(fontsize="small")
     return fig
 
@@ -102,9 +95,8 @@ def plot_kl_gradients(grads, steps, distances):
             ax0.plot(ys, g, marker, ms=7, mfc="none", mew=1.5, color=color, label=label,
                      ls="none")
     ax0.axhline(0, color=COLORS["ref"], lw=0.8, ls=":")
-    ax0.set_xlabel("response y")
-    ax0.set_ylabel(r"expected gradient wrt logit $\theta_y$")
-    ax0.set_title("Which KL does each estimator differentiate?")
+    ax0.set(xlabel="response y", ylabel=r"expected gradient wrt logit $\theta_y$",
+            title="Which KL does each estimator differentiate?")
     ax0.legend(fontsize="small")
     palette = [COLORS["policy"], COLORS["proxy"], COLORS["fit"], COLORS["optimal"],
                COLORS["gold"], COLORS["ref"]]
@@ -113,10 +105,8 @@ def plot_kl_gradients(grads, steps, distances):
         ls = "--" if "forward" in name else "-"
         ax1.plot(steps, np.maximum(np.asarray(d, float), 1e-16), color=color, lw=2, ls=ls,
                  label=name)
-    ax1.set_yscale("log")
-    ax1.set_xlabel("gradient step")
-    ax1.set_ylabel("KL to the target policy (nats)")
-    ax1.set_title("Exact ascent on E[r] - beta * (KL penalty)")
+    ax1.set(yscale="log", xlabel="gradient step", ylabel="KL to the target policy (nats)",
+            title="Exact ascent on E[r] - beta * (KL penalty)")
     ax1.legend(fontsize="small")
     return fig
 
@@ -150,9 +140,7 @@ def plot_mode_seeking(grid, far, far_fits, close, close_fits, profile=None):
             ls = "--" if "local" in label else "-"
             ax.plot(grid, q, color=color, lw=2, ls=ls,
                     label=f"{label}: {mean:.2f} ± {std:.2f}")
-        ax.set_xlabel("response y")
-        ax.set_ylabel("probability")
-        ax.set_title(title)
+        ax.set(xlabel="response y", ylabel="probability", title=title)
         ax.legend(fontsize="small", loc="upper left")
     if profile is not None:
         means, values = profile
@@ -160,9 +148,8 @@ def plot_mode_seeking(grid, far, far_fits, close, close_fits, profile=None):
         ax = axes[2]
         ax.plot(means, values, color=_DIRECTION_COLORS["reverse"], lw=2,
                 label="best std at each mean")
-        ax.set_xlabel("Gaussian mean")
-        ax.set_ylabel(r"$\min_\sigma KL(q \,\|\, target)$")
-        ax.set_title("Reverse-KL landscape (separated)")
+        ax.set(xlabel="Gaussian mean", ylabel=r"$\min_\sigma KL(q \,\|\, target)$",
+               title="Reverse-KL landscape (separated)")
         ax.legend(fontsize="small")
     return fig
 
@@ -194,26 +181,22 @@ def plot_mode_collapse(grid, pi_ref, shown, sweep, fits=None):
     for (beta, pi), shade in zip(shown.items(), shades, strict=True):
         ax0.plot(grid, pi, color=COLORS["optimal"], alpha=float(shade), lw=2,
                  label=rf"$\pi^*$, $\beta$ = {beta:g}")
-    ax0.set_xlabel("response y")
-    ax0.set_ylabel("probability")
-    ax0.set_title(r"$\pi^* \propto \pi_{ref} e^{r/\beta}$ keeps fewer modes")
+    ax0.set(xlabel="response y", ylabel="probability",
+            title=r"$\pi^* \propto \pi_{ref} e^{r/\beta}$ keeps fewer modes")
     ax0.legend(fontsize="small")
     betas = np.asarray(sweep["betas"], float)
     ax1.plot(sweep["reward_star"], sweep["entropy_star"], color=COLORS["optimal"], lw=2,
              label=r"$\pi^*$: $-\beta\,KL(\pi\|\pi_{ref})$")
     ax1.plot(sweep["reward_forward"], sweep["entropy_forward"], color=COLORS["proxy"], lw=2,
              ls="--", label=r"optimum of $-\beta\,KL(\pi_{ref}\|\pi)$")
-    ax1.set_xlabel(r"expected reward $E_\pi r$")
-    ax1.set_ylabel("entropy (nats)")
-    ax1.set_title("Entropy at equal reward")
+    ax1.set(xlabel=r"expected reward $E_\pi r$", ylabel="entropy (nats)",
+            title="Entropy at equal reward")
     ax1.legend(fontsize="small")
     ax2.step(betas, sweep["n_modes_star"], where="mid", color=COLORS["optimal"], lw=2,
              label=r"$\pi^*$ (reverse KL)")
     ax2.step(betas, sweep["n_modes_forward"], where="mid", color=COLORS["proxy"], lw=2,
              ls="--", label="forward-KL optimum")
-    ax2.set_xscale("log")
-    ax2.set_xlabel(r"$\beta$")
-    ax2.set_ylabel("modes (≥ 5% of the peak)")
+    ax2.set(xscale="log", xlabel=r"$\beta$", ylabel="modes (≥ 5% of the peak)")
     ax2.set_yticks(np.arange(1, max(np.max(sweep["n_modes_star"]),
                                     np.max(sweep["n_modes_forward"])) + 1))
     ax2.set_title(r"Modes kept as $\beta$ shrinks")
@@ -228,8 +211,6 @@ def plot_mode_collapse(grid, pi_ref, shown, sweep, fits=None):
                                _DIRECTION_COLORS["forward"])]:
         ax3.plot(grid, fits["q_" + key], color=color, lw=2,
                  label=f"{label}: J = {fits['objective_' + key]:.3f}")
-    ax3.set_xlabel("response y")
-    ax3.set_ylabel("probability")
-    ax3.set_title("Best single-Gaussian policy")
+    ax3.set(xlabel="response y", ylabel="probability", title="Best single-Gaussian policy")
     ax3.legend(fontsize="small")
     return fig

@@ -25,9 +25,8 @@ def plot_preference_probability(delta, prob):
     fig, ax = new_figure(width=5.5)
     ax.plot(delta, prob, color=COLORS["policy"], lw=2, label=r"$\sigma(r_w - r_l)$")
     ax.axhline(0.5, color=COLORS["ref"], ls=":", label="indifference")
-    ax.set_xlabel(r"reward gap $r(x, y_w) - r(x, y_l)$")
-    ax.set_ylabel(r"$P(y_w \succ y_l \mid x)$")
-    ax.set_title("Bradley-Terry: preferences from reward gaps")
+    ax.set(xlabel=r"reward gap $r(x, y_w) - r(x, y_l)$", ylabel=r"$P(y_w \succ y_l \mid x)$",
+           title="Bradley-Terry: preferences from reward gaps")
     ax.legend(loc="upper left")
     return fig
 
@@ -59,19 +58,15 @@ def plot_bt_recovery(r_true, r_fit, n_comparisons, rmse, rmse_std=None):
     lim = [min(r_true.min(), r_fit.min()) - 0.2, max(r_true.max(), r_fit.max()) + 0.2]
     ax0.plot(lim, lim, color=COLORS["ref"], ls=":", label="perfect recovery")
     ax0.scatter(r_true, r_fit, s=18, color=COLORS["proxy"], label="fitted entries")
-    ax0.set_xlabel("true reward (row-centred)")
-    ax0.set_ylabel("Bradley-Terry MLE")
-    ax0.set_title("Fitted vs true reward")
+    ax0.set(xlabel="true reward (row-centred)", ylabel="Bradley-Terry MLE",
+            title="Fitted vs true reward")
     ax0.legend(loc="upper left")
     ax1.errorbar(n_comparisons, rmse, yerr=rmse_std, marker="o", color=COLORS["proxy"],
                  capsize=3, label="RMSE of the fit")
     guide = rmse[-1] * np.sqrt(n_comparisons[-1] / n_comparisons)
     ax1.plot(n_comparisons, guide, color=COLORS["fit"], ls="--", label=r"$\propto 1/\sqrt{n}$")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("number of comparisons n")
-    ax1.set_ylabel("RMSE (row-centred)")
-    ax1.set_title("Error shrinks like 1/sqrt(n)")
+    ax1.set(xscale="log", yscale="log", xlabel="number of comparisons n",
+            ylabel="RMSE (row-centred)", title="Error shrinks like 1/sqrt(n)")
     ax1.legend()
     return fig
 
@@ -109,9 +104,8 @@ def plot_optimal_policy_betas(reward, pi_ref, betas, pi_stars):
         ax.plot(ranks, np.asarray(row)[order], marker="o", ms=3, color=shade,
                 label=rf"$\pi^*$, $\beta$ = {beta:g}")
     ax.set_xticks(ranks[:: max(1, len(ranks) // 8)])
-    ax.set_xlabel("response, sorted by reward (low to high)")
-    ax.set_ylabel(r"probability $\pi(y \mid x)$")
-    ax.set_title(r"$\pi^* \propto \pi_{ref}\, e^{r/\beta}$: smaller $\beta$, sharper tilt")
+    ax.set(xlabel="response, sorted by reward (low to high)", ylabel=r"probability $\pi(y \mid x)$",
+           title=r"$\pi^* \propto \pi_{ref}\, e^{r/\beta}$: smaller $\beta$, sharper tilt")
     ax.legend(fontsize="small")
     return fig
 
@@ -148,9 +142,8 @@ def plot_reward_kl_frontier(kl, reward, betas, *, gold=None, points=None, annota
                     xytext=(6, -12), fontsize="small")
     for (name, (k, r)), marker in zip((points or {}).items(), "s^vDP*", strict=False):
         ax.plot(k, r, marker, ms=9, mfc="none", mew=2, color=COLORS["policy"], label=name)
-    ax.set_xlabel(r"$E_x\, KL(\pi \,\|\, \pi_{ref})$ (nats)")
-    ax.set_ylabel(r"expected reward $E_x E_\pi r$")
-    ax.set_title("The exact reward-KL frontier")
+    ax.set(xlabel=r"$E_x\, KL(\pi \,\|\, \pi_{ref})$ (nats)",
+           ylabel=r"expected reward $E_x E_\pi r$", title="The exact reward-KL frontier")
     ax.legend(loc="lower right")
     return fig
 
@@ -176,9 +169,9 @@ def plot_first_order_condition(reward, grads, *, title=None):
     colors = [COLORS["optimal"], COLORS["ref"], COLORS["policy"], COLORS["proxy"]]
     for (name, g), color in zip(grads.items(), colors * 4, strict=False):
         ax.plot(ranks, np.asarray(g)[order], marker="o", ms=4, color=color, label=name)
-    ax.set_xlabel("response, sorted by reward (low to high)")
-    ax.set_ylabel(r"$\partial J / \partial \pi(y \mid x)$")
-    ax.set_title(title or r"First-order condition: flat at $\pi^*$ (exercise 1)")
+    ax.set(xlabel="response, sorted by reward (low to high)",
+           ylabel=r"$\partial J / \partial \pi(y \mid x)$",
+           title=title or r"First-order condition: flat at $\pi^*$ (exercise 1)")
     ax.legend()
     return fig
 
@@ -211,8 +204,6 @@ def plot_convergence(steps, curves, *, ylabel, title, logy=True):
         ax.plot(steps, gap, color=color, lw=2, label=name)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
     ax.legend()
     return fig
