@@ -1,9 +1,12 @@
-"""Policy-gradient objectives: chapter, *Policy-gradient RLHF* (REINFORCE, RLOO, PPO, GRPO).
+"""Policy-gradient objectives: chapter, *The RLHF Pipeline*, Stage 3 (RL Fine-Tuning with KL
+Penalty), and *Modern RL for LLMs* (GRPO).
 
-The advantage estimators (REINFORCE with a baseline, RLOO, GRPO and Dr. GRPO, GAE and
-whitening), the losses that turn advantages into gradients (the plain policy gradient,
-PPO's clipped surrogate, the clipped value loss) and the KL terms of the KL-regularised
-objective (per-token KL *in the reward*, InstructGPT; k3 *in the loss*, GRPO), with the
+Stage 3 optimises the KL-regularised objective with PPO, tokens being the actions; GRPO drops
+the critic for group-standardised advantages. This module holds the pieces of both and of
+their REINFORCE-style relatives: the advantage estimators (REINFORCE with a baseline, RLOO,
+GRPO and Dr. GRPO, GAE, whitening), the losses that turn advantages into gradients (the
+plain policy gradient, PPO's clipped surrogate, the clipped value loss) and the KL terms of
+the objective (per-token KL *in the reward*, InstructGPT; k3 *in the loss*, GRPO), with the
 adaptive KL coefficient of Ziegler et al. (2019).
 
 Like :mod:`rlhf_toy.preference_losses`, every loss is model-agnostic: it takes per-token
@@ -15,8 +18,9 @@ gradient through an exact softmax, the GPT through its backward pass.
 Shapes: per-token arrays are ``[B, T]`` (``B`` sequences, ``T`` response positions) with a
 ``mask`` of the same shape, 1 on response tokens and 0 on padding (right padding; a bandit
 response is ``T = 1``). Values off the mask never change a result, and every per-token
-output is 0 there. Group rewards are ``[n_prompts, G]`` (``G`` responses per prompt). All
-arithmetic is float64.
+output is 0 there. Group rewards are ``[n_prompts, G]`` (``G`` responses per prompt); their
+advantages flatten prompt-major (``adv.reshape(-1)``) into the ``(B,)`` per-sequence
+advantages the losses take, ``B = n_prompts * G``. All arithmetic is float64.
 
 Aggregation ``agg`` of a per-token loss ``l[b, t]`` (TRL's ``loss_type``):
 
@@ -48,6 +52,7 @@ __all__ = [
     "grpo_advantages",
     "whiten",
     "gae",
+    "score_at_last_token",
     "policy_gradient_loss",
     "ppo_clip_loss",
     "value_loss",
@@ -135,13 +140,14 @@ def _agg_weights(mask: np.ndarray, agg: str, max_len) -> np.ndarray:
     """Weights ``w[b, t]`` with ``agg(l) = sum(w * l)`` (so ``d agg / d l = w``)."""
     _check_option(agg, "agg", AGGREGATIONS)
     B, T = mask.shape
+    if max_len is not None:
+        max_len = check_int(max_len, "max_len", minimum=1)
     if agg == "token_mean":
         return mask / mask.sum()
     if agg == "seq_mean":
         lengths = np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
         return mask / (lengths * B)
-    max_len = T if max_len is None else check_int(max_len, "max_len", minimum=1)
-    return mask / (B * max_len)
+    return mask / (B * (T if max_len is None else max_len))
 
 
 def _finite(name: str, *arrays):
@@ -339,10 +345,13 @@ def whiten(x, mask=None, shift_mean=True):
 
     Notes
     -----
-    The **population** std (``ddof=0``) and ``1e-8``, as in ``openai/lm-human-preferences``
-    and TRL's ``masked_whiten`` (which take the *sample* variance there; the difference is a
-    factor ``sqrt(n / (n - 1))``, negligible at the token counts of a batch; we keep the
-    contract's population std so that the output has std exactly ``std / (std + 1e-8)``).
+    Whitening as in Ziegler et al. (2019) (``openai/lm-human-preferences``) and TRL's PPO
+    trainer. The references differ in details: lm-human-preferences uses the population
+    variance and ``rsqrt(var + 1e-8)``; TRL's ``masked_whiten`` the Bessel-corrected
+    variance with the same ``rsqrt``. We keep the contract's ``std + 1e-8`` with the
+    population std, so the output's std on the mask is exactly ``std / (std + 1e-8)``; the
+    differences are a factor ``sqrt(n / (n - 1))`` (negligible at a batch's token count) and
+    a change of the eps's place that matters only for ``std`` near 1e-4 or below.
     """
     x = check_finite(x, "x")
     m = np.ones(x.shape) if mask is None else _check_mask(mask, x.shape)
@@ -425,6 +434,55 @@ def gae(rewards, values, mask, gamma=1.0, lam=0.95):
         next_value = v[:, t]  # 0 off the mask: V = 0 after the last response token
         next_adv = adv[:, t]
     return adv, (adv + v) * m
+
+
+def score_at_last_token(scores, mask):
+    """Per-token rewards holding each sequence's score at its last response token.
+
+    Parameters
+    ----------
+    scores : array_like of shape (B,)
+        Sequence-level rewards (the reward model's score); finite.
+    mask : array_like of shape (B, T)
+        1 on response tokens; every row needs at least one.
+
+    Returns
+    -------
+    ndarray of shape (B, T)
+        ``scores[b]`` at ``t = last response position of row b``, 0 elsewhere. Add
+        :func:`kl_penalty_rewards` to get PPO-RLHF's per-token reward for :func:`gae`.
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` is not finite or of shape ``(B,)``, or ``mask`` is bad or has an empty
+        row (a sequence without a token cannot carry a score).
+
+    Notes
+    -----
+    InstructGPT (Ouyang et al. 2022), Ziegler et al. (2019): the score is read at the last
+    token of the response, never at a padding position after it. How a response that never
+    emitted EOS is scored is the caller's choice, not this function's.
+
+    Examples
+    --------
+    >>> score_at_last_token([2.0, -1.0], [[1, 1, 0], [1, 1, 1]])
+    array([[ 0.,  2.,  0.],
+           [ 0.,  0., -1.]])
+    """
+    s = check_finite(scores, "scores")
+    m = _check_mask(mask, np.shape(mask))
+    if m.ndim != 2 or s.shape != (m.shape[0],):
+        raise ValueError(
+            f"scores must have shape (B,) and mask (B, T), got {s.shape} and {m.shape}"
+        )
+    empty = m.sum(axis=1) == 0
+    if np.any(empty):
+        raise ValueError(f"mask row {int(np.argmax(empty))} has no response token to score")
+    last = m.shape[1] - 1 - np.argmax(m[:, ::-1], axis=1)  # (B,)
+    out = np.zeros(m.shape)
+    out[np.arange(m.shape[0]), last] = s
+    return out
 
 
 def _check_unit(value, name: str) -> float:
@@ -526,7 +584,8 @@ def ppo_clip_loss(
     stats : dict of float
         Means over the masked tokens: ``"clipfrac"`` (fraction where the clip is active, the
         gradient zeroed), ``"approx_kl"`` (``0.5 mean((logp - logp_old)^2)``, the k2
-        estimate of ``KL(pi_old || pi)``, as in lm-human-preferences and cleanrl's PPO),
+        estimate of ``KL(pi_old || pi)``, as in lm-human-preferences and ``openai/baselines``
+        PPO2; cleanrl's ``ppo.py`` logs k3 instead),
         ``"ratio_mean"`` (mean ``rho``).
 
     Raises
@@ -543,7 +602,9 @@ def ppo_clip_loss(
     as in Ziegler et al. (2019) and InstructGPT (Ouyang et al. 2022); GRPO (Shao et al.
     2024) uses the same surrogate with group advantages; the asymmetric clip is DAPO's (Yu
     et al. 2025). At the clip boundary (``rho = 1 +- eps``) both branches agree and the
-    unclipped gradient is returned.
+    unclipped gradient is returned. ``clipfrac`` counts the tokens whose gradient the clip
+    removes (TRL's ``pg_clipfrac``); ``openai/baselines`` counts ``|rho - 1| > eps`` whatever
+    the sign of ``A``, which is larger.
     """
     lp = _check_tokens(logp, "logp")
     lp_old = _check_tokens(logp_old, "logp_old")
@@ -662,8 +723,8 @@ def explained_variance(values, returns, mask=None):
 
     Notes
     -----
-    cleanrl's and TRL's diagnostic (population variances); they return NaN for
-    ``Var(R) = 0``, we return 0 so that logs stay finite.
+    cleanrl's and TRL's PPO diagnostic (the ratio does not depend on ``ddof``). cleanrl
+    returns NaN for ``Var(R) = 0``; we return 0 so that logs stay finite.
     """
     v = check_finite(values, "values")
     ret = check_finite(returns, "returns")

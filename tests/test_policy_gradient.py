@@ -20,6 +20,7 @@ from rlhf_toy.policy_gradient import (
     ppo_clip_loss,
     reinforce_advantages,
     rloo_advantages,
+    score_at_last_token,
     value_loss,
     whiten,
 )
@@ -230,6 +231,52 @@ def test_gae_prompt_positions_before_the_response():
     np.testing.assert_allclose(adv_s[:, 2:], adv, atol=1e-14)
     np.testing.assert_allclose(ret_s[:, 2:], ret, atol=1e-14)
     assert np.all(adv_s[:, :2] == 0.0)
+
+
+def test_score_at_last_token():
+    mask = right_padded_mask([3, 1, 5], 5)
+    scores = np.array([2.0, -1.0, 0.5])
+    out = score_at_last_token(scores, mask)
+    np.testing.assert_array_equal(out.sum(axis=1), scores)
+    assert out[0, 2] == 2.0 and out[1, 0] == -1.0 and out[2, 4] == 0.5
+    assert np.count_nonzero(out) == 3
+    # with per-token KL rewards, gamma = lam = 1: the return at t = 0 is score + summed KL reward
+    rng = np.random.default_rng(7)
+    kl_r = kl_penalty_rewards(rng.normal(size=mask.shape), rng.normal(size=mask.shape), mask, 0.1)
+    _, ret = gae(out + kl_r, rng.normal(size=mask.shape), mask, gamma=1.0, lam=1.0)
+    np.testing.assert_allclose(ret[:, 0], scores + kl_r.sum(axis=1), atol=1e-12)
+    with pytest.raises(ValueError, match="mask row 1 has no response token"):
+        score_at_last_token(scores, right_padded_mask([3, 0, 5], 5))
+    with pytest.raises(ValueError, match="scores must have shape"):
+        score_at_last_token(scores[:2], mask)
+
+
+def expected_sampled_gradient(pi, reward, G, advantages_fn):
+    """Exact E over all G-tuples y ~ pi of the logit gradient of policy_gradient_loss."""
+    Y = len(pi)
+    jac = np.eye(Y) - pi[None, :]  # d log pi(y) / d logits, row y
+    total = np.zeros(Y)
+    for ys in np.ndindex(*(Y,) * G):
+        ys = np.array(ys)
+        adv = advantages_fn(reward[ys][None, :])[0]
+        _, dlogp = policy_gradient_loss(np.log(pi[ys])[:, None], adv, np.ones((G, 1)))
+        total += np.prod(pi[ys]) * (dlogp[:, 0] @ jac[ys])
+    return total  # token_mean: the mean over the G samples, an estimate of -E[A grad log pi]
+
+
+def test_rloo_unbiased_mean_baseline_scaled_grpo_biased():
+    """Exact enumeration on a one-token bandit: E[sampled gradient] vs -grad E_pi[r]."""
+    pi = np.array([0.5, 0.3, 0.2])
+    reward = np.array([1.0, 0.0, 3.0])
+    true = -pi * (reward - pi @ reward)  # gradient of the loss -E_pi[r] wrt the logits
+    G = 3
+    np.testing.assert_allclose(
+        expected_sampled_gradient(pi, reward, G, rloo_advantages), true, atol=1e-14
+    )
+    mean_b = expected_sampled_gradient(pi, reward, G, lambda r: reinforce_advantages(r, "mean"))
+    np.testing.assert_allclose(mean_b, (G - 1) / G * true, atol=1e-14)
+    grpo = expected_sampled_gradient(pi, reward, G, grpo_advantages)
+    assert np.abs(grpo / true - (grpo / true)[0]).max() > 1e-3  # not a multiple of the truth
 
 
 # --------------------------------------------------------------------------------------
