@@ -229,3 +229,25 @@ def test_pareto_plot_draws_every_panel():
     with pytest.raises(ValueError, match="landings\\['run'\\] must pair"):
         plot_pareto_front((front.j_harm, front.j_help), points, (lag.harm, lag.j_help), opt.c,
                           (opt.harm, opt.j_help), {"run": (np.zeros(2), np.zeros(3))})
+
+
+@given(st_rl.bandit_tables(max_prompts=3, max_responses=6), st_rl.betas(0.1, 5.0),
+       st.floats(0.05, 0.95), st.integers(0, 2**31))
+def test_bisection_meets_any_feasible_budget(tables, beta, t, seed):
+    pi_ref, r_help = tables
+    r_harm = np.random.default_rng(seed).standard_normal(pi_ref.shape)
+    top = float(np.mean((lagrangian_policy(pi_ref, r_help, r_harm, 0.0, beta) * r_harm).sum(-1)))
+    low = float(np.mean(r_harm.min(-1)))
+    if top - low < 1e-6:
+        return  # harm cannot be traded off (a constant harm row per prompt)
+    c = low + t * (top - low)  # strictly between the smallest harm and the unconstrained one
+    opt = constrained_optimum(pi_ref, r_help, r_harm, beta, c)
+    assert opt.active and opt.lam > 0
+    assert abs(opt.harm - c) <= 1e-9 * max(1.0, abs(c))
+    # KKT: a smaller multiplier breaks the budget, a larger one wastes helpfulness.
+    for lam, sign in ((0.5 * opt.lam, 1), (2.0 * opt.lam, -1)):
+        v = policy_values(lagrangian_policy(pi_ref, r_help, r_harm, lam, beta), pi_ref, r_help,
+                          r_harm, beta)
+        assert sign * (v["harm"] - c) > 0
+        if sign < 0:
+            assert v["j_help"] < opt.j_help
