@@ -13,9 +13,10 @@ from rlhf_toy.presentation.figures import dpo
 from rlhf_toy.presentation.figures import goodhart
 from rlhf_toy.presentation.figures import best_of_n
 from rlhf_toy.presentation.figures import kl
+from rlhf_toy.presentation.figures import policy_gradient
 # isort: on
 
 #: The builder modules, one per chapter section, in the order of the chapter.
-SECTIONS = [preferences, dpo, goodhart, best_of_n, kl]
+SECTIONS = [preferences, dpo, goodhart, best_of_n, kl, policy_gradient]
 
 __all__ = ["FIGURES", "SECTIONS", "FigureSpec", "register", "write_figures"]

@@ -36,6 +36,12 @@ from rlhf_toy.presentation.plots.kl import (
     plot_mode_collapse,
     plot_mode_seeking,
 )
+from rlhf_toy.presentation.plots.policy_gradient import (
+    plot_estimator_variance,
+    plot_grpo_difficulty,
+    plot_pg_convergence,
+    plot_zero_spread,
+)
 from rlhf_toy.presentation.plots.preferences import (
     plot_bt_recovery,
     plot_convergence,
@@ -75,4 +81,8 @@ __all__ = [
     "plot_kl_gradients",
     "plot_mode_seeking",
     "plot_mode_collapse",
+    "plot_pg_convergence",
+    "plot_estimator_variance",
+    "plot_zero_spread",
+    "plot_grpo_difficulty",
 ]
