@@ -14,9 +14,12 @@ from rlhf_toy.presentation.figures import goodhart
 from rlhf_toy.presentation.figures import best_of_n
 from rlhf_toy.presentation.figures import kl
 from rlhf_toy.presentation.figures import policy_gradient
+from rlhf_toy.presentation.figures import on_off_policy
+from rlhf_toy.presentation.figures import multi_objective
 # isort: on
 
 #: The builder modules, one per chapter section, in the order of the chapter.
-SECTIONS = [preferences, dpo, goodhart, best_of_n, kl, policy_gradient]
+SECTIONS = [preferences, dpo, goodhart, best_of_n, kl, policy_gradient, on_off_policy,
+            multi_objective]
 
 __all__ = ["FIGURES", "SECTIONS", "FigureSpec", "register", "write_figures"]

@@ -36,6 +36,8 @@ from rlhf_toy.presentation.plots.kl import (
     plot_mode_collapse,
     plot_mode_seeking,
 )
+from rlhf_toy.presentation.plots.multi_objective import plot_pareto_front
+from rlhf_toy.presentation.plots.on_off_policy import plot_on_off_policy
 from rlhf_toy.presentation.plots.policy_gradient import (
     plot_estimator_variance,
     plot_grpo_difficulty,
@@ -85,4 +87,6 @@ __all__ = [
     "plot_estimator_variance",
     "plot_zero_spread",
     "plot_grpo_difficulty",
+    "plot_on_off_policy",
+    "plot_pareto_front",
 ]
