@@ -1,0 +1,163 @@
+"""The length task: labelers who like long answers (chapter, "Reward Hacking and Goodhart").
+
+A prompt asks for a sum modulo 5, ``<bos> a + b =``, with ``a, b`` in 0..4; the answer is
+the single digit ``(a + b) mod 5``. The gold reward is 1 for exactly that answer followed by
+EOS and 0 for anything else (``3 3 3`` is not ``3``). The labelers check the answer but
+also like longer responses:
+
+    u(x, y) = r*(x, y) + length_bias * len(y),
+
+``len`` the number of tokens before EOS. With the default ``length_bias = 0.4`` a correct
+answer has utility 1.4 and four tokens of anything 1.6: the labelers' favourite response is
+wrong. A reward model fitted to their comparisons inherits the bias, and optimising it
+harder (smaller ``beta``) first raises the gold reward (the correct answer beats short wrong
+ones) and then lowers it (long answers beat the correct one) while the length grows: the
+overoptimisation curve of Gao et al. (2023), with a cause one can read off.
+
+The demonstrator is right 70% of the time on its first digit and usually stops after it,
+but sometimes rambles (16%, 10%, 10% of two, three and four digits; 4% empty), so the
+supervised policy puts a little mass on the long answers the labelers prefer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import as_rng, check_int, check_nonnegative
+from .base import Task, weighted_mean
+
+__all__ = ["LengthTask"]
+
+#: Digits of the task (token id = digit value).
+N_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class LengthTask(Task):
+    """Sums modulo 5 answered by labelers who prefer longer responses.
+
+    Parameters
+    ----------
+    length_bias : float, default 0.4
+        Utility the labelers add per response token before EOS.
+    p_correct : float, default 0.7
+        Probability that the demonstrator's first digit is the answer.
+    length_probs : tuple of 5 floats, default (0.04, 0.6, 0.16, 0.1, 0.1)
+        Demonstrator's distribution of the number of digits 0..4 (4 means no EOS).
+    label_temperature : float, default 1.0
+        Temperature of the labelers' Bradley-Terry choice.
+
+    Notes
+    -----
+    Vocabulary ``0 1 2 3 4 + = <bos> <eos> <pad>``; prompts ``<bos> a + b =`` (``P = 5``,
+    25 of them, uniform); responses of at most 4 tokens over ``0..4`` and EOS (781 per
+    prompt). ``eval_prompts`` is all 25 prompts, so the evaluation's mean over them is the
+    exact expectation over the prompt distribution.
+    """
+
+    length_bias: float = 0.4
+    p_correct: float = 0.7
+    length_probs: tuple = (0.04, 0.6, 0.16, 0.1, 0.1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "name", "length")
+        digits = [str(d) for d in range(N_DIGITS)]
+        self._set_vocab(digits + ["+", "="], digits, max_response_len=4, prompt_len=5)
+        check_nonnegative(self.length_bias, "length_bias")
+        if not 0.0 <= self.p_correct <= 1.0:
+            raise ValueError(f"p_correct must be in [0, 1], got {self.p_correct}")
+        lp = np.asarray(self.length_probs, dtype=np.float64)
+        if lp.shape != (5,) or np.any(lp < 0) or not np.isclose(lp.sum(), 1.0):
+            raise ValueError(
+                f"length_probs must be 5 probabilities summing to 1, got {self.length_probs}"
+            )
+        object.__setattr__(self, "length_probs", tuple(float(v) for v in lp))
+
+    # ------------------------------------------------------------------ prompts
+
+    def make_prompts(self, a, b) -> np.ndarray:
+        """Prompts ``<bos> a + b =`` for digit arrays ``a`` and ``b``, int (n, 5)."""
+        a, b = np.broadcast_arrays(np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp))
+        v = {s: i for i, s in enumerate(self.vocab)}
+        n = a.size
+        return np.stack(
+            [np.full(n, self.bos_id), a.ravel(), np.full(n, v["+"]), b.ravel(), np.full(n, v["="])],
+            axis=1,
+        )
+
+    def answers(self, prompts) -> np.ndarray:
+        """``(a + b) mod 5`` of each prompt, int (B,)."""
+        x = self.check_prompts(prompts)
+        return (x[:, 1] + x[:, 3]) % N_DIGITS
+
+    def sample_prompts(self, n: int, rng) -> np.ndarray:
+        """``n`` prompts with ``a, b`` uniform on 0..4, int (n, 5)."""
+        rng = as_rng(rng)
+        n = check_int(n, "n")
+        a, b = rng.integers(0, N_DIGITS, size=(2, n))
+        return self.make_prompts(a, b)
+
+    def eval_prompts(self) -> np.ndarray:
+        """All 25 prompts, ``a`` major, int (25, 5)."""
+        a, b = np.divmod(np.arange(N_DIGITS**2), N_DIGITS)
+        return self.make_prompts(a, b)
+
+    # ------------------------------------------------------------------ rewards
+
+    def _correct(self, x, y, m):
+        return (y[:, 0] == self.answers(x)) & (y[:, 1] == self.eos_id)
+
+    def gold_rewards(self, prompts, responses, mask) -> np.ndarray:
+        """``r*(x, y) = 1`` if ``y`` is exactly the answer then EOS, else 0; shape (B,).
+
+        Notes
+        -----
+        Chapter, "Reward Hacking and Goodhart": the gold reward of the length task ignores
+        length; only a correct answer counts.
+        """
+        x = self.check_prompts(prompts)
+        y, m = self.check_responses(responses, mask)
+        return self._correct(x, y, m).astype(np.float64)
+
+    def labeler_bias(self, prompts, responses, mask) -> np.ndarray:
+        """``length_bias * len(y)``, shape (B,)."""
+        return self.length_bias * self.response_lengths(responses, mask)
+
+    def rates(self, prompts, responses, mask, weights=None) -> dict:
+        """``{"accuracy", "length"}``: weighted means of correctness and of ``len(y)``.
+
+        ``weights`` (B,), e.g. ``pi(y | x)`` over an enumeration, makes them exact
+        expectations; ``None`` is the plain mean over rows.
+        """
+        x = self.check_prompts(prompts)
+        y, m = self.check_responses(responses, mask)
+        return {
+            "accuracy": weighted_mean(self._correct(x, y, m), weights),
+            "length": weighted_mean(self.response_lengths(y, m), weights),
+        }
+
+    # ------------------------------------------------------------------ demonstrator
+
+    def demonstrator_next(self, prompts, prefix) -> np.ndarray:
+        """Stop with hazard ``length_probs[t] / sum(length_probs[t:])``; the first digit is
+        the answer with probability ``p_correct`` (else uniform on the other four), later
+        digits are uniform. Columns follow ``response_token_ids`` (digits 0..4, EOS)."""
+        x = self.check_prompts(prompts)
+        t = np.asarray(prefix).shape[1]
+        lp = np.asarray(self.length_probs)
+        tail = lp[t:].sum()
+        p_stop = lp[t] / tail if tail > 0 else 1.0
+        B = len(x)
+        if t == 0:
+            ans = self.answers(x)
+            digit = np.full((B, N_DIGITS), (1.0 - self.p_correct) / (N_DIGITS - 1))
+            digit[np.arange(B), ans] = self.p_correct
+        else:
+            digit = np.full((B, N_DIGITS), 1.0 / N_DIGITS)
+        probs = np.empty((B, N_DIGITS + 1))
+        probs[:, :N_DIGITS] = (1.0 - p_stop) * digit
+        probs[:, N_DIGITS] = p_stop  # EOS is the last response id
+        return probs
