@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .._validate import as_rng, check_int
+from .._validate import as_rng, check_int, check_positive
 from .layers import (
     BLOCK_PARAMS,
     block_backward,
@@ -59,7 +59,9 @@ __all__ = [
     "HEADS",
     "GPTConfig",
     "KVCache",
+    "check_allowed_tokens",
     "check_finite_grads",
+    "check_token_id",
     "cross_entropy",
     "param_spec",
 ]
@@ -171,17 +173,115 @@ def check_finite_grads(grads, step) -> None:
             )
 
 
+def check_allowed_tokens(allowed_tokens, vocab_size: int) -> np.ndarray | None:
+    """Validate a restricted output alphabet: sorted unique token ids in ``[0, V)``.
+
+    ``None`` (every token) stays ``None``.
+
+    Raises
+    ------
+    ValueError
+        If ``allowed_tokens`` is not a non-empty 1-D integer array of ids in ``[0, V)``
+        without duplicates.
+    """
+    if allowed_tokens is None:
+        return None
+    a = np.asarray(allowed_tokens)
+    if a.ndim != 1 or a.size == 0 or a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(
+            f"allowed_tokens must be a non-empty 1-D int array, got {a.dtype} shape {a.shape}"
+        )
+    if a.min() < 0 or a.max() >= vocab_size:
+        bad = a.min() if a.min() < 0 else a.max()
+        raise ValueError(f"allowed_tokens must be in [0, {vocab_size}), got {bad}")
+    u = np.unique(a).astype(np.intp)
+    if u.size != a.size:
+        raise ValueError("allowed_tokens must not repeat a token")
+    return u
+
+
+def check_token_id(token, name: str, vocab_size: int) -> int | None:
+    """``None``, or a token id in ``[0, V)`` (an EOS or PAD option).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` if ``token`` is not an int in ``[0, V)``.
+    """
+    if token is None:
+        return None
+    token = check_int(token, name, minimum=0)
+    if token >= vocab_size:
+        raise ValueError(f"{name} must be in [0, {vocab_size}), got {token}")
+    return token
+
+
+def _restricted_log_softmax(logits, allowed, tau, targets=None):
+    """``log_softmax(z / tau)`` over the allowed columns of ``logits (..., V)``.
+
+    Returns ``(logq (..., K), idx, ok)``: the column of each target in ``logq`` (0 where
+    outside the set) and the mask of targets inside the set (None when unrestricted).
+    """
+    z = logits if allowed is None else logits[..., allowed]  # (..., K)
+    if tau != 1.0:
+        z = z * (1.0 / tau)
+    logq = log_softmax(z)  # (..., K)
+    if targets is None:
+        return logq, None, None
+    if allowed is None:
+        return logq, targets, None
+    column = np.full(logits.shape[-1], -1, dtype=np.intp)  # (V,), token -> column or -1
+    column[allowed] = np.arange(allowed.size)
+    idx = column[targets]  # (...)
+    ok = idx >= 0
+    return logq, np.where(ok, idx, 0), ok
+
+
 @dataclass
 class KVCache:
     """Keys and values of the tokens seen so far, for incremental decoding.
 
-    ``k[i]`` and ``v[i]`` have shape ``(B, NH, n_ctx, hs)``; positions ``[0, length)`` are
+    ``k[i]`` and ``v[i]`` have shape ``(B, NH, capacity, hs)``; positions ``[0, length)`` are
     filled. Made by :meth:`GPT.init_kv_cache`, advanced by :meth:`GPT.forward_step`.
     """
 
-    k: list  # L arrays (B, NH, n_ctx, hs)
-    v: list  # L arrays (B, NH, n_ctx, hs)
+    config: GPTConfig  # of the model that made it; another model's cache is refused
+    k: list  # L arrays (B, NH, capacity, hs)
+    v: list  # L arrays (B, NH, capacity, hs)
     length: int = 0  # number of positions filled
+
+    @property
+    def batch_size(self) -> int:
+        """``B``, the number of sequences."""
+        return self.k[0].shape[0]
+
+    @property
+    def capacity(self) -> int:
+        """Most positions the cache can hold."""
+        return self.k[0].shape[2]
+
+    def take(self, rows) -> KVCache:
+        """A new cache holding rows ``rows`` of this one (repeats allowed), same length.
+
+        Used to branch sequences: ``kv.take(np.repeat(np.arange(B), n))`` continues each
+        of ``B`` prefixes ``n`` ways, a tree walk takes each node's parent row.
+        """
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or rows.size == 0:
+            raise ValueError(f"rows must be a non-empty 1-D int array, got shape {rows.shape}")
+        B = self.batch_size
+        if rows.min() < -B or rows.max() >= B:
+            raise ValueError(f"rows must be in [0, {B}), got {rows.min()}..{rows.max()}")
+        t = self.length
+        k, v = [], []
+        for ki, vi in zip(self.k, self.v, strict=True):
+            kn = np.empty((rows.size, *ki.shape[1:]), dtype=ki.dtype)  # (B', NH, cap, hs)
+            vn = np.empty_like(kn)
+            kn[:, :, :t] = ki[rows, :, :t]  # only the filled positions are copied
+            vn[:, :, :t] = vi[rows, :, :t]
+            k.append(kn)
+            v.append(vn)
+        return KVCache(self.config, k, v, t)
 
 
 class GPT:
@@ -259,7 +359,15 @@ class GPT:
 
     # ------------------------------------------------------------------ validation
 
-    def _check_tokens(self, tokens, name="tokens", min_len=1) -> np.ndarray:
+    def check_tokens(self, tokens, name="tokens", min_len=1) -> np.ndarray:
+        """Validate a token batch for this model: int ``(B, T)``, ``min_len <= T <= n_ctx``,
+        entries in ``[0, V)``; returned as ``intp``.
+
+        Raises
+        ------
+        ValueError
+            Naming ``name`` and the bad shape, dtype or token.
+        """
         tokens = np.asarray(tokens)
         if tokens.ndim != 2:
             raise ValueError(f"{name} must be a 2-D int array (B, T), got shape {tokens.shape}")
@@ -349,7 +457,7 @@ class GPT:
         ValueError
             For a non-2-D or non-integer array, ``T > n_ctx``, or a token outside ``[0, V)``.
         """
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         logits, self._cache = self._forward(tokens)
         return logits
 
@@ -461,7 +569,7 @@ class GPT:
     # ---------------------------------------------------------- sequence log-probs
 
     @single_threaded_blas
-    def logprobs(self, tokens) -> np.ndarray:
+    def logprobs(self, tokens, allowed_tokens=None, temperature=1.0) -> np.ndarray:
         """Per-token log-probabilities of the sequences, ``log pi(y_t | y_<t)``.
 
         Parameters
@@ -469,6 +577,11 @@ class GPT:
         tokens : ndarray of int, shape (B, T), ``T >= 2``
             Right padding with any valid token is harmless: by causality it never changes
             an earlier log-prob; the caller masks the padded positions.
+        allowed_tokens : ndarray of int, shape (K,), optional
+            Restricted output alphabet: the softmax runs over these tokens only (the
+            others' logits are ``-inf``). A target outside the set gets ``-inf``.
+        temperature : float > 0, default 1.0
+            ``pi(v) ∝ exp(z_v / temperature)``.
 
         Returns
         -------
@@ -479,34 +592,72 @@ class GPT:
         --------
         logprobs_backward : its gradient.
         """
-        tokens = self._check_tokens(tokens, min_len=2)
+        tokens = self.check_tokens(tokens, min_len=2)
+        allowed = check_allowed_tokens(allowed_tokens, self.config.vocab_size)
+        tau = check_positive(temperature, "temperature")
         logits, self._cache = self._forward(tokens)  # (B, T, V)
-        logq = log_softmax(logits[:, :-1])  # (B, T-1, V)
-        logp = np.take_along_axis(logq, tokens[:, 1:, None], axis=-1)[..., 0]  # (B, T-1)
-        self._cache["probs"] = np.exp(logq)  # (B, T-1, V), for the backward
+        logq, idx, ok = _restricted_log_softmax(logits[:, :-1], allowed, tau, tokens[:, 1:])
+        logp = np.take_along_axis(logq, idx[..., None], axis=-1)[..., 0]  # (B, T-1)
+        if ok is not None:
+            logp[~ok] = -np.inf  # target outside the allowed set
+        self._cache["probs"] = np.exp(logq)  # (B, T-1, K), for the backward
         self._cache["probs_of"] = "logprobs"
+        self._cache["restriction"] = (allowed, tau, idx, ok)
         return logp
 
     @single_threaded_blas
     def logprobs_backward(self, dlogp, dvalues=None, drewards=None) -> dict:
         """Gradients given ``dlogp = d loss / d logp`` from :meth:`logprobs`.
 
-        ``d logp[b, t] / d logits[b, t] = onehot(tokens[b, t + 1]) - softmax(logits[b, t])``;
-        the last position's logits get no gradient. Pass zeros at masked positions.
+        ``d logp[b, t] / d z[b, t] = (onehot(tokens[b, t + 1]) - pi(. | y_<=t)) / temperature``
+        on the allowed logits ``z``; the other logits and the last position get no gradient.
         ``dvalues`` / ``drewards`` are added as in :meth:`backward` (e.g. PPO's value loss).
+
+        Raises
+        ------
+        ValueError
+            If ``dlogp`` has the wrong shape, is not finite, or is nonzero where the target
+            is outside ``allowed_tokens`` (its log-prob is ``-inf``).
         """
         c = self._require_cache("logprobs_backward")
         if c.get("probs_of") != "logprobs":
             raise RuntimeError("logprobs_backward needs model.logprobs(tokens) first")
-        probs = c["probs"]  # (B, T-1, V)
-        B, T1, V = probs.shape
+        probs = c["probs"]  # (B, T-1, K)
+        allowed, tau, idx, ok = c["restriction"]
+        B, T1, K = probs.shape
         dlogp = self._check_grad(dlogp, "dlogp", (B, T1))
-        targets = c["tokens"][:, 1:, None]  # (B, T-1, 1)
+        if ok is not None and np.any(dlogp[~ok] != 0):
+            raise ValueError(
+                "dlogp must be 0 where the target is outside allowed_tokens (log-prob -inf)"
+            )
+        V = self.config.vocab_size
         dlogits = np.zeros((B, T1 + 1, V), dtype=self.dtype)  # (B, T, V)
-        d = dlogits[:, :-1]  # (B, T-1, V), a view
-        np.multiply(probs, -dlogp[..., None], out=d)  # -softmax * dlogp
-        np.put_along_axis(d, targets, np.take_along_axis(d, targets, -1) + dlogp[..., None], -1)
+        dz = np.multiply(probs, -dlogp[..., None])  # (B, T-1, K), -softmax * dlogp
+        np.put_along_axis(
+            dz, idx[..., None], np.take_along_axis(dz, idx[..., None], -1) + dlogp[..., None], -1
+        )  # + onehot * dlogp
+        if tau != 1.0:
+            dz *= 1.0 / tau
+        if allowed is None:
+            dlogits[:, :-1] = dz
+        else:
+            dlogits[:, :-1, allowed] = dz
         return self.backward(dlogits, dvalues, drewards)
+
+    @single_threaded_blas
+    def entropy(self, tokens, allowed_tokens=None, temperature=1.0) -> np.ndarray:
+        """Entropy of the next-token distribution at every position, shape (B, T).
+
+        ``H[b, t] = - sum_v pi(v | tokens[b, :t + 1]) log pi(v | tokens[b, :t + 1])``, with
+        the softmax over ``allowed_tokens`` at ``temperature`` as in :meth:`logprobs`.
+        A diagnostic: keeps no backward cache (the last forward's cache is left as it was).
+        """
+        tokens = self.check_tokens(tokens)
+        allowed = check_allowed_tokens(allowed_tokens, self.config.vocab_size)
+        tau = check_positive(temperature, "temperature")
+        logits, _ = self._forward(tokens)  # (B, T, V)
+        logq, _, _ = _restricted_log_softmax(logits, allowed, tau)  # (B, T, K)
+        return -np.einsum("btk,btk->bt", np.exp(logq), logq)  # (B, T)
 
     @single_threaded_blas
     def log_distributions(self, tokens) -> np.ndarray:
@@ -515,7 +666,7 @@ class GPT:
         For exact per-token KL to a reference model:
         ``KL_t = sum_v exp(logq[b, t, v]) (logq[b, t, v] - logq_ref[b, t, v])``.
         """
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         logits, self._cache = self._forward(tokens)  # (B, T, V)
         logq = log_softmax(logits)  # (B, T, V)
         self._cache["probs"] = np.exp(logq)  # (B, T, V)
@@ -538,15 +689,57 @@ class GPT:
 
     # --------------------------------------------------------- incremental decoding
 
-    def init_kv_cache(self, batch_size: int) -> KVCache:
-        """An empty :class:`KVCache` for ``batch_size`` sequences."""
+    def init_kv_cache(self, batch_size: int, capacity: int | None = None) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` sequences of up to ``capacity``
+        positions (default ``n_ctx``)."""
         B = check_int(batch_size, "batch_size")
         cfg = self.config
-        shape = (B, cfg.n_head, cfg.n_ctx, cfg.head_size)  # (B, NH, n_ctx, hs)
+        cap = cfg.n_ctx if capacity is None else check_int(capacity, "capacity")
+        if cap > cfg.n_ctx:
+            raise ValueError(f"capacity must be <= n_ctx={cfg.n_ctx}, got {cap}")
+        shape = (B, cfg.n_head, cap, cfg.head_size)  # (B, NH, capacity, hs)
         return KVCache(
+            config=cfg,
             k=[np.zeros(shape, dtype=self.dtype) for _ in range(cfg.n_layer)],
             v=[np.zeros(shape, dtype=self.dtype) for _ in range(cfg.n_layer)],
         )
+
+    def check_kv_cache(self, kv, batch_size: int, n_new: int) -> None:
+        """Raise unless ``kv`` is a cache of this model's config and dtype, with
+        ``batch_size`` rows and room for ``n_new`` more positions.
+
+        Raises
+        ------
+        TypeError
+            If ``kv`` is not a :class:`KVCache`.
+        ValueError
+            Naming what differs: config, number of layers, shape, dtype, rows or room.
+        """
+        if not isinstance(kv, KVCache):
+            raise TypeError(f"kv must be a KVCache, got {type(kv).__name__}")
+        cfg = self.config
+        if kv.config != cfg:
+            raise ValueError(f"kv was made for {kv.config}, not this model's {cfg}")
+        if len(kv.k) != cfg.n_layer or len(kv.v) != cfg.n_layer:
+            raise ValueError(
+                f"kv must hold {cfg.n_layer} layers, got {len(kv.k)} keys, {len(kv.v)} values"
+            )
+        shape = kv.k[0].shape
+        want = (batch_size, cfg.n_head, shape[2], cfg.head_size)
+        for arr in (*kv.k, *kv.v):
+            if not isinstance(arr, np.ndarray) or arr.shape != want or shape[2] > cfg.n_ctx:
+                got = getattr(arr, "shape", type(arr).__name__)
+                raise ValueError(f"kv arrays must have shape {want}, got {got}")
+            if arr.dtype != self.dtype:
+                raise ValueError(f"kv arrays must have dtype {self.dtype}, got {arr.dtype}")
+        length = kv.length
+        if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0:
+            raise ValueError(f"kv.length must be an int >= 0, got {length!r}")
+        if length + n_new > shape[2]:
+            where = "n_ctx" if shape[2] == cfg.n_ctx else "its capacity"
+            raise ValueError(
+                f"cache holds {length} positions; {n_new} more exceed {where}={shape[2]}"
+            )
 
     @single_threaded_blas
     def forward_step(self, tokens, kv: KVCache) -> np.ndarray:
@@ -560,20 +753,23 @@ class GPT:
         tokens : ndarray of int, shape (B, T_new)
             The next ``T_new`` tokens (the prompt on the first call, then one at a time).
         kv : KVCache
-            From :meth:`init_kv_cache`, advanced in place.
+            From :meth:`init_kv_cache` of a model with the same config and dtype, advanced
+            in place.
 
         Returns
         -------
         logits : ndarray of shape (B, T_new, V)
+
+        Raises
+        ------
+        ValueError
+            For bad tokens, or a cache of another shape, dtype or config, or without room.
         """
-        tokens = self._check_tokens(tokens)
+        tokens = self.check_tokens(tokens)
         B, Tn = tokens.shape
-        if kv.k[0].shape[0] != B:
+        if isinstance(kv, KVCache) and kv.k and kv.k[0].shape[0] != B:
             raise ValueError(f"tokens have B={B} rows but the cache has {kv.k[0].shape[0]}")
-        if kv.length + Tn > self.config.n_ctx:
-            raise ValueError(
-                f"cache holds {kv.length} positions; {Tn} more exceed n_ctx={self.config.n_ctx}"
-            )
+        self.check_kv_cache(kv, B, Tn)
         return self._forward_step(tokens, kv)
 
     def _forward_step(self, tokens, kv: KVCache) -> np.ndarray:
