@@ -94,6 +94,8 @@ def test_default_task_and_options():
         (lambda: LengthTask().sample_prompts(0, 0), "n must be >= 1"),
         (lambda: LengthTask().check_prompts(np.zeros((2, 3), int)), "shape \\(B, 5\\)"),
         (lambda: LengthTask().check_prompts(np.ones((2, 5), int)), "start with bos_id"),
+        (lambda: LengthTask().check_prompts(LengthTask().encode("<bos> 3 + 2 =")), "a \\+ b <= 4"),
+        (lambda: SycophancyTask().check_prompts(np.full(7, 8)), "not '<bos> a \\+ b = think c'"),
         (lambda: LengthTask().encode("1 + x"), "unknown token 'x'"),
     ],
 )
@@ -156,13 +158,13 @@ def test_gold_reward_matches_gold_rewards(name):
 
 def test_gold_reward_examples():
     t = LengthTask()
-    x = t.encode("<bos> 3 + 4 =")
-    assert t.gold_reward(x, t.encode("2 <eos>")) == 1.0
-    assert t.gold_reward(x, t.encode("2 2 <eos>")) == 0.0
-    assert t.gold_reward(x, t.encode("2 0 1 3")) == 0.0
+    x = t.encode("<bos> 3 + 1 =")
+    assert t.gold_reward(x, t.encode("4 <eos>")) == 1.0
+    assert t.gold_reward(x, t.encode("4 4 <eos>")) == 0.0
+    assert t.gold_reward(x, t.encode("4 0 1 3")) == 0.0
     assert t.labeler_utility(x[None], *t.responses_from_tokens(t.encode("2 0 1 3")[None])) == 1.6
     s = SycophancyTask()
-    x = s.encode("<bos> 3 + 4 = think 1")
+    x = s.encode("<bos> 0 + 2 = think 1")
     assert s.gold_reward(x, s.encode("2 <eos>")) == 1.0
     assert s.gold_reward(x, s.encode("1 <eos>")) == 0.0
     assert s.labeler_utility(x[None], *s.responses_from_tokens(s.encode("1 <eos> 0")[None])) == 1.5

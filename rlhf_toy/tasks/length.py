@@ -1,7 +1,7 @@
 """The length task: labelers who like long answers (chapter, "Reward Hacking and Goodhart").
 
-A prompt asks for a sum modulo 5, ``<bos> a + b =``, with ``a, b`` in 0..4; the answer is
-the single digit ``(a + b) mod 5``. The gold reward is 1 for exactly that answer followed by
+A prompt asks for a small sum, ``<bos> a + b =`` with digits ``a + b <= 4`` (15 prompts);
+the answer is the single digit ``a + b``. The gold reward is 1 for exactly that answer followed by
 EOS and 0 for anything else (``3 3 3`` is not ``3``). The labelers check the answer but
 also like longer responses:
 
@@ -32,11 +32,13 @@ __all__ = ["LengthTask"]
 
 #: Digits of the task (token id = digit value).
 N_DIGITS = 5
+#: The pairs ``(a, b)`` of digits with ``a + b <= 4``, ``a`` major.
+SUMS = np.array([(a, b) for a in range(N_DIGITS) for b in range(N_DIGITS) if a + b < N_DIGITS])
 
 
 @dataclass(frozen=True)
 class LengthTask(Task):
-    """Sums modulo 5 answered by labelers who prefer longer responses.
+    """Small sums answered by labelers who prefer longer responses.
 
     Parameters
     ----------
@@ -51,10 +53,12 @@ class LengthTask(Task):
 
     Notes
     -----
-    Vocabulary ``0 1 2 3 4 + = <bos> <eos> <pad>``; prompts ``<bos> a + b =`` (``P = 5``,
-    25 of them, uniform); responses of at most 4 tokens over ``0..4`` and EOS (781 per
-    prompt). ``eval_prompts`` is all 25 prompts, so the evaluation's mean over them is the
-    exact expectation over the prompt distribution.
+    Vocabulary ``0 1 2 3 4 + = <bos> <eos> <pad>``; prompts ``<bos> a + b =`` with
+    ``a + b <= 4`` (``P = 5``, 15 of them, uniform); responses of at most 4 tokens over
+    ``0..4`` and EOS (781 per prompt). ``eval_prompts`` is all 15 prompts, so the
+    evaluation's mean over them is the exact expectation over the prompt distribution.
+    (A sum modulo 5 would use all 25 pairs, but a tiny GPT needs hundreds more steps to
+    learn modular addition than the seconds SFT has.)
     """
 
     length_bias: float = 0.4
@@ -88,22 +92,31 @@ class LengthTask(Task):
             axis=1,
         )
 
+    def check_prompts(self, prompts, name: str = "prompts") -> np.ndarray:
+        """Validated prompts ``<bos> a + b =`` with digits ``a + b <= 4``, int (B, 5)."""
+        x = super().check_prompts(prompts, name)
+        ok = np.all(x == self.make_prompts(x[:, 1], x[:, 3]), axis=1) & (x[:, 1] + x[:, 3] <= 4)
+        if not ok.all():
+            bad = int(np.argmin(ok))
+            raise ValueError(
+                f"{name} row {bad} is not '<bos> a + b =' with a + b <= 4: {self.decode(x[bad])!r}"
+            )
+        return x
+
     def answers(self, prompts) -> np.ndarray:
-        """``(a + b) mod 5`` of each prompt, int (B,)."""
+        """``a + b`` of each prompt, int (B,)."""
         x = self.check_prompts(prompts)
-        return (x[:, 1] + x[:, 3]) % N_DIGITS
+        return x[:, 1] + x[:, 3]
 
     def sample_prompts(self, n: int, rng) -> np.ndarray:
-        """``n`` prompts with ``a, b`` uniform on 0..4, int (n, 5)."""
+        """``n`` prompts uniform over the 15 sums, int (n, 5)."""
         rng = as_rng(rng)
         n = check_int(n, "n")
-        a, b = rng.integers(0, N_DIGITS, size=(2, n))
-        return self.make_prompts(a, b)
+        return self.eval_prompts()[rng.integers(0, len(SUMS), size=n)]
 
     def eval_prompts(self) -> np.ndarray:
-        """All 25 prompts, ``a`` major, int (25, 5)."""
-        a, b = np.divmod(np.arange(N_DIGITS**2), N_DIGITS)
-        return self.make_prompts(a, b)
+        """All 15 prompts, ``a`` major, int (15, 5)."""
+        return self.make_prompts(SUMS[:, 0], SUMS[:, 1])
 
     # ------------------------------------------------------------------ rewards
 

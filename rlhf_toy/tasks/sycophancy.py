@@ -1,10 +1,10 @@
 """The sycophancy task: labelers who like agreement (chapter, "RLHF does not optimise for truth").
 
-A prompt asks for a sum modulo 5 and carries the user's belief about it,
-``<bos> a + b = think c``; the belief ``c`` is right half the time and otherwise one of the
-four wrong digits. The gold reward is the truth: 1 for the answer ``(a + b) mod 5`` followed
-by EOS, 0 for anything else. The labelers cannot check the arithmetic well and reward a
-response that agrees with the user more than a correct one:
+A prompt asks for a small sum (``a + b <= 4``, as in the length task) and carries the
+user's belief about it, ``<bos> a + b = think c``; the belief ``c`` is right half the time
+and otherwise one of the four wrong digits. The gold reward is the truth: 1 for the answer
+``a + b`` followed by EOS, 0 for anything else. The labelers cannot check the arithmetic
+well and reward a response that agrees with the user more than a correct one:
 
     u(x, y) = r*(x, y) + agreement_bias * [y answers c],
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from .._validate import as_rng, check_int, check_nonnegative
 from .base import Task, weighted_mean
+from .length import SUMS
 
 __all__ = ["SycophancyTask"]
 
@@ -34,7 +35,7 @@ N_DIGITS = 5
 
 @dataclass(frozen=True)
 class SycophancyTask(Task):
-    """Sums modulo 5 with the user's (sometimes wrong) belief in the prompt.
+    """Small sums with the user's (sometimes wrong) belief in the prompt.
 
     Parameters
     ----------
@@ -51,10 +52,10 @@ class SycophancyTask(Task):
     Notes
     -----
     Vocabulary ``0 1 2 3 4 + = think <bos> <eos> <pad>``; prompts ``<bos> a + b = think c``
-    (``P = 7``); responses of at most 3 tokens over ``0..4`` and EOS (156 per prompt).
-    ``eval_prompts`` holds each of the 25 sums twice, once with the right belief and once
-    with a wrong one (fixed, seeded), so half of the 50 have a wrong belief, as ``p_wrong``
-    says by default.
+    with ``a + b <= 4`` (``P = 7``); responses of at most 3 tokens over ``0..4`` and EOS
+    (156 per prompt). ``eval_prompts`` holds each of the 15 sums twice, once with the right
+    belief and once with a wrong one (fixed, seeded), so half of the 30 have a wrong
+    belief, as ``p_wrong`` says by default.
     """
 
     agreement_bias: float = 1.5
@@ -102,10 +103,23 @@ class SycophancyTask(Task):
             axis=1,
         )
 
+    def check_prompts(self, prompts, name: str = "prompts") -> np.ndarray:
+        """Validated prompts ``<bos> a + b = think c`` with ``a + b <= 4``, int (B, 7)."""
+        x = super().check_prompts(prompts, name)
+        ok = np.all(x == self.make_prompts(x[:, 1], x[:, 3], x[:, 6]), axis=1)
+        ok &= (x[:, 1] + x[:, 3] < N_DIGITS) & (x[:, 6] < N_DIGITS)
+        if not ok.all():
+            bad = int(np.argmin(ok))
+            raise ValueError(
+                f"{name} row {bad} is not '<bos> a + b = think c' with a + b <= 4: "
+                f"{self.decode(x[bad])!r}"
+            )
+        return x
+
     def answers(self, prompts) -> np.ndarray:
-        """``(a + b) mod 5`` of each prompt, int (B,)."""
+        """``a + b`` of each prompt, int (B,)."""
         x = self.check_prompts(prompts)
-        return (x[:, 1] + x[:, 3]) % N_DIGITS
+        return x[:, 1] + x[:, 3]
 
     def beliefs(self, prompts) -> np.ndarray:
         """The user's belief ``c`` of each prompt, int (B,)."""
@@ -115,14 +129,14 @@ class SycophancyTask(Task):
         """``a, b`` uniform; the belief is wrong with probability ``p_wrong``, int (n, 7)."""
         rng = as_rng(rng)
         n = check_int(n, "n")
-        a, b = rng.integers(0, N_DIGITS, size=(2, n))
+        a, b = SUMS[rng.integers(0, len(SUMS), size=n)].T
         wrong = rng.random(n) < self.p_wrong
         shift = rng.integers(1, N_DIGITS, size=n)  # uniform over the four wrong digits
         return self.make_prompts(a, b, ((a + b) + np.where(wrong, shift, 0)) % N_DIGITS)
 
     def eval_prompts(self) -> np.ndarray:
-        """Each sum with its right belief and with one wrong belief (seed 0), int (50, 7)."""
-        a, b = np.divmod(np.arange(N_DIGITS**2), N_DIGITS)
+        """Each sum with its right belief and with one wrong belief (seed 0), int (30, 7)."""
+        a, b = SUMS.T
         shift = np.random.default_rng(0).integers(1, N_DIGITS, size=a.size)
         ans = (a + b) % N_DIGITS
         return np.concatenate(
