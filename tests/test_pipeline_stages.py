@@ -201,3 +201,18 @@ def test_reward_model_beats_chance_on_gold(trained):
     # the reward head is read from the SFT trunk: same trunk at initialisation
     fresh = rm.model.params["reward_head.weight"]
     assert np.any(fresh != 0)
+
+
+@pytest.mark.slow
+def test_learned_reward_model_is_overoptimised_exactly(trained):
+    """pi* of the learned RM: the proxy rises as beta falls, the gold reward ends far below
+    the SFT policy's and the responses get longer, as the labelers' length bias predicts."""
+    task, config, sft, rm = trained
+    betas = np.geomspace(100, 0.01, 21)
+    ev = build_exact_eval(task, sft.policy, rm.reward_model, 0.1, betas)
+    f = ev.frontier
+    assert np.all(np.diff(f["proxy"]) >= -1e-9)
+    assert f["gold"][-1] < f["gold"][0] - 0.2
+    pi_sft = np.exp(ev.logp_sft)
+    pi_last = optimal_policy(pi_sft, ev.proxy, betas[-1])
+    assert (pi_last @ ev.length).mean() > (pi_sft @ ev.length).mean() + 1.0
