@@ -42,6 +42,7 @@ __all__ = [
     "attention_forward",
     "block_backward",
     "block_forward",
+    "block_param_spec",
     "causal_bias",
     "causal_softmax",
     "cross_entropy",
@@ -422,21 +423,28 @@ def attention_backward(dout, cache):
 
 # ------------------------------------------------------------------------------- block
 
+def block_param_spec(n_embd: int) -> list[tuple[str, tuple[int, ...]]]:
+    """The ``(name, shape)`` list of one block's parameters, in GPT-2's order (prefix
+    ``h.{i}.`` in the model): the one place the block's shapes are written."""
+    C = n_embd
+    return [
+        ("ln_1.weight", (C,)),
+        ("ln_1.bias", (C,)),
+        ("attn.c_attn.weight", (C, 3 * C)),  # [q | k | v]
+        ("attn.c_attn.bias", (3 * C,)),
+        ("attn.c_proj.weight", (C, C)),
+        ("attn.c_proj.bias", (C,)),
+        ("ln_2.weight", (C,)),
+        ("ln_2.bias", (C,)),
+        ("mlp.c_fc.weight", (C, 4 * C)),
+        ("mlp.c_fc.bias", (4 * C,)),
+        ("mlp.c_proj.weight", (4 * C, C)),
+        ("mlp.c_proj.bias", (C,)),
+    ]
+
+
 #: Parameter names inside one block, in GPT-2's order (prefix ``h.{i}.`` in the model).
-BLOCK_PARAMS = (
-    "ln_1.weight",
-    "ln_1.bias",
-    "attn.c_attn.weight",
-    "attn.c_attn.bias",
-    "attn.c_proj.weight",
-    "attn.c_proj.bias",
-    "ln_2.weight",
-    "ln_2.bias",
-    "mlp.c_fc.weight",
-    "mlp.c_fc.bias",
-    "mlp.c_proj.weight",
-    "mlp.c_proj.bias",
-)
+BLOCK_PARAMS = tuple(name for name, _ in block_param_spec(1))
 
 
 def block_forward(x, p, n_head):
@@ -503,7 +511,7 @@ def cross_entropy(logits, targets, mask=None):
     targets : ndarray of int, shape (B, T)
         Entries where ``mask == 0`` are ignored (any value in ``[0, V)``).
     mask : ndarray of shape (B, T), optional
-        Weights (0/1 or bool); ``None`` means every position counts.
+        Finite weights >= 0 (0/1 or bool); ``None`` means every position counts.
 
     Returns
     -------
@@ -514,8 +522,8 @@ def cross_entropy(logits, targets, mask=None):
     Raises
     ------
     ValueError
-        If shapes disagree, a target is out of ``[0, V)`` at a counted position, or the mask
-        selects nothing.
+        If shapes disagree, a target is out of ``[0, V)`` at a counted position, a mask
+        weight is negative, NaN or inf, or the mask selects nothing.
     """
     logits = np.asarray(logits)
     if logits.ndim != 3:
@@ -532,7 +540,15 @@ def cross_entropy(logits, targets, mask=None):
         mask = np.asarray(mask)
         if mask.shape != (B, T):
             raise ValueError(f"mask must have shape {(B, T)}, got {mask.shape}")
+        if mask.dtype != bool and (
+            not np.issubdtype(mask.dtype, np.number) or np.iscomplexobj(mask)
+        ):
+            raise ValueError(f"mask must hold real weights, got dtype {mask.dtype}")
         mask = mask.astype(logits.dtype)
+        if not np.all(np.isfinite(mask)):
+            raise ValueError("mask must be finite, got NaN or inf")
+        if np.any(mask < 0):
+            raise ValueError(f"mask weights must be >= 0, got {mask.min()}")
     n = float(mask.sum())
     if n <= 0:
         raise ValueError("mask must select at least one position, got sum(mask) = 0")

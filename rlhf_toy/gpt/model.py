@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .._validate import as_rng, check_int, check_positive
+from .checkpoint import read_checkpoint, save
+from .config import HEADS, GPTConfig, check_dtype, check_heads, param_spec
 from .layers import (
     BLOCK_PARAMS,
     block_backward,
@@ -52,99 +54,21 @@ from .layers import (
     log_softmax,
     matmul_forward,
 )
-from .parallel import map_shards, row_shards, single_threaded_blas
+from .parallel import map_shards, row_shards, single_blas_thread
 
 __all__ = [
     "GPT",
+    "load",
     "HEADS",
     "GPTConfig",
     "KVCache",
     "check_allowed_tokens",
     "check_finite_grads",
+    "check_finite_params",
     "check_token_id",
     "cross_entropy",
     "param_spec",
 ]
-
-#: Optional scalar heads on the final hidden state, in parameter-spec order.
-HEADS = ("value", "reward")
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    """Shape of a GPT-2: the five numbers of its ``config.json``.
-
-    Raises
-    ------
-    ValueError
-        If a field is not a positive integer, or ``n_embd`` is not a multiple of ``n_head``.
-    """
-
-    vocab_size: int  # V: number of token ids, tokens live in [0, V)
-    n_ctx: int  # longest sequence (prompt + response); the number of learned positions
-    n_embd: int  # C: width of the residual stream
-    n_layer: int  # L: number of transformer blocks
-    n_head: int  # NH: attention heads per block; head size hs = C // NH
-
-    def __post_init__(self):
-        for name in ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head"):
-            check_int(getattr(self, name), name)
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd must be divisible by n_head, got n_embd={self.n_embd} "
-                f"and n_head={self.n_head}"
-            )
-
-    @property
-    def head_size(self) -> int:
-        """``hs = n_embd // n_head``."""
-        return self.n_embd // self.n_head
-
-
-def param_spec(config: GPTConfig, heads=()) -> list[tuple[str, tuple[int, ...]]]:
-    """The ordered ``(name, shape)`` list of a model's parameters (GPT-2 names and layouts).
-
-    Gradients and optimiser states use the same names and order, so AdamW is one loop.
-    """
-    V, T, C, L = config.vocab_size, config.n_ctx, config.n_embd, config.n_layer
-    shapes = {
-        "ln_1.weight": (C,),
-        "ln_1.bias": (C,),
-        "attn.c_attn.weight": (C, 3 * C),
-        "attn.c_attn.bias": (3 * C,),
-        "attn.c_proj.weight": (C, C),
-        "attn.c_proj.bias": (C,),
-        "ln_2.weight": (C,),
-        "ln_2.bias": (C,),
-        "mlp.c_fc.weight": (C, 4 * C),
-        "mlp.c_fc.bias": (4 * C,),
-        "mlp.c_proj.weight": (4 * C, C),
-        "mlp.c_proj.bias": (C,),
-    }
-    spec = [("wte", (V, C)), ("wpe", (T, C))]
-    for i in range(L):
-        spec += [(f"h.{i}.{name}", shapes[name]) for name in BLOCK_PARAMS]
-    spec += [("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
-    for head in _check_heads(heads):
-        spec += [(f"{head}_head.weight", (C,)), (f"{head}_head.bias", ())]
-    return spec
-
-
-def _check_heads(heads) -> tuple[str, ...]:
-    if isinstance(heads, str):
-        heads = (heads,)
-    heads = tuple(heads)
-    unknown = [h for h in heads if h not in HEADS]
-    if unknown:
-        raise ValueError(f"heads must be a subset of {set(HEADS)}, got {unknown[0]!r}")
-    return tuple(h for h in HEADS if h in heads)  # canonical order, duplicates dropped
-
-
-def _check_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def _init_std(name: str, n_layer: int) -> float | None:
@@ -170,6 +94,21 @@ def check_finite_grads(grads, step) -> None:
             raise FloatingPointError(
                 f"non-finite gradient at step {step}: parameter {name!r} has {n_bad} "
                 f"NaN/inf entries"
+            )
+
+
+def check_finite_params(params, step) -> None:
+    """Raise unless every parameter is finite (a training loop's check after its last update).
+
+    Raises
+    ------
+    FloatingPointError
+        Naming the step and the first parameter with a NaN or inf entry.
+    """
+    for name, p in params.items():
+        if not np.all(np.isfinite(p)):
+            raise FloatingPointError(
+                f"non-finite parameter after the update of step {step}: {name!r} has NaN/inf"
             )
 
 
@@ -332,8 +271,8 @@ class GPT:
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
-        self.dtype = _check_dtype(dtype)
-        self.heads = _check_heads(heads)
+        self.dtype = check_dtype(dtype)
+        self.heads = check_heads(heads)
         self.param_spec = param_spec(config, self.heads)
         rng = as_rng(seed)
         self.params = {}
@@ -390,7 +329,12 @@ class GPT:
         d = np.asarray(d)
         if d.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {d.shape}")
-        return d.astype(self.dtype, copy=False)
+        if not np.issubdtype(d.dtype, np.number) or np.iscomplexobj(d):
+            raise ValueError(f"{name} must be real numbers, got dtype {d.dtype}")
+        d = d.astype(self.dtype, copy=False)
+        if not np.all(np.isfinite(d)):
+            raise ValueError(f"{name} must be finite, got NaN or inf")
+        return d
 
     def _require_cache(self, what="backward"):
         if self._cache is None:
@@ -439,7 +383,7 @@ class GPT:
         g["wte"], g["wpe"] = encoder_backward(dx, enc)  # (V, C), (n_ctx, C)
         return g
 
-    @single_threaded_blas
+    @single_blas_thread()
     def forward(self, tokens) -> np.ndarray:
         """Next-token logits, keeping what :meth:`backward` needs.
 
@@ -505,7 +449,7 @@ class GPT:
 
     # -------------------------------------------------------------------- backward
 
-    @single_threaded_blas
+    @single_blas_thread()
     def backward(self, dlogits=None, dvalues=None, drewards=None) -> dict:
         """Gradients of a scalar loss given its gradients at the model's outputs.
 
@@ -521,6 +465,11 @@ class GPT:
         -------
         grads : dict of str to ndarray
             Same keys, shapes, order and dtype as ``params``; zeros where no signal.
+
+        Raises
+        ------
+        ValueError
+            If an upstream gradient has the wrong shape or a NaN / inf entry.
         """
         c = self._require_cache()
         if dlogits is None and dvalues is None and drewards is None:
@@ -568,7 +517,7 @@ class GPT:
 
     # ---------------------------------------------------------- sequence log-probs
 
-    @single_threaded_blas
+    @single_blas_thread()
     def logprobs(self, tokens, allowed_tokens=None, temperature=1.0) -> np.ndarray:
         """Per-token log-probabilities of the sequences, ``log pi(y_t | y_<t)``.
 
@@ -605,7 +554,7 @@ class GPT:
         self._cache["restriction"] = (allowed, tau, idx, ok)
         return logp
 
-    @single_threaded_blas
+    @single_blas_thread()
     def logprobs_backward(self, dlogp, dvalues=None, drewards=None) -> dict:
         """Gradients given ``dlogp = d loss / d logp`` from :meth:`logprobs`.
 
@@ -644,7 +593,7 @@ class GPT:
             dlogits[:, :-1, allowed] = dz
         return self.backward(dlogits, dvalues, drewards)
 
-    @single_threaded_blas
+    @single_blas_thread()
     def entropy(self, tokens, allowed_tokens=None, temperature=1.0) -> np.ndarray:
         """Entropy of the next-token distribution at every position, shape (B, T).
 
@@ -659,7 +608,7 @@ class GPT:
         logq, _, _ = _restricted_log_softmax(logits, allowed, tau)  # (B, T, K)
         return -np.einsum("btk,btk->bt", np.exp(logq), logq)  # (B, T)
 
-    @single_threaded_blas
+    @single_blas_thread()
     def log_distributions(self, tokens) -> np.ndarray:
         """Full next-token log-distributions ``log_softmax(logits)``, shape (B, T, V).
 
@@ -673,7 +622,7 @@ class GPT:
         self._cache["probs_of"] = "log_distributions"
         return logq
 
-    @single_threaded_blas
+    @single_blas_thread()
     def log_distributions_backward(self, dlogq, dvalues=None, drewards=None) -> dict:
         """Gradients given ``d loss / d logq`` for :meth:`log_distributions`' output.
 
@@ -741,7 +690,7 @@ class GPT:
                 f"cache holds {length} positions; {n_new} more exceed {where}={shape[2]}"
             )
 
-    @single_threaded_blas
+    @single_blas_thread()
     def forward_step(self, tokens, kv: KVCache) -> np.ndarray:
         """Logits of new tokens given the cached past; appends their keys and values.
 
@@ -808,18 +757,23 @@ class GPT:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, path) -> None:
-        """Write a safetensors checkpoint (see :func:`rlhf_toy.gpt.checkpoint.save`)."""
-        from .checkpoint import save
-
+        """Write a verified safetensors checkpoint (:func:`rlhf_toy.gpt.checkpoint.save`)."""
         save(self, path)
 
     @classmethod
     def load(cls, path) -> GPT:
-        """Read a checkpoint written by :meth:`save` (see :func:`rlhf_toy.gpt.checkpoint.load`)."""
-        from .checkpoint import load
-
-        return load(path)
+        """Read a checkpoint written by :meth:`save`, verifying its digests and weights
+        (:func:`rlhf_toy.gpt.checkpoint.read_checkpoint`, which lists the checks)."""
+        ck = read_checkpoint(path)
+        model = cls(ck.config, dtype=ck.dtype, heads=ck.heads)
+        model.params.update(ck.params)
+        return model
 
     def config_dict(self) -> dict:
         """The config as a plain dict (JSON-ready)."""
         return asdict(self.config)
+
+
+def load(path) -> GPT:
+    """Read a checkpoint: ``GPT.load(path)``."""
+    return GPT.load(path)

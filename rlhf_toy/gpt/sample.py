@@ -26,7 +26,7 @@ import numpy as np
 from .._validate import as_rng, check_int, check_positive
 from .layers import log_softmax
 from .model import check_allowed_tokens, check_token_id
-from .parallel import single_threaded_blas
+from .parallel import single_blas_thread
 
 __all__ = ["SampleResult", "sample"]
 
@@ -56,7 +56,7 @@ class SampleResult:
         return self.mask.sum(axis=1).astype(np.intp)
 
 
-@single_threaded_blas
+@single_blas_thread()
 def sample(
     model,
     prompts,
