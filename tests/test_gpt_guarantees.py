@@ -95,7 +95,7 @@ def test_kv_cache_from_another_model_is_refused():
     with pytest.raises(ValueError, match="dtype"):
         model.forward_step(tokens, GPT(CFG, dtype=np.float64).init_kv_cache(2))
     kv = model.init_kv_cache(2)
-    kv.k[0] = kv.k[0][:, :, :, :2]
+    kv.kT[0] = kv.kT[0][:, :, :2]
     with pytest.raises(ValueError, match="shape"):
         model.forward_step(tokens, kv)
     kv = model.init_kv_cache(2)
