@@ -84,6 +84,8 @@ def _mean_last(x):
     """
     C = x.shape[-1]
     vec = _constant_vector(C, 1.0 / C, x.dtype)  # (C,)
+    if x.ndim == 2:  # the block's rows: no reshape needed
+        return (x @ vec)[:, None]  # (N, C) @ (C,) -> (N, 1)
     return (x.reshape(-1, C) @ vec).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
@@ -91,6 +93,8 @@ def _sum_last(x):
     """Sum over the last axis, keepdims, as one matrix-vector product (see ``_mean_last``)."""
     C = x.shape[-1]
     ones = _constant_vector(C, 1.0, x.dtype)  # (C,)
+    if x.ndim == 2:
+        return (x @ ones)[:, None]  # (N, C) @ (C,) -> (N, 1)
     return (x.reshape(-1, C) @ ones).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
@@ -218,6 +222,10 @@ def matmul_forward(x, w, b):
     cache : tuple ``(x, w)``.
     """
     IC, OC = w.shape
+    if x.ndim == 2:  # the block's rows
+        out = x @ w  # (N, IC) @ (IC, OC) -> (N, OC)
+        out += b
+        return out, (x, w)
     out = x.reshape(-1, IC) @ w  # (N, IC) @ (IC, OC) -> (N, OC), one GEMM
     out += b  # (N, OC)
     return out.reshape(*x.shape[:-1], OC), (x, w)
@@ -333,8 +341,10 @@ def causal_softmax(scores, t_past=0):
     detects that, and then (rarely) every row takes its maximum instead.
     """
     Tq = scores.shape[-2]
-    own = np.diagonal(scores, offset=t_past, axis1=-2, axis2=-1)[..., None].copy()  # (..., Tq, 1)
-    if Tq > 1:  # a single query sees every cached key: nothing to mask
+    if Tq == 1:  # one query (a decoding step) sees every key; its own is the last
+        own = scores[..., -1:].copy()  # (..., 1, 1)
+    else:
+        own = np.diagonal(scores, offset=t_past, axis1=-2, axis2=-1)[..., None].copy()
         scores += causal_bias(Tq, t_past, scores.dtype.type)  # future keys -> -inf
     scores -= own  # own score -> 0
     if scores.max() > SHIFT_LIMIT:  # rare: shift by the row maximum instead
