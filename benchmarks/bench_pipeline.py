@@ -20,8 +20,10 @@ model, and AdamW:
 
 Each step is timed whole and by part (sampling, ref forward, policy forward, loss,
 backward, optimiser); the JSON keeps the medians (``dpo_step_ms``, ``grpo_step_ms``), the
-fastest run, and the breakdown. Targets on a 2-core machine: DPO <= 13 ms, GRPO <= 17 ms
-(a third of a PyTorch-based trainer's ~40 / ~50 ms for the same steps).
+fastest run, the breakdown, and ``matmul_floor_ms``: the matrix products alone of the
+policy's forward and backward plus the reference forward (:func:`matmul_floor_ms`).
+Targets on a 2-core machine: DPO <= 13 ms, GRPO <= 17 ms (a third of a PyTorch-based
+trainer's ~40 / ~50 ms for the same steps).
 
 ``stage_seconds`` in the JSON is the hook for per-stage pipeline times: :data:`STAGES` maps
 a stage name to a callable ``quick -> seconds``; it is empty until the pipeline registers its
@@ -187,6 +189,24 @@ def measure(step, repeats: int, warmup: int) -> dict:
     }
 
 
+def matmul_floor_ms(B: int, T: int, repeats: int) -> float:
+    """Median time of the matrix products alone of the step's policy forward + backward
+    (:func:`bench_gpt.matmul_floor`, same shards and threads), plus a third of it for the
+    reference forward: a floor below which no numpy step can go (sampling excluded)."""
+    from bench_gpt import matmul_floor
+
+    policy, _ = _models()
+    floor = matmul_floor(policy, B, T)
+    for _ in range(3):
+        floor()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        floor()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times) * 4 / 3
+
+
 def run(quick: bool, repeats: int, warmup: int) -> dict:
     """Time both steps (and any registered stages); returns the report."""
     from rlhf_toy.gpt import get_num_threads
@@ -201,6 +221,10 @@ def run(quick: bool, repeats: int, warmup: int) -> dict:
     }
     dpo = measure(dpo_step_fn(), repeats, warmup)
     grpo = measure(grpo_step_fn(), repeats, warmup)
+    dpo["matmul_floor_ms"] = matmul_floor_ms(2 * DPO_PAIRS, DPO_PROMPT + DPO_RESPONSE, repeats)
+    grpo["matmul_floor_ms"] = matmul_floor_ms(
+        GRPO_PROMPTS * GRPO_GROUP, GRPO_PROMPT + GRPO_NEW, repeats
+    )
     report["dpo"], report["grpo"] = dpo, grpo
     report["dpo_step_ms"], report["grpo_step_ms"] = dpo["median_ms"], grpo["median_ms"]
     report["stage_seconds"] = {name: fn(quick) for name, fn in STAGES.items()}
@@ -236,13 +260,18 @@ def print_table(report: dict, file=sys.stdout) -> None:
     )
     parts = ["sampling", "ref_forward", "policy_forward", "loss", "backward", "optimizer"]
     head = "".join(f"{p:>15s}" for p in parts)
-    print(f"{'step':6s} {'median':>8s} {'min':>8s} {'target':>8s}{head}  (ms)", file=file)
+    print(
+        f"{'step':6s} {'median':>8s} {'min':>8s} {'target':>8s} {'floor':>8s}{head}  (ms)",
+        file=file,
+    )
     for key, name in (("dpo", "DPO"), ("grpo", "GRPO")):
         r = report[key]
         cells = "".join(f"{r['breakdown_ms'].get(p, 0.0):15.2f}" for p in parts)
         target = TARGETS_MS[f"{key}_step_ms"]
         print(
-            f"{name:6s} {r['median_ms']:8.2f} {r['min_ms']:8.2f} {target:8.1f}{cells}", file=file
+            f"{name:6s} {r['median_ms']:8.2f} {r['min_ms']:8.2f} {target:8.1f} "
+            f"{r['matmul_floor_ms']:8.2f}{cells}",
+            file=file,
         )
     for name, s in report["stage_seconds"].items():
         print(f"stage {name}: {s:.2f} s", file=file)
