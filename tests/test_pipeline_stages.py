@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rlhf_toy.gpt import GPT, GPTConfig
 from rlhf_toy.kl import kl_divergence
-from rlhf_toy.optimal import optimal_policy
+from rlhf_toy.optimal import log_optimal_policy, log_partition, optimal_policy
 from rlhf_toy.pipeline.common import task_policy
 from rlhf_toy.pipeline.config import PipelineConfig
 from rlhf_toy.pipeline.evaluate import (
+    ExactEval,
     build_exact_eval,
     demonstrator_cross_entropy,
     evaluate_logp,
@@ -154,6 +157,41 @@ def test_evaluation_is_exact(name):
         evaluate_logp(ev, ev.logp_sft + 0.1)
     with pytest.raises(ValueError, match="logp must have shape"):
         evaluate_logp(ev, ev.logp_sft[:, :-1])
+
+
+def random_eval(task, seed, beta):
+    """An ExactEval of random tables (no model): pi_sft, proxy from ``seed``."""
+    rng = np.random.default_rng(seed)
+    x = task.eval_prompts()
+    y, m = task.all_responses()
+    X, N = len(x), len(y)
+    logits = rng.normal(0, 2, (X, N))
+    logp_sft = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    proxy = rng.normal(0, 1, (X, N))
+    xp, yp, mp = np.repeat(x, N, 0), np.tile(y, (X, 1)), np.tile(m, (X, 1))
+    return ExactEval(
+        task=task, prompts=x, responses=y, mask=m,
+        gold=task.gold_rewards(xp, yp, mp).reshape(X, N), proxy=proxy,
+        length=task.response_lengths(y, m), logp_sft=logp_sft, beta=beta,
+        log_pi_star=log_optimal_policy(np.exp(logp_sft), proxy, beta), frontier={},
+    )  # fmt: skip
+
+
+@given(st.integers(0, 2**31 - 1), st.floats(0.05, 5.0))
+def test_objective_gap_is_beta_times_kl_to_optimum(seed, beta):
+    """For any policy: E_pi r - beta KL(pi || pi_sft) = beta log Z - beta KL(pi || pi*)
+    (chapter, KL-regularised objective), so kl_to_optimum measures the gap exactly."""
+    task = get_task("sycophancy")
+    ev = random_eval(task, seed, beta)
+    logits = np.random.default_rng(seed + 1).normal(0, 2, ev.gold.shape)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    m = evaluate_logp(ev, logp)
+    assert m["kl"] >= 0 and m["kl_to_optimum"] >= 0
+    j = m["proxy"] - beta * m["kl"]
+    j_star = beta * log_partition(np.exp(ev.logp_sft), ev.proxy, beta).mean()
+    assert j == pytest.approx(j_star - beta * m["kl_to_optimum"], rel=1e-9, abs=1e-9)
+    rates = task.rates(*ev.pairs(), weights=np.exp(logp).ravel())
+    assert m["accuracy"] == pytest.approx(m["gold"]) == pytest.approx(rates["accuracy"])
 
 
 def test_policy_logp_follows_the_task_order():

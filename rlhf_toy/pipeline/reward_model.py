@@ -218,6 +218,7 @@ def train_reward_model(task, config, sft_model: GPT, rng, verbose: bool = False)
         history["grad_norm"][step], history["lr"][step] = opt.step(step, grads)
         history["loss"][step] = loss
         history["accuracy"][step] = np.mean(r_w > r_l)
+    opt.check_params(steps - 1)
     return RewardModelResult(
         model=model,
         reward_model=rm,
