@@ -389,8 +389,7 @@ class Task:
             probs = self.demonstrator_next(x, np.where(live[:, None], y[:, :t], self.pad_id))
             cdf = np.cumsum(probs, axis=1)  # (B, A)
             k = np.minimum((cdf < u[:, None] * cdf[:, -1:]).sum(axis=1), len(ids) - 1)
-            while np.any(bad := probs[np.arange(B), k] == 0):  # rounding at a CDF plateau
-                k[bad] -= 1
+            k = _first_positive(probs, k)  # never a zero-probability token (u = 0, rounding)
             y[:, t] = np.where(live, ids[k], self.pad_id)
             mask[:, t] = live
             live &= ids[k] != self.eos_id
@@ -429,6 +428,14 @@ class Task:
     def eval_prompts(self) -> np.ndarray:
         """The fixed evaluation prompts, int (n_eval, P)."""
         raise NotImplementedError
+
+
+def _first_positive(probs: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Per row, the first column ``>= k`` with positive probability (else the last one)."""
+    cols = np.arange(probs.shape[1])
+    later = np.where((probs > 0) & (cols >= k[:, None]), cols, probs.shape[1]).min(axis=1)
+    last = probs.shape[1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=1)
+    return np.where(later < probs.shape[1], later, last)
 
 
 def weighted_mean(values, weights) -> float:
