@@ -168,13 +168,20 @@ def evaluate_logp(ev: ExactEval, logp) -> dict:
     out = {
         "gold": float((pi * ev.gold).sum(axis=1).mean()),
         "proxy": float((pi * ev.proxy).sum(axis=1).mean()),
-        "kl": float(kl_divergence(pi, np.exp(ev.logp_sft)).mean()),
-        "kl_to_optimum": float(kl_divergence(pi, np.exp(ev.log_pi_star)).mean()),
+        "kl": float(kl_divergence(pi, _normalised(ev.logp_sft)).mean()),
+        "kl_to_optimum": float(kl_divergence(pi, _normalised(ev.log_pi_star)).mean()),
         "length": float((pi @ ev.length).mean()),
     }
     xp, yp, mp = ev.pairs()
     out.update(ev.task.rates(xp, yp, mp, weights=pi.ravel()))
     return out
+
+
+def _normalised(logp) -> np.ndarray:
+    """``exp(logp)`` with rows rescaled to sum to one, as :func:`evaluate_logp` does to
+    ``pi`` (so that ``KL(pi || pi)`` is exactly 0)."""
+    p = np.exp(np.asarray(logp, dtype=np.float64))
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def evaluate_policy(ev: ExactEval, policy: GPTPolicy) -> dict:
