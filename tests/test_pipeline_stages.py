@@ -252,6 +252,8 @@ def test_learned_reward_model_is_overoptimised_exactly(trained):
     f = ev.frontier
     assert np.all(np.diff(f["proxy"]) >= -1e-9)
     assert f["gold"][-1] < f["gold"][0] - 0.2
+    np.testing.assert_allclose(f["accuracy"], f["gold"])  # gold is exact-answer accuracy
+    assert f["length"][-1] > f["length"][0] + 1.0
     pi_sft = np.exp(ev.logp_sft)
     pi_last = optimal_policy(pi_sft, ev.proxy, betas[-1])
     assert (pi_last @ ev.length).mean() > (pi_sft @ ev.length).mean() + 1.0

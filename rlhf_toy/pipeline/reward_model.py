@@ -37,6 +37,7 @@ __all__ = [
     "Comparisons",
     "RewardModelResult",
     "bradley_terry_loss_and_grads",
+    "heldout_accuracy",
     "pairwise_accuracy",
     "sample_comparisons",
     "score",
