@@ -77,7 +77,8 @@ def test_default_task_and_options():
     assert get_task().name == "length"
     assert list(TASKS)[0] == "length"
     assert get_task("length", length_bias=0.9).length_bias == 0.9
-    assert get_task("sycophancy", label_temperature=0.5).label_temperature == 0.5
+    assert get_task("sycophancy", label_temperature=2.0).label_temperature == 2.0
+    assert get_task("length").label_temperature == 0.5
 
 
 @pytest.mark.parametrize(

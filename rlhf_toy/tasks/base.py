@@ -58,8 +58,9 @@ class Task:
         ``T``, at most 4.
     prompt_len : int
         ``P``, the same for every prompt of the task.
-    label_temperature : float
-        Temperature of the labelers' Bradley-Terry choice (their noise).
+    label_temperature : float, default 0.5
+        Temperature of the labelers' Bradley-Terry choice (their noise): a utility gap of
+        1 is preferred with probability ``sigma(2) = 0.88``.
     """
 
     name: str = field(init=False)
@@ -70,7 +71,7 @@ class Task:
     response_token_ids: tuple = field(init=False)
     max_response_len: int = field(init=False)
     prompt_len: int = field(init=False)
-    label_temperature: float = 1.0
+    label_temperature: float = 0.5
 
     def __post_init__(self):
         check_positive(self.label_temperature, "label_temperature")
