@@ -234,12 +234,11 @@ def test_sft_reaches_the_demonstrators_level(trained):
 def test_reward_model_beats_chance_on_gold(trained):
     task, config, sft, rm = trained
     assert len(rm.heldout) == round(config.n_comparisons * config.rm_holdout)
-    assert rm.accuracy["gold"] > 0.6  # held-out pairs whose gold rewards differ
-    assert rm.accuracy["utility"] > 0.7  # and it has learned the labelers' taste
+    assert rm.accuracy["gold"] > 0.7  # held-out pairs whose gold rewards differ (0.82 here)
+    assert rm.accuracy["utility"] > 0.8  # and it has learned the labelers' taste (0.92)
+    assert rm.accuracy["labels"] > 0.6  # against their noisy choices (0.68)
     assert rm.history["loss"][-20:].mean() < np.log(2) - 0.02
-    # the reward head is read from the SFT trunk: same trunk at initialisation
-    fresh = rm.model.params["reward_head.weight"]
-    assert np.any(fresh != 0)
+    assert np.any(rm.model.params["reward_head.weight"] != 0)  # the head has learned
 
 
 @pytest.mark.slow
