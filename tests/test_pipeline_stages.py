@@ -256,3 +256,21 @@ def test_learned_reward_model_is_overoptimised_exactly(trained):
     pi_sft = np.exp(ev.logp_sft)
     pi_last = optimal_policy(pi_sft, ev.proxy, betas[-1])
     assert (pi_last @ ev.length).mean() > (pi_sft @ ev.length).mean() + 1.0
+
+
+@pytest.mark.slow
+def test_learned_reward_model_rewards_sycophancy_exactly():
+    """Sycophancy task: pi* of the learned RM agrees with wrong beliefs more than pi_sft
+    does, and its gold reward peaks and falls. (How much the quick RM learns the agreement
+    bias varies with the seed: 0.17 -> 0.34 here, 0.20 -> 0.87 for the CLI's streams.)"""
+    task = get_task("sycophancy")
+    config = PipelineConfig.quick(task="sycophancy", methods=())
+    sft = train_sft(task, config, rng=1)
+    rm = train_reward_model(task, config, sft.model, rng=2)
+    assert rm.accuracy["utility"] > 0.65 and rm.accuracy["gold"] > 0.6
+    ev = build_exact_eval(task, sft.policy, rm.reward_model, 0.1, np.geomspace(100, 0.01, 11))
+    f = ev.frontier
+    agree = np.array(f["agreement_with_wrong"])
+    assert agree[0] < 0.25  # pi_sft: about the demonstrator's 0.2
+    assert np.all(np.diff(agree) >= -1e-9) and agree[-1] > agree[0] + 0.15
+    assert f["gold"][-1] < max(f["gold"]) - 0.02
