@@ -1,18 +1,8 @@
-"""A GPT-2 in numpy with a hand-written backward pass: the policy of the sequence world.
+"""A GPT-2 in numpy with a hand-written backward pass: every network of the chapter's
+sequence world ("The RLHF Pipeline"): the policy (SFT, Stage 3), PPO's critic (value head)
+and Stage 2's reward model ``r_phi(x, y)`` (reward head).
 
-In the chapter's pipeline ("The RLHF Pipeline") this model is every network: the policy
-of Stage 1 (SFT, :meth:`GPT.loss`) and Stage 3 ("the language model is treated as the
-policy, tokens are actions", :meth:`GPT.logprobs`), PPO's critic (the value head) and
-Stage 2's reward model ``r_phi(x, y)`` (the reward head, trained by Bradley-Terry).
-
-The chapter's algorithms (SFT, the reward model, PPO, DPO, GRPO, best-of-n) all need the
-same three things from a language model: per-token log-probabilities of a sequence
-``log pi(y_t | x, y_<t)``, the gradient of any scalar built from them, and samples. This
-module supplies the first two (sampling lives in :mod:`rlhf_toy.gpt.sample`), with
-GPT-2's exact semantics and parameter names so that a checkpoint reads like the paper and
-exports to Hugging Face unchanged.
-
-Reference semantics (see :mod:`rlhf_toy.gpt.layers` for each layer)::
+Semantics (each layer in :mod:`rlhf_toy.gpt.layers`; GPT-2's names and layouts)::
 
     x = wte[tokens] + wpe[:T]                       # (B, T, C)
     for i in range(L):                              # pre-LN blocks
@@ -23,11 +13,9 @@ Reference semantics (see :mod:`rlhf_toy.gpt.layers` for each layer)::
     values = xf @ value_head.weight + value_head.bias        # (B, T), optional head
     rewards = xf[b, pos_b] @ reward_head.weight + bias      # (B,),  optional head
 
-No dropout. Weights follow GPT-2's initialisation: normal with std 0.02, except the two
-residual projections (``c_proj``) with std ``0.02 / sqrt(2 L)``; biases zero; LayerNorm
-weights one. The value and reward heads start at exactly zero, so an untrained critic or
-reward model predicts 0 everywhere, and the transformer's weights for a given seed do not
-depend on which heads are attached.
+No dropout. Initialisation (GPT-2, Radford et al. 2019, sec. 2.3): normal std 0.02, the
+residual projections ``c_proj`` std ``0.02 / sqrt(2 L)``, biases 0, LayerNorm weights 1;
+the heads start at exactly 0 and never change the transformer's weights for a seed.
 """
 
 from __future__ import annotations
