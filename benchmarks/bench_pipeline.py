@@ -5,8 +5,9 @@ writes JSON (default ``benchmarks/results/bench_pipeline.json``) with the machin
 BLAS (threadpoolctl's kernel name), the load average and every timing.
 
 Both steps use the tiny GPT of ``bench_gpt.py`` (V=32, n_ctx=32, C=64, L=2, NH=4, float32)
-through the policy adapters of :mod:`rlhf_toy.pipeline.policy`, a separate frozen reference
-model, and AdamW:
+through the policy adapters of :mod:`rlhf_toy.pipeline.policy`, a separate reference model
+(``GPTPolicy(..., frozen=True)``: each distinct prompt encoded once, no backward state), and
+AdamW:
 
 - DPO step: 16 preference pairs, 8-token prompts, 13-token responses (right-padded, EOS,
   mask): policy log-probs of chosen and rejected (one batch of 32 rows), reference log-probs,
@@ -98,7 +99,7 @@ def dpo_step_fn():
 
     policy_model, ref_model = _models()
     policy = GPTPolicy(policy_model, DPO_RESPONSE, ALLOWED, EOS, PAD)
-    ref = GPTPolicy(ref_model, DPO_RESPONSE, ALLOWED, EOS, PAD)
+    ref = GPTPolicy(ref_model, DPO_RESPONSE, ALLOWED, EOS, PAD, frozen=True)
     opt = AdamW(policy.params, lr=1e-4)
     rng = np.random.default_rng(1)
     prompts = rng.integers(0, TINY["vocab_size"], size=(DPO_PAIRS, DPO_PROMPT))
@@ -136,7 +137,7 @@ def grpo_step_fn():
 
     policy_model, ref_model = _models()
     policy = GPTPolicy(policy_model, GRPO_NEW, ALLOWED, EOS, PAD)
-    ref = GPTPolicy(ref_model, GRPO_NEW, ALLOWED, EOS, PAD)
+    ref = GPTPolicy(ref_model, GRPO_NEW, ALLOWED, EOS, PAD, frozen=True)
     opt = AdamW(policy.params, lr=1e-4)
     rng = np.random.default_rng(2)
     prompts = rng.integers(0, TINY["vocab_size"], size=(GRPO_PROMPTS, GRPO_PROMPT))

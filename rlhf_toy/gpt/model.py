@@ -55,6 +55,7 @@ __all__ = [
     "check_token_id",
     "cross_entropy",
     "param_spec",
+    "restricted_log_softmax",
 ]
 
 
@@ -142,11 +143,24 @@ def check_token_id(token, name: str, vocab_size: int) -> int | None:
     return token
 
 
-def _restricted_log_softmax(logits, allowed, tau, targets=None):
-    """``log_softmax(z / tau)`` over the allowed columns of ``logits (..., V)``.
+def restricted_log_softmax(logits, allowed, tau=1.0, targets=None):
+    """``log_softmax(z / tau)`` over the allowed columns of ``logits (..., V)``: the
+    next-token log-distribution with a restricted output alphabet.
 
-    Returns ``(logq (..., K), idx, ok)``: the column of each target in ``logq`` (0 where
-    outside the set) and the mask of targets inside the set (None when unrestricted).
+    Parameters
+    ----------
+    logits : ndarray of shape (..., V)
+    allowed : ndarray of int (K,) from :func:`check_allowed_tokens`, or None (all V)
+    tau : float > 0, the temperature
+    targets : ndarray of int of shape (...), optional
+
+    Returns
+    -------
+    logq : ndarray of shape (..., K)
+    idx : ndarray of int (...) or None
+        The column of each target in ``logq`` (0 where the target is outside the set).
+    ok : ndarray of bool (...) or None
+        Whether each target is inside the set (None when unrestricted or no targets).
     """
     z = logits if allowed is None else logits[..., allowed]  # (..., K)
     if tau != 1.0:
@@ -570,7 +584,7 @@ class GPT:
         allowed = check_allowed_tokens(allowed_tokens, self.config.vocab_size)
         tau = check_positive(temperature, "temperature")
         logits, self._cache = self._forward(tokens)  # (B, T, V)
-        logq, idx, ok = _restricted_log_softmax(logits[:, :-1], allowed, tau, tokens[:, 1:])
+        logq, idx, ok = restricted_log_softmax(logits[:, :-1], allowed, tau, tokens[:, 1:])
         logp = np.take_along_axis(logq, idx[..., None], axis=-1)[..., 0]  # (B, T-1)
         if ok is not None:
             logp[~ok] = -np.inf  # target outside the allowed set
@@ -630,7 +644,7 @@ class GPT:
         allowed = check_allowed_tokens(allowed_tokens, self.config.vocab_size)
         tau = check_positive(temperature, "temperature")
         logits, _ = self._forward(tokens)  # (B, T, V)
-        logq, _, _ = _restricted_log_softmax(logits, allowed, tau)  # (B, T, K)
+        logq, _, _ = restricted_log_softmax(logits, allowed, tau)  # (B, T, K)
         return -np.einsum("btk,btk->bt", np.exp(logq), logq)  # (B, T)
 
     @single_blas_thread()
@@ -751,14 +765,26 @@ class GPT:
 
     def _forward_step(self, tokens, kv: KVCache) -> np.ndarray:
         """:meth:`forward_step` on validated tokens: the blocks of :meth:`forward`, each
-        reading and extending its layer of the cache."""
+        reading and extending its layer of the cache, on row shards like :meth:`forward`
+        (each shard writes its own rows of the cache)."""
         B, Tn = tokens.shape
         t0 = kv.length
+        shards = row_shards(B, Tn)
+        if len(shards) == 1:
+            logits = self._step_rows(tokens, kv.kT, kv.v, t0)
+        else:
+            args = [(tokens[s], [k[s] for k in kv.kT], [v[s] for v in kv.v], t0) for s in shards]
+            logits = np.concatenate(map_shards(self._step_rows, args))  # (B, Tn, V)
+        kv.length = t0 + Tn
+        return logits
+
+    def _step_rows(self, tokens, kT, v, t0) -> np.ndarray:
+        """Logits (B, Tn, V) of new tokens for some rows of a cache (views ``kT``, ``v``)."""
+        B, Tn = tokens.shape
         p = self.params
         x = p["wte"][tokens] + p["wpe"][t0 : t0 + Tn]  # (B, Tn, C)
         for i, bp in enumerate(self._block_params):
-            x, _ = block_forward(x, bp, self.config.n_head, LayerKV(kv.kT[i], kv.v[i], t0))
-        kv.length = t0 + Tn
+            x, _ = block_forward(x, bp, self.config.n_head, LayerKV(kT[i], v[i], t0))
         C = self.config.n_embd
         xf, _ = layernorm_forward(x.reshape(B * Tn, C), p["ln_f.weight"], p["ln_f.bias"])
         return (xf @ p["wte"].T).reshape(B, Tn, -1)  # (B Tn, C) @ (C, V) -> (B, Tn, V)
