@@ -262,7 +262,8 @@ def print_table(report: dict, file=sys.stdout) -> None:
     parts = ["sampling", "ref_forward", "policy_forward", "loss", "backward", "optimizer"]
     head = "".join(f"{p:>15s}" for p in parts)
     print(
-        f"{'step':6s} {'median':>8s} {'min':>8s} {'target':>8s} {'floor':>8s}{head}  (ms)",
+        f"{'step':6s} {'median':>8s} {'min':>8s} {'cpu':>8s} {'target':>8s} {'floor':>8s}{head}"
+        "  (ms)",
         file=file,
     )
     for key, name in (("dpo", "DPO"), ("grpo", "GRPO")):
@@ -270,7 +271,8 @@ def print_table(report: dict, file=sys.stdout) -> None:
         cells = "".join(f"{r['breakdown_ms'].get(p, 0.0):15.2f}" for p in parts)
         target = TARGETS_MS[f"{key}_step_ms"]
         print(
-            f"{name:6s} {r['median_ms']:8.2f} {r['min_ms']:8.2f} {target:8.1f} "
+            f"{name:6s} {r['median_ms']:8.2f} {r['min_ms']:8.2f} {r['cpu_ms_median']:8.2f} "
+            f"{target:8.1f} "
             f"{r['matmul_floor_ms']:8.2f}{cells}",
             file=file,
         )
