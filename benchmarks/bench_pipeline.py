@@ -26,6 +26,9 @@ policy's forward and backward plus the reference forward (:func:`matmul_floor_ms
 Targets on a 2-core machine: DPO <= 13 ms, GRPO <= 17 ms (a third of a PyTorch-based
 trainer's ~40 / ~50 ms for the same steps).
 
+``enumerate`` times :func:`rlhf_toy.gpt.enumerate_continuations` for 32 prompts x all 2801
+continuations of <= 4 tokens over the 8 symbols (target: about a second).
+
 ``stage_seconds`` in the JSON is the hook for per-stage pipeline times: :data:`STAGES` maps
 a stage name to a callable ``quick -> seconds``; it is empty until the pipeline registers its
 stages there.
@@ -167,6 +170,35 @@ def grpo_step_fn():
     return step
 
 
+ENUM_PROMPTS, ENUM_PROMPT, ENUM_NEW = 32, 8, 4
+
+
+def enumerate_ms(repeats: int) -> dict:
+    """Median time of :func:`rlhf_toy.gpt.enumerate_continuations` for 32 prompts x every
+    continuation of <= 4 tokens over the 8 symbols (EOS included): 2801 per prompt."""
+    from rlhf_toy.gpt import enumerate_continuations
+
+    policy, _ = _models()
+    prompts = np.random.default_rng(3).integers(0, TINY["vocab_size"], (ENUM_PROMPTS, ENUM_PROMPT))
+
+    def run_once():
+        return enumerate_continuations(policy, prompts, ENUM_NEW, ALLOWED, EOS, PAD)
+
+    c = run_once()
+    times = []
+    for _ in range(max(3, repeats // 5)):
+        t0 = time.perf_counter()
+        run_once()
+        times.append(time.perf_counter() - t0)
+    total = np.exp(c.logp).sum(axis=1)  # (n_prompts,), 1 up to rounding
+    return {
+        "median_ms": 1e3 * statistics.median(times),
+        "min_ms": 1e3 * min(times),
+        "n_continuations": int(c.logp.shape[1]),
+        "max_abs_prob_sum_error": float(np.abs(total - 1.0).max()),
+    }
+
+
 def measure(step, repeats: int, warmup: int) -> dict:
     """Medians of the whole step and of each part over ``repeats`` timed steps."""
     for _ in range(warmup):
@@ -227,6 +259,7 @@ def run(quick: bool, repeats: int, warmup: int) -> dict:
         GRPO_PROMPTS * GRPO_GROUP, GRPO_PROMPT + GRPO_NEW, repeats
     )
     report["dpo"], report["grpo"] = dpo, grpo
+    report["enumerate"] = enumerate_ms(repeats)
     report["dpo_step_ms"], report["grpo_step_ms"] = dpo["median_ms"], grpo["median_ms"]
     report["stage_seconds"] = {name: fn(quick) for name, fn in STAGES.items()}
     report["machine"]["loadavg_at_end"] = loadavg()
@@ -276,6 +309,13 @@ def print_table(report: dict, file=sys.stdout) -> None:
             f"{r['matmul_floor_ms']:8.2f}{cells}",
             file=file,
         )
+    e = report["enumerate"]
+    print(
+        f"enumerate: {ENUM_PROMPTS} prompts x {e['n_continuations']} continuations in "
+        f"{e['median_ms']:.0f} ms (min {e['min_ms']:.0f}); "
+        f"max |sum p - 1| = {e['max_abs_prob_sum_error']:.1e}",
+        file=file,
+    )
     for name, s in report["stage_seconds"].items():
         print(f"stage {name}: {s:.2f} s", file=file)
 
