@@ -1,6 +1,6 @@
 """The numpy GPT learns: AdamW + backward drive a toy language to exact answers.
 
-The digit language (``rlhf_toy.gpt.train``) asks the model to reverse four random digits
+The digit language (``rlhf_toy.tasks.digits``) asks the model to reverse four random digits
 after a separator; reversal needs attention to fetch a token by position, so reaching
 near-zero loss and exact greedy answers on held-out prompts checks the forward pass, the
 hand-written backward, AdamW and the sampler together. The training loop must also stop
@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from rlhf_toy.gpt import GPT, GPTConfig, sample
-from rlhf_toy.gpt.train import (
+from rlhf_toy.gpt.train import train_lm
+from rlhf_toy.tasks.digits import (
     DIGIT_VOCAB_SIZE,
     SEP,
     digit_batches,
     digit_sequences,
     lm_batch,
-    train_lm,
 )
 
 N_DIGITS = 4

@@ -25,7 +25,8 @@ import numpy as np
 
 from .._validate import as_rng, check_int, check_positive
 from .layers import log_softmax
-from .parallel import single_threaded_blas
+from .model import check_allowed_tokens, check_token_id
+from .parallel import single_blas_thread
 
 __all__ = ["SampleResult", "sample"]
 
@@ -34,7 +35,7 @@ __all__ = ["SampleResult", "sample"]
 class SampleResult:
     """Output of :func:`sample` (``B`` prompts of length ``P``, ``N = max_new_tokens``)."""
 
-    tokens: np.ndarray  # (B, P + N) int: prompt then response; after EOS, eos_token
+    tokens: np.ndarray  # (B, P + N) int: prompt then response; after EOS, pad_token
     logprobs: np.ndarray  # (B, N): log pi(token) under the model at temperature 1; 0 where masked
     sample_logprobs: np.ndarray  # (B, N): log-prob under the tempered / top-k sampler; 0 masked
     mask: np.ndarray  # (B, N) float: 1 for generated tokens up to and including EOS, 0 after
@@ -55,7 +56,7 @@ class SampleResult:
         return self.mask.sum(axis=1).astype(np.intp)
 
 
-@single_threaded_blas
+@single_blas_thread()
 def sample(
     model,
     prompts,
@@ -65,12 +66,16 @@ def sample(
     top_k=None,
     eos_token=None,
     use_cache=True,
+    allowed_tokens=None,
+    pad_token=None,
+    n_responses=1,
 ) -> SampleResult:
     """Sample ``max_new_tokens`` continuations of each prompt.
 
-    At each step, with ``z`` the model's next-token logits,
-    ``q(v) ∝ exp(z_v / temperature)`` restricted to the ``top_k`` largest ``z`` (ties at the
-    k-th value kept), and the token is drawn by inverse CDF from one uniform per row.
+    At each step, with ``z`` the model's next-token logits (restricted to
+    ``allowed_tokens`` if given), ``q(v) ∝ exp(z_v / temperature)`` restricted to the
+    ``top_k`` largest ``z`` (ties at the k-th value kept), and the token is drawn by inverse
+    CDF from one uniform per row.
 
     Parameters
     ----------
@@ -81,12 +86,21 @@ def sample(
     rng : numpy.random.Generator or int
     temperature : float > 0, default 1.0
     top_k : int >= 1, optional
-        Values above the vocabulary size mean no truncation.
+        Values above the number of candidate tokens mean no truncation.
     eos_token : int, optional
-        A row stops after emitting it; later positions hold ``eos_token`` with mask 0.
-        Sampling stops early once every row has stopped (the rest is padding).
+        A row stops after emitting it. Sampling stops early once every row has stopped.
     use_cache : bool, default True
         Incremental decoding with a KV cache; ``False`` recomputes the full forward.
+    allowed_tokens : ndarray of int, shape (K,), optional
+        Restricted output alphabet: other tokens have probability 0, and ``logprobs`` is
+        the log-softmax over this set (as :meth:`GPT.logprobs` with the same argument).
+        Must contain ``eos_token``.
+    pad_token : int, optional
+        Fills a row after its EOS (mask 0). Defaults to ``eos_token`` (or 0 without one).
+    n_responses : int >= 1, default 1
+        Responses per prompt; rows are prompt-major (row ``i * n + j`` is response ``j``
+        of prompt ``i``), the same as sampling ``np.repeat(prompts, n, axis=0)``, but each
+        prompt is encoded once and its KV cache branched.
 
     Returns
     -------
@@ -99,57 +113,70 @@ def sample(
     """
     rng = as_rng(rng)
     cfg = model.config
-    prompts = model._check_tokens(prompts, name="prompts")
+    prompts = model.check_tokens(prompts, name="prompts")
     N = check_int(max_new_tokens, "max_new_tokens")
+    n = check_int(n_responses, "n_responses")
     temperature = check_positive(temperature, "temperature")
-    B, P = prompts.shape
+    B, P = prompts.shape[0] * n, prompts.shape[1]
     if P + N > cfg.n_ctx:
         raise ValueError(
             f"prompt length {P} + max_new_tokens {N} = {P + N} exceeds n_ctx={cfg.n_ctx}"
         )
+    allowed = check_allowed_tokens(allowed_tokens, cfg.vocab_size)
+    K = cfg.vocab_size if allowed is None else allowed.size
     if top_k is not None:
-        top_k = min(check_int(top_k, "top_k"), cfg.vocab_size)
-    if eos_token is not None:
-        eos_token = check_int(eos_token, "eos_token", minimum=0)
-        if eos_token >= cfg.vocab_size:
-            raise ValueError(f"eos_token must be in [0, {cfg.vocab_size}), got {eos_token}")
+        top_k = min(check_int(top_k, "top_k"), K)
+    eos_token = check_token_id(eos_token, "eos_token", cfg.vocab_size)
+    pad_token = check_token_id(pad_token, "pad_token", cfg.vocab_size)
+    if eos_token is not None and allowed is not None and eos_token not in allowed:
+        raise ValueError(f"eos_token {eos_token} must be one of allowed_tokens")
+    if pad_token is None:
+        pad_token = 0 if eos_token is None else eos_token
 
     tokens = np.empty((B, P + N), dtype=np.intp)  # (B, P + N)
-    tokens[:, :P] = prompts
+    tokens[:, :P] = np.repeat(prompts, n, axis=0)
     logprobs = np.zeros((B, N), dtype=model.dtype)  # (B, N)
     sample_logprobs = np.zeros((B, N), dtype=model.dtype)  # (B, N)
     mask = np.zeros((B, N), dtype=model.dtype)  # (B, N)
     done = np.zeros(B, dtype=bool)  # (B,)
+    rows = np.arange(B)
 
-    kv = model.init_kv_cache(B) if use_cache else None
+    if use_cache:
+        kv = model.init_kv_cache(prompts.shape[0], capacity=P + N)
+        first = model.forward_step(prompts, kv)[:, -1]  # (B / n, V): each prompt once
+        if n > 1:
+            kv = kv.take(np.repeat(np.arange(prompts.shape[0]), n))  # (B, ...) branched
+            first = np.repeat(first, n, axis=0)  # (B, V)
     for t in range(N):
         if use_cache:
-            new = tokens[:, :P] if t == 0 else tokens[:, P + t - 1 : P + t]  # (B, Tn)
-            logits = model._forward_step(new, kv)[:, -1]  # (B, V), tokens already checked
+            new = tokens[:, P + t - 1 : P + t]  # (B, 1)
+            logits = first if t == 0 else model.forward_step(new, kv)[:, -1]  # (B, V)
         else:
-            logits = model._forward(tokens[:, : P + t])[0][:, -1]  # (B, V)
-        logits = logits.astype(np.float64)  # (B, V); sampling arithmetic in float64
-        logq = log_softmax(logits)  # (B, V), the model at temperature 1
+            logits = model.forward(tokens[:, : P + t])[:, -1]  # (B, V)
+        if allowed is not None:
+            logits = logits[:, allowed]  # (B, K)
+        logits = logits.astype(np.float64)  # (B, K); sampling arithmetic in float64
+        logq = log_softmax(logits)  # (B, K), the model at temperature 1
         if temperature == 1.0 and top_k is None:
             logs = logq  # the sampler is the model
         else:
-            logs = log_softmax(_truncate(logits / temperature, top_k))  # (B, V)
+            logs = log_softmax(_truncate(logits / temperature, top_k))  # (B, K)
         u = rng.random(B)  # (B,), one uniform per row, drawn even for finished rows
-        cdf = np.cumsum(np.exp(logs), axis=-1)  # (B, V)
+        cdf = np.cumsum(np.exp(logs), axis=-1)  # (B, K)
         nxt = (cdf < u[:, None] * cdf[:, -1:]).sum(axis=-1)  # (B,), inverse CDF
-        nxt = np.minimum(nxt, cfg.vocab_size - 1)
+        nxt = np.minimum(nxt, K - 1)
         if logs is not logq:  # the model itself (finite logits) gives no token probability 0
             nxt = _first_allowed(nxt, logs)  # never a top-k-excluded token at a CDF plateau
         live = ~done  # (B,)
-        tokens[:, P + t] = np.where(live, nxt, eos_token if eos_token is not None else 0)
-        rows = np.arange(B)
+        token = nxt if allowed is None else allowed[nxt]  # (B,) token ids
+        tokens[:, P + t] = np.where(live, token, pad_token)
         logprobs[:, t] = np.where(live, logq[rows, nxt], 0.0)
         sample_logprobs[:, t] = np.where(live, logs[rows, nxt], 0.0)
         mask[:, t] = live
         if eos_token is not None:
-            done |= nxt == eos_token
+            done |= token == eos_token
             if done.all():
-                tokens[:, P + t + 1 :] = eos_token  # stop early, pad the rest
+                tokens[:, P + t + 1 :] = pad_token  # stop early, pad the rest
                 break
     return SampleResult(tokens, logprobs, sample_logprobs, mask)
 

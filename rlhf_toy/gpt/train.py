@@ -1,4 +1,4 @@
-"""Next-token training of the numpy GPT, and a digit language small enough to learn in seconds.
+"""Next-token training of the numpy GPT.
 
 This is the optimisation loop under the chapter's first stage, supervised fine-tuning
 (SFT): minimise the masked cross-entropy of demonstration tokens,
@@ -9,11 +9,9 @@ with AdamW, global-norm clipping and a warmup-then-cosine learning rate
 (:mod:`rlhf_toy.optim`). The mask selects the *response* tokens: the model is trained to
 answer prompts, not to predict them.
 
-The digit language is the smallest interesting instance: a prompt of ``n_digits`` random
-digits, a separator, and the answer (the digits copied, reversed or sorted). Reversal needs
-attention to look up a position, so it exercises every part of the model; a tiny GPT
-learns it to exact accuracy in a few seconds, which is what the learning test and
-``notebooks/06_tiny_gpt.ipynb`` show.
+The smallest interesting data for it is the digit language of
+:mod:`rlhf_toy.tasks.digits` (copy, reverse or sort digits), which a tiny GPT learns to
+exact accuracy in a few seconds (the learning test and ``notebooks/06_tiny_gpt.ipynb``).
 """
 
 from __future__ import annotations
@@ -27,110 +25,14 @@ from tqdm import tqdm
 
 from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
 
-from .._validate import as_rng, check_int, check_positive
+from .._validate import check_int, check_positive
 from .layers import cross_entropy
-from .model import check_finite_grads
+from .model import check_finite_grads, check_finite_params
 
 __all__ = [
-    "DIGIT_TASKS",
-    "DIGIT_VOCAB_SIZE",
-    "SEP",
     "TrainLog",
-    "digit_batches",
-    "digit_sequences",
-    "lm_batch",
     "train_lm",
 ]
-
-#: Separator between prompt and answer in the digit language (digits are tokens 0..9).
-SEP = 10
-#: Vocabulary of the digit language: ten digits and the separator.
-DIGIT_VOCAB_SIZE = 11
-#: The answers the digit language can ask for.
-DIGIT_TASKS = ("copy", "reverse", "sort")
-
-
-# ------------------------------------------------------------------------ digit language
-
-
-def digit_sequences(rng, n: int, n_digits: int = 4, task: str = "reverse") -> np.ndarray:
-    """Random sentences ``d_1 .. d_k SEP a_1 .. a_k`` of the digit language.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator or int
-    n : int
-        Number of sentences.
-    n_digits : int, default 4
-        ``k``, digits in the prompt (and in the answer).
-    task : {"copy", "reverse", "sort"}, default "reverse"
-        The answer ``a`` is the prompt's digits copied, reversed, or sorted ascending.
-
-    Returns
-    -------
-    ndarray of int, shape (n, 2 * n_digits + 1)
-        The prompt is the first ``n_digits + 1`` tokens (separator included).
-    """
-    rng = as_rng(rng)
-    n = check_int(n, "n")
-    k = check_int(n_digits, "n_digits")
-    if task not in DIGIT_TASKS:
-        raise ValueError(f"task must be one of {DIGIT_TASKS}, got {task!r}")
-    digits = rng.integers(0, 10, size=(n, k))  # (n, k)
-    if task == "copy":
-        answer = digits
-    elif task == "reverse":
-        answer = digits[:, ::-1]
-    else:
-        answer = np.sort(digits, axis=1)
-    sep = np.full((n, 1), SEP)
-    return np.concatenate([digits, sep, answer], axis=1).astype(np.intp)  # (n, 2k + 1)
-
-
-def lm_batch(sequences, prompt_len: int):
-    """Next-token training triple ``(tokens, targets, mask)`` scoring only the response.
-
-    ``tokens = seq[:, :-1]``, ``targets = seq[:, 1:]``, and ``mask[:, t] = 1`` exactly when
-    ``targets[:, t]`` is a response token (``t >= prompt_len - 1``).
-
-    Parameters
-    ----------
-    sequences : ndarray of int, shape (B, S)
-        Prompt then response, ``S >= prompt_len + 1``.
-    prompt_len : int
-        Number of prompt tokens ``P >= 1``.
-
-    Returns
-    -------
-    tokens, targets : ndarray of int, shape (B, S - 1)
-    mask : ndarray of float32, shape (B, S - 1)
-    """
-    seq = np.asarray(sequences)
-    if seq.ndim != 2 or not np.issubdtype(seq.dtype, np.integer):
-        raise ValueError(f"sequences must be a 2-D int array, got {seq.dtype} {seq.shape}")
-    P = check_int(prompt_len, "prompt_len")
-    if seq.shape[1] < P + 1:
-        raise ValueError(f"sequences must be longer than prompt_len={P}, got length {seq.shape[1]}")
-    mask = np.zeros((seq.shape[0], seq.shape[1] - 1), dtype=np.float32)
-    mask[:, P - 1 :] = 1.0
-    return seq[:, :-1], seq[:, 1:], mask
-
-
-def digit_batches(rng, batch_size: int, n_digits: int = 4, task: str = "reverse"):
-    """Endless fresh batches ``(tokens, targets, mask)`` of the digit language.
-
-    The mask scores the answer tokens only; prompts are ``n_digits + 1`` tokens long.
-    """
-    rng = as_rng(rng)
-    batch_size = check_int(batch_size, "batch_size")
-    digit_sequences(rng, 1, n_digits, task)  # validate now, not at the first next()
-
-    def gen():
-        while True:
-            yield lm_batch(digit_sequences(rng, batch_size, n_digits, task), n_digits + 1)
-
-    return gen()
-
 
 # ----------------------------------------------------------------------------- training
 
@@ -195,8 +97,9 @@ def train_lm(
     Raises
     ------
     FloatingPointError
-        Naming the step, as soon as a loss or gradient is NaN or infinite; the parameters
-        are left as they were before that step.
+        Naming the step, as soon as a loss or gradient is NaN or infinite (the parameters
+        are then left as they were before that step), or if the last update made a
+        parameter NaN or infinite.
     ValueError
         On bad hyper-parameters, or if ``batches`` runs out before ``steps``.
     """
@@ -243,6 +146,7 @@ def train_lm(
         if show and (step % 10 == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
     bar.close()
+    check_finite_params(model.params, steps - 1)
     return TrainLog(loss=losses, grad_norm=norms, lr=lrs, optimizer=optimizer)
 
 
