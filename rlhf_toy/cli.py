@@ -2,6 +2,7 @@
 
 Subcommands (``rlhf-toy SUB --help`` for each):
 
+- ``pipeline``: the end-to-end RLHF run on the numpy GPT (the main job);
 - ``figures``: regenerate the chapter's figures as PNG files plus an index;
 - ``bench``: run a speed benchmark from ``benchmarks/`` and print its table.
 """
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from rlhf_toy import __version__
+from rlhf_toy.pipeline.cli import add_parser as add_pipeline_parser
 
 #: The benchmark scripts ``rlhf-toy bench`` knows, by short name.
 BENCHMARKS = {
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rlhf-toy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_pipeline_parser(sub)  # the main job, first in --help
 
     fig = sub.add_parser("figures", help="regenerate the chapter's figures (PNG + index.md)",
                          description="Run each figure's small seeded experiment and save it "
