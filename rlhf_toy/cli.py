@@ -21,6 +21,7 @@ from rlhf_toy.pipeline.cli import add_parser as add_pipeline_parser
 #: The benchmark scripts ``rlhf-toy bench`` knows, by short name.
 BENCHMARKS = {
     "gpt": "bench_gpt.py",
+    "pipeline": "bench_pipeline.py",
     "sweeps": "bench_sweeps.py",
 }
 
