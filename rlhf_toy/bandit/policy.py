@@ -388,9 +388,10 @@ class TrainableTabularPolicy:
     ``d log pi(y|x) / d z(x, k) = [k = y] - pi(k|x)``, so for a batch with upstream
     gradients ``g_i``,
     ``dz(x, k) = sum_{i: x_i = x} g_i ([k = y_i] - pi(k|x))``.
-    The probabilities are recomputed from ``params`` on every access (the optimiser may
-    have moved them); :meth:`logprobs_backward` uses the ones of the last :meth:`logprobs`
-    call, as the protocol asks.
+    The probabilities follow ``params`` (the optimiser moves them in place): they are
+    recomputed whenever the logits differ from those they were last computed from;
+    :meth:`logprobs_backward` uses the ones of the last :meth:`logprobs` call, as the
+    protocol asks.
 
     Examples
     --------
@@ -407,6 +408,19 @@ class TrainableTabularPolicy:
         z = _check_logits(logits)
         self.params = {"logits": z}
         self._cache = None  # (x, y, m, probs of the rows) of the last logprobs call
+        self._softmax = None  # (logits copy, log-softmax, softmax) last computed
+
+    def _current(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(log_probs, probs)`` of the current logits, recomputed only if they changed."""
+        z = self.params["logits"]
+        if self._softmax is not None and np.array_equal(self._softmax[0], z):
+            return self._softmax[1], self._softmax[2]
+        log_probs = _log_softmax(z)
+        probs = np.exp(log_probs)
+        for a in (log_probs, probs):
+            a.setflags(write=False)
+        self._softmax = (z.copy(), log_probs, probs)
+        return log_probs, probs
 
     @classmethod
     def from_probs(cls, pi) -> TrainableTabularPolicy:
@@ -427,13 +441,15 @@ class TrainableTabularPolicy:
 
     @property
     def log_probs(self) -> np.ndarray:
-        """``log pi(y|x)`` for the whole table, shape (X, Y), from the current logits."""
-        return _log_softmax(self.params["logits"])
+        """``log pi(y|x)`` for the whole table, shape (X, Y), from the current logits
+        (read-only)."""
+        return self._current()[0]
 
     @property
     def probs(self) -> np.ndarray:
-        """``pi(y|x)`` for the whole table, shape (X, Y), from the current logits."""
-        return np.exp(self.log_probs)
+        """``pi(y|x)`` for the whole table, shape (X, Y), from the current logits
+        (read-only)."""
+        return self._current()[1]
 
     @property
     def support(self) -> np.ndarray:
@@ -452,15 +468,13 @@ class TrainableTabularPolicy:
 
     def logits_grad_from_logp(self, g) -> np.ndarray:
         """As :meth:`TabularPolicy.logits_grad_from_logp`, at the current logits."""
-        z = self.params["logits"]
-        g = _check_grad(g, z, "g")
-        return g - np.exp(_log_softmax(z)) * g.sum(axis=1, keepdims=True)
+        g = _check_grad(g, self.params["logits"], "g")
+        return g - self._current()[1] * g.sum(axis=1, keepdims=True)
 
     def logits_grad_from_probs(self, g) -> np.ndarray:
         """As :meth:`TabularPolicy.logits_grad_from_probs`, at the current logits."""
-        z = self.params["logits"]
-        g = _check_grad(g, z, "g")
-        p = np.exp(_log_softmax(z))
+        g = _check_grad(g, self.params["logits"], "g")
+        p = self._current()[1]
         return p * (g - (p * g).sum(axis=1, keepdims=True))
 
     # the policy protocol -----------------------------------------------------------------
@@ -494,7 +508,7 @@ class TrainableTabularPolicy:
         rng = as_rng(rng)
         rows = np.repeat(x, n)  # (B*n,)
         u = rng.random(rows.size)  # (B*n,)
-        y = sample_rows(np.exp(_log_softmax(self.params["logits"])), rows, u)  # (B*n,)
+        y = sample_rows(self._current()[1], rows, u)  # (B*n,)
         return y[:, None], np.ones((rows.size, 1))
 
     def logprobs(self, prompts, responses, mask) -> np.ndarray:
@@ -517,8 +531,8 @@ class TrainableTabularPolicy:
             On indices out of range, wrong shapes or a mask that is not 0/1.
         """
         x, y, m = _check_rollout(prompts, responses, mask, self.shape)
-        log_probs = _log_softmax(self.params["logits"])  # (X, Y)
-        self._cache = (x, y, m, np.exp(log_probs))
+        log_probs, probs = self._current()  # (X, Y)
+        self._cache = (x, y, m, probs)
         return _gather_logprobs(log_probs, x, y, m)
 
     def logprobs_backward(self, dlogp) -> dict[str, np.ndarray]:
@@ -561,8 +575,8 @@ class TrainableTabularPolicy:
     def entropy(self, prompts, responses, mask) -> np.ndarray:
         """Entropy of ``pi(.|x)`` at each response position, shape (B, 1), 0 off the mask."""
         x, _, m = _check_rollout(prompts, responses, mask, self.shape)
-        log_probs = _log_softmax(self.params["logits"])
-        h = _row_entropy(np.exp(log_probs), log_probs)  # (X,)
+        log_probs, probs = self._current()
+        h = _row_entropy(probs, log_probs)  # (X,)
         return np.where(m > 0, h[x][:, None], 0.0)
 
     def __repr__(self) -> str:
