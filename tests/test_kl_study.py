@@ -277,7 +277,7 @@ BETA = 1.0  # pi* keeps every response above 0.006, so 1500 steps converge fully
 
 def ascend(name, **kw):
     return kl_penalised_ascent(ASCENT_ENV.pi_ref, ASCENT_ENV.r_star, BETA, name,
-                               n_steps=kw.pop("n_steps", 1500), lr=kw.pop("lr", 4.0), **kw)
+                               steps=kw.pop("steps", 1500), lr=kw.pop("lr", 4.0), **kw)
 
 
 def test_reverse_kl_gradients_converge_to_the_rlhf_optimum():
@@ -303,13 +303,13 @@ def test_k1_in_the_loss_applies_no_penalty():
     assert kl_divergence(pi, ASCENT_ENV.pi_ref).mean() > 2 * kl_divergence(
         pi_star, ASCENT_ENV.pi_ref).mean()
     unpenalised = kl_penalised_ascent(ASCENT_ENV.pi_ref, ASCENT_ENV.r_star, 1e-12,
-                                      "reverse_kl", n_steps=1500, lr=4.0)["pi"]
+                                      "reverse_kl", steps=1500, lr=4.0)["pi"]
     np.testing.assert_allclose(pi, unpenalised, atol=1e-6)
 
 
 def test_k3_as_a_reward_diverges_with_a_clear_error():
-    with pytest.raises(FloatingPointError, match=r"non-finite logits at step \d+"):
-        ascend("k3_in_reward", n_steps=3000, lr=2.0)
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient at step \d+"):
+        ascend("k3_in_reward", steps=3000, lr=2.0)
 
 
 def test_ascent_validation_and_determinism():
@@ -317,5 +317,5 @@ def test_ascent_validation_and_determinism():
         ascend("k4_in_loss")
     with pytest.raises(ValueError, match="pi_ref must be > 0"):
         kl_penalised_ascent([[0.5, 0.5, 0.0]], [[0.0, 1.0, 2.0]], 1.0)
-    a, b = ascend("k3_in_loss", n_steps=50), ascend("k3_in_loss", n_steps=50)
+    a, b = ascend("k3_in_loss", steps=50), ascend("k3_in_loss", steps=50)
     np.testing.assert_array_equal(a["trajectory"], b["trajectory"])

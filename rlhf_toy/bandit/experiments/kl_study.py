@@ -25,9 +25,10 @@ KL penalties of PPO-RLHF and GRPO (DESIGN.md). For samples ``y ~ q`` and
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from scipy.special import log_softmax, ndtr
-from tqdm import tqdm
 
 from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
@@ -38,6 +39,7 @@ from rlhf_toy._validate import (
     check_positive,
     check_same_shape,
 )
+from rlhf_toy.bandit.train import gradient_ascent
 from rlhf_toy.kl import kl_divergence, kl_estimates
 from rlhf_toy.optimal import optimal_policy
 
@@ -490,13 +492,13 @@ def sampled_kl_gradients(logits, pi_ref, n_samples: int, rng) -> dict[str, np.nd
 
 
 def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *,
-                        n_steps: int = 2000, lr: float = 1.0, record_every: int = 10,
+                        steps: int = 2000, lr: float = 1.0, record_every: int = 10,
                         verbose: bool = False) -> dict[str, np.ndarray]:
     """Exact gradient ascent on ``E_pi r - beta * (KL penalty)`` for a tabular softmax policy.
 
-    The reward part of the gradient is exact, ``pi * (r - E_pi r)``; the KL part is the
-    entry ``kl_gradient`` of :func:`kl_gradients` (all exact expectations, no sampling),
-    so the run shows where each way of implementing the penalty converges.
+    :func:`rlhf_toy.bandit.train.gradient_ascent` with its KL gradient replaced by the entry
+    ``kl_gradient`` of :func:`kl_gradients` (all exact expectations, no sampling), so the
+    run shows where each way of implementing the penalty converges.
 
     Parameters
     ----------
@@ -507,10 +509,10 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
         KL coefficient, ``> 0``.
     kl_gradient : str, default "reverse_kl"
         One of :data:`KL_GRADIENTS`.
-    n_steps : int
+    steps : int
         Gradient steps.
     lr : float
-        Step size on the logits.
+        Step size on each prompt's logits.
     record_every : int
         Keep the policy every ``record_every`` steps (and at the start and the end).
     verbose : bool
@@ -534,42 +536,23 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     Stationary points: ``reverse_kl``, ``k1_in_reward`` and ``k2_in_loss`` converge to
     ``pi* = pi_ref exp(r / beta) / Z``; ``k3_in_loss`` and ``forward_kl`` to the maximiser
     of ``E_pi r - beta KL(pi_ref || pi)``,
-    :func:`rlhf_toy.bandit.experiments.modes.forward_kl_regularised_policy`; ``k1_in_loss`` applies
-    no penalty at all (its expected gradient is 0), so the policy drifts towards the
-    argmax of ``r``. ``k3_in_reward`` is the gradient of ``KL(pi || pi_ref) -
-    KL(pi_ref || pi)``, which is unbounded below (the forward KL grows without bound as a
-    response's probability goes to 0): the penalty pushes down hardest on the responses
-    ``pi`` already samples less than ``pi_ref`` (``k3 ~ pi_ref / pi`` there). On the
-    tables of the tests and notebook 05 their logits run off to ``-inf`` and this
+    :func:`rlhf_toy.bandit.experiments.modes.forward_kl_regularised_policy`; ``k1_in_loss``
+    applies no penalty at all (its expected gradient is 0), so the policy drifts towards the
+    argmax of ``r``. ``k3_in_reward`` follows the gradient of ``KL(pi || pi_ref) -
+    KL(pi_ref || pi)``, which is unbounded below: its logits run off to ``-inf`` and this
     function stops with a ``FloatingPointError``.
     """
     if kl_gradient not in KL_GRADIENTS:
         raise ValueError(f"kl_gradient must be one of {KL_GRADIENTS}, got {kl_gradient!r}")
     pi_ref = check_distribution(pi_ref, "pi_ref")
-    reward = check_finite(reward, "reward")
-    check_same_shape(pi_ref, reward, "pi_ref", "reward")
-    beta = check_positive(beta, "beta")
-    lr = check_positive(lr, "lr")
-    n_steps = check_int(n_steps, "n_steps")
-    record_every = check_int(record_every, "record_every")
     if np.any(pi_ref <= 0):
         raise ValueError("pi_ref must be > 0 everywhere (the start is logits = log pi_ref)")
-    logits = log_ref = np.log(pi_ref)
-    steps, trajectory = [0], [pi_ref.copy()]
-    for step in tqdm(range(1, n_steps + 1), desc=f"ascent ({kl_gradient})",
-                     disable=not verbose):
-        log_pi = log_softmax(logits, axis=-1)
-        with np.errstate(all="ignore"):  # non-finite values are caught just below
-            grad = (_score_expectation(np.exp(log_pi), reward)
-                    - beta * _kl_gradient(kl_gradient, log_pi, log_ref))
-            logits = logits + lr * grad
-        if not np.all(np.isfinite(logits)):
-            raise FloatingPointError(
-                f"kl_penalised_ascent: non-finite logits at step {step} "
-                f"(kl_gradient={kl_gradient!r}, lr={lr}, beta={beta})"
-            )
-        logits = logits - logits.max(-1, keepdims=True)  # the softmax is shift-invariant
-        if step % record_every == 0 or step == n_steps:
-            steps.append(step)
-            trajectory.append(np.exp(log_softmax(logits, axis=-1)))
-    return {"pi": trajectory[-1], "steps": np.array(steps), "trajectory": np.stack(trajectory)}
+    one_prompt = pi_ref.ndim == 1
+    pi_ref = np.atleast_2d(pi_ref)
+    reward = np.atleast_2d(check_finite(reward, "reward"))
+    lr = check_positive(lr, "lr")
+    penalty = None if kl_gradient == "reverse_kl" else partial(_kl_gradient, kl_gradient)
+    run = gradient_ascent(pi_ref, reward, beta, steps=steps, lr=lr * pi_ref.shape[0],
+                          record_every=record_every, kl_gradient=penalty, verbose=verbose)
+    trajectory = run.history["probs"][:, 0] if one_prompt else run.history["probs"]
+    return {"pi": trajectory[-1], "steps": run.history["steps"], "trajectory": trajectory}

@@ -70,7 +70,7 @@ def kl_gradients_figure():
     distances, steps = {}, None
     for name, label in [("reverse_kl", "true gradient"), ("k3_in_loss", "k3 in loss"),
                         ("k1_in_loss", "k1 in loss")]:
-        run = kl_penalised_ascent(env.pi_ref, env.r_star, beta, name, n_steps=1500, lr=4.0)
+        run = kl_penalised_ascent(env.pi_ref, env.r_star, beta, name, steps=1500, lr=4.0)
         steps = run["steps"]
         path = run["trajectory"][:, 0]  # (steps, Y): the one prompt
         distances[rf"{label}: KL($\pi_t$ || $\pi^*$)"] = kl_divergence(
