@@ -61,7 +61,7 @@ def dpo_convergence(env, beta: float, *, steps: int = 600, record_every: int = 5
         probs = res.history["probs"]  # (n_records, X, Y)
         out["kl"][name] = kl_divergence(probs, np.broadcast_to(pi_star, probs.shape)).mean(-1)
         out["final"][name] = res.policy.probs
-        out["steps"] = res.history["step"]
+        out["steps"] = res.history["steps"]
     return out
 
 

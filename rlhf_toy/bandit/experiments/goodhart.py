@@ -262,8 +262,8 @@ def trajectory_sweep(env, beta, steps, lr, record_every=1, *, verbose=False) -> 
                           eval_rewards={"gold": env.r_star}, verbose=verbose)
     h = res.history
     keep = np.unique(np.r_[np.arange(0, steps + 1, record_every), steps])
-    idx = np.searchsorted(h["step"], keep)
-    return _curve(h["kl"][idx], h["reward"][idx], h["gold"][idx], h["step"][idx],
+    idx = np.searchsorted(h["steps"], keep)
+    return _curve(h["kl"][idx], h["reward"][idx], h["gold"][idx], h["steps"][idx],
                   "trajectory", env)
 
 def seed_sweeps(make_env, seeds, betas, *, verbose=False) -> list[GoodhartCurve]:

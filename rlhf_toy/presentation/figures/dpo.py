@@ -58,7 +58,7 @@ def dpo_uncovered_figure():
              "DPO": run["result"].policy.probs[0]}
     levels = {r"$\pi_{ref}$": pi_ref[unseen].sum(), r"$\pi^*$": pi_star[unseen].sum()}
     return plots.plot_dpo_uncovered(probs, run["covered"][0], run["r_star"][0],
-                                    run["result"].history["step"], run["unseen_mass"],
+                                    run["result"].history["steps"], run["unseen_mass"],
                                     levels=levels)
 
 
@@ -71,7 +71,7 @@ def dpo_logprobs_fall():
     _, res, gold_optimal = dpo_on_sampled_pairs(make_bandit(8, 16, proxy="exact", rng=0), 200,
                                                 0.5)
     h = res.history
-    return plots.plot_logprobs_fall(h["step"], h["logp_chosen"], h["logp_rejected"],
+    return plots.plot_logprobs_fall(h["steps"], h["logp_chosen"], h["logp_rejected"],
                                     h["margin"], gold=h["gold"], gold_optimal=gold_optimal)
 
 
@@ -87,4 +87,4 @@ def dpo_loss_comparison():
     runs = {name: (res.history["kl"], res.history["gold"]) for name, res in results.items()}
     front = reward_kl_frontier(env.pi_ref, env.r_star, np.geomspace(0.1, 30.0, 100))
     return plots.plot_preference_loss_comparison(runs, front.kl, front.reward,
-                                                 steps=results["DPO"].history["step"])
+                                                 steps=results["DPO"].history["steps"])

@@ -63,6 +63,6 @@ def reward_kl_frontier_figure():
 def ascent_convergence_figure():
     runs = ascent_convergence(make_bandit(8, 32, proxy="exact", rng=0), (0.3, 1.0, 3.0))
     curves = {f"beta = {beta:g}": gap for beta, (_, gap) in runs.items()}
-    steps = runs[3.0][0].history["step"]
+    steps = runs[3.0][0].history["steps"]
     return plots.plot_convergence(steps, curves, ylabel=r"$J(\pi^*) - J(\pi_t)$",
                                   title="Gradient ascent converges to the optimum")
