@@ -152,7 +152,7 @@ def matmul_floor(model, B: int, T: int):
     element-wise work at all: no numpy implementation of the step can be faster than this
     on the machine.
     """
-    from rlhf_toy.gpt.parallel import blas_single_thread, map_shards, row_shards
+    from rlhf_toy.gpt.parallel import map_shards, row_shards, single_blas_thread
 
     cfg, p = model.config, model.params
     C, V, NH, hs = cfg.n_embd, cfg.vocab_size, cfg.n_head, cfg.head_size
@@ -187,7 +187,7 @@ def matmul_floor(model, B: int, T: int):
     shard_operands = [operands(s.stop - s.start) for s in row_shards(B, T)]
 
     def floor():
-        with blas_single_thread():
+        with single_blas_thread():
             map_shards(one_shard, shard_operands)
 
     return floor

@@ -252,13 +252,12 @@ def clip_grad_norm(
     max_norm = check_positive(max_norm, "max_norm")
     if not isinstance(grads, dict):
         raise TypeError(f"grads must be a dict of arrays, got {type(grads).__name__}")
-    total = 0.0
+    norms = []
     for name, g in grads.items():
         if not isinstance(g, np.ndarray):
             raise ValueError(f"grads[{name!r}] must be a numpy array, got {type(g).__name__}")
-        flat = g.reshape(-1)
-        total += float(np.dot(flat, flat))
-    norm = math.sqrt(total)
+        norms.append(_l2_norm(g.reshape(-1)))
+    norm = _l2_norm(np.array(norms, dtype=np.float64)) if norms else 0.0
     if not math.isfinite(norm):
         if error_if_nonfinite:
             raise FloatingPointError(f"gradient norm is {norm}; cannot clip")
@@ -268,6 +267,24 @@ def clip_grad_norm(
         for g in grads.values():
             g *= scale
     return norm
+
+
+def _l2_norm(flat: np.ndarray) -> float:
+    """``sqrt(sum(flat^2))`` as a float64, without overflow for any finite entries.
+
+    The fast path is one dot product in the array's dtype; if its sum of squares
+    overflows (a float32 gradient of 1e20 has a square of 1e40), the entries are scaled by
+    their largest magnitude first: ``||g|| = m ||g / m||``. NaN stays NaN, inf stays inf.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below
+        sq = float(np.dot(flat, flat)) if flat.size else 0.0
+    if math.isfinite(sq):
+        return math.sqrt(sq)
+    m = float(np.max(np.abs(flat)))
+    if not math.isfinite(m):  # a NaN or inf entry: the norm is not finite
+        return float(np.sum(np.abs(flat.astype(np.float64))))  # nan if any NaN, else inf
+    scaled = flat.astype(np.float64) / m  # entries in [-1, 1]
+    return m * math.sqrt(float(np.dot(scaled, scaled)))
 
 
 def lr_schedule(

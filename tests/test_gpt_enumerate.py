@@ -232,3 +232,20 @@ def test_sampling_validates_alphabet_and_pad():
         sample(model, prompts, 2, rng=0, pad_token=9)
     with pytest.raises(ValueError, match="allowed_tokens"):
         sample(model, prompts, 2, rng=0, allowed_tokens=np.array([], dtype=int))
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 1000), n=st.integers(1, 4))
+def test_n_responses_equals_sampling_repeated_prompts(seed, n):
+    model = random_model(seed, scale=0.3)
+    prompts = np.random.default_rng(seed).integers(0, CFG.vocab_size, size=(3, 2))
+    kw = dict(allowed_tokens=ALLOWED, eos_token=EOS, pad_token=PAD, temperature=0.9)
+    a = sample(model, prompts, 5, rng=seed, n_responses=n, **kw)
+    b = sample(model, np.repeat(prompts, n, axis=0), 5, rng=seed, **kw)
+    c = sample(model, prompts, 5, rng=seed, n_responses=n, use_cache=False, **kw)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.tokens, other.tokens)
+        np.testing.assert_array_equal(a.mask, other.mask)
+        np.testing.assert_allclose(a.logprobs, other.logprobs, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="n_responses"):
+        sample(model, prompts, 2, rng=0, n_responses=0)

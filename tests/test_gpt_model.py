@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlhf_toy.gpt import GPT, GPTConfig, check_finite_grads, cross_entropy, param_spec
+from rlhf_toy.gpt.reference import reference_logits
 
 TINY = GPTConfig(vocab_size=7, n_ctx=6, n_embd=8, n_layer=2, n_head=2)
 
@@ -23,45 +24,6 @@ def perturbed(config=TINY, seed=0, heads=("value", "reward"), scale=0.3):
     for p in model.params.values():
         p += rng.normal(scale=scale, size=p.shape)
     return model
-
-
-# --------------------------------------------------------------------- naive reference
-
-
-def reference_logits(params, config, tokens):
-    """GPT-2's forward in the plainest numpy: loops over sequences, heads and positions."""
-    C, NH = config.n_embd, config.n_head
-    hs = C // NH
-
-    def layer_norm(x, w, b):
-        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
-
-    def gelu(x):
-        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-
-    out = []
-    for seq in tokens:
-        T = len(seq)
-        x = np.array([params["wte"][tok] + params["wpe"][t] for t, tok in enumerate(seq)])
-        for i in range(config.n_layer):
-            P = {k[len(f"h.{i}.") :]: v for k, v in params.items() if k.startswith(f"h.{i}.")}
-            h = layer_norm(x, P["ln_1.weight"], P["ln_1.bias"])
-            qkv = h @ P["attn.c_attn.weight"] + P["attn.c_attn.bias"]
-            q, k, v = qkv[:, :C], qkv[:, C : 2 * C], qkv[:, 2 * C :]
-            a = np.zeros((T, C))
-            for head in range(NH):
-                sl = slice(head * hs, (head + 1) * hs)
-                for t in range(T):
-                    s = np.array([q[t, sl] @ k[u, sl] for u in range(t + 1)]) / math.sqrt(hs)
-                    w = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
-                    a[t, sl] = w @ v[: t + 1, sl]
-            x = x + a @ P["attn.c_proj.weight"] + P["attn.c_proj.bias"]
-            h = layer_norm(x, P["ln_2.weight"], P["ln_2.bias"])
-            h = gelu(h @ P["mlp.c_fc.weight"] + P["mlp.c_fc.bias"])
-            x = x + h @ P["mlp.c_proj.weight"] + P["mlp.c_proj.bias"]
-        x = layer_norm(x, params["ln_f.weight"], params["ln_f.bias"])
-        out.append(x @ params["wte"].T)
-    return np.array(out)
 
 
 @given(seed=st.integers(0, 1000), T=st.integers(1, 6))

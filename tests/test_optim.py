@@ -283,3 +283,23 @@ def test_lr_schedule_rejects_bad_input(step, kwargs, match):
     kw = {"lr": 1.0, "total_steps": 10, **kwargs}
     with pytest.raises(ValueError, match=match):
         lr_schedule(step, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_grad_norm_does_not_overflow_on_huge_finite_gradients(dtype):
+    big = np.finfo(dtype).max / 4  # its square overflows in any dtype
+    g = {"a": np.array([3.0 * 1e20, 0.0], dtype=dtype), "b": np.array([[4.0 * 1e20]], dtype=dtype)}
+    norm = clip_grad_norm(g, 1.0)
+    assert norm == pytest.approx(5e20, rel=1e-6)
+    np.testing.assert_allclose(g["a"], [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(g["b"], [[0.8]], rtol=1e-6)
+    g = {"a": np.full(4, big, dtype=dtype), "b": np.full(3, -big, dtype=dtype)}
+    norm = clip_grad_norm(g, 2.0)
+    assert norm == pytest.approx(float(big) * np.sqrt(7.0), rel=1e-6)
+    total = np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2)) for v in g.values()))
+    assert total == pytest.approx(2.0, rel=1e-6)
+    g = {"a": np.array([1e20, np.inf], dtype=dtype)}
+    with pytest.raises(FloatingPointError):
+        clip_grad_norm(g, 1.0)
+    g = {"a": np.array([1e20, np.nan], dtype=dtype)}
+    assert np.isnan(clip_grad_norm(g, 1.0, error_if_nonfinite=False))

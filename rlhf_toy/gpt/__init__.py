@@ -18,10 +18,10 @@ log-probabilities (``model.logprobs_backward``) and it returns parameter gradien
 
 from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
 
-from .checkpoint import export_hf, load, save
+from .checkpoint import export_hf, save
 from .enumerate import Continuations, enumerate_continuations
 from .layers import cross_entropy
-from .model import GPT, GPTConfig, KVCache, check_finite_grads, param_spec
+from .model import GPT, GPTConfig, KVCache, check_finite_grads, load, param_spec
 from .parallel import get_num_threads, set_num_threads
 from .sample import SampleResult, sample
 

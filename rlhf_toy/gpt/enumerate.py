@@ -19,7 +19,7 @@ import numpy as np
 from .._validate import check_int, check_positive
 from .layers import log_softmax
 from .model import check_allowed_tokens, check_token_id
-from .parallel import single_threaded_blas
+from .parallel import single_blas_thread
 
 __all__ = ["MAX_ENUMERATED", "Continuations", "count_continuations", "enumerate_continuations"]
 
@@ -64,7 +64,7 @@ def count_continuations(n_symbols: int, max_new_tokens: int, has_eos: bool) -> i
     return sum((K - 1) ** (length - 1) for length in range(1, M + 1)) + (K - 1) ** M
 
 
-@single_threaded_blas
+@single_blas_thread()
 def enumerate_continuations(
     model,
     prompts,

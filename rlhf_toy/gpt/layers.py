@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,12 +37,16 @@ GELU_CUBIC = 0.044715
 
 __all__ = [
     "BLOCK_PARAMS",
+    "AttentionCache",
+    "BlockCache",
+    "LayerKV",
     "LN_EPS",
     "SHIFT_LIMIT",
     "attention_backward",
     "attention_forward",
     "block_backward",
     "block_forward",
+    "block_param_spec",
     "causal_bias",
     "causal_softmax",
     "cross_entropy",
@@ -79,6 +84,8 @@ def _mean_last(x):
     """
     C = x.shape[-1]
     vec = _constant_vector(C, 1.0 / C, x.dtype)  # (C,)
+    if x.ndim == 2:  # the block's rows: no reshape needed
+        return (x @ vec)[:, None]  # (N, C) @ (C,) -> (N, 1)
     return (x.reshape(-1, C) @ vec).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
@@ -86,6 +93,8 @@ def _sum_last(x):
     """Sum over the last axis, keepdims, as one matrix-vector product (see ``_mean_last``)."""
     C = x.shape[-1]
     ones = _constant_vector(C, 1.0, x.dtype)  # (C,)
+    if x.ndim == 2:
+        return (x @ ones)[:, None]  # (N, C) @ (C,) -> (N, 1)
     return (x.reshape(-1, C) @ ones).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
@@ -213,6 +222,10 @@ def matmul_forward(x, w, b):
     cache : tuple ``(x, w)``.
     """
     IC, OC = w.shape
+    if x.ndim == 2:  # the block's rows
+        out = x @ w  # (N, IC) @ (IC, OC) -> (N, OC)
+        out += b
+        return out, (x, w)
     out = x.reshape(-1, IC) @ w  # (N, IC) @ (IC, OC) -> (N, OC), one GEMM
     out += b  # (N, OC)
     return out.reshape(*x.shape[:-1], OC), (x, w)
@@ -328,8 +341,10 @@ def causal_softmax(scores, t_past=0):
     detects that, and then (rarely) every row takes its maximum instead.
     """
     Tq = scores.shape[-2]
-    own = np.diagonal(scores, offset=t_past, axis1=-2, axis2=-1)[..., None].copy()  # (..., Tq, 1)
-    if Tq > 1:  # a single query sees every cached key: nothing to mask
+    if Tq == 1:  # one query (a decoding step) sees every key; its own is the last
+        own = scores[..., -1:].copy()  # (..., 1, 1)
+    else:
+        own = np.diagonal(scores, offset=t_past, axis1=-2, axis2=-1)[..., None].copy()
         scores += causal_bias(Tq, t_past, scores.dtype.type)  # future keys -> -inf
     scores -= own  # own score -> 0
     if scores.max() > SHIFT_LIMIT:  # rare: shift by the row maximum instead
@@ -364,10 +379,28 @@ def causal_bias(T, T_past=0, dtype=np.float32):
 # --------------------------------------------------------------------------- attention
 
 
-def attention_forward(qkv, n_head):
+class AttentionCache(NamedTuple):
+    """What :func:`attention_backward` needs; all of shape (B, NH, T, hs) but ``att``."""
+
+    q: np.ndarray  # queries, already scaled by 1 / sqrt(hs)
+    k: np.ndarray  # keys
+    v: np.ndarray  # values
+    att: np.ndarray  # (B, NH, T, T) attention probabilities
+
+
+class LayerKV(NamedTuple):
+    """One block's KV cache for incremental decoding (see :class:`rlhf_toy.gpt.KVCache`)."""
+
+    kT: np.ndarray  # (B, NH, hs, capacity) keys, transposed: the score product reads rows
+    v: np.ndarray  # (B, NH, capacity, hs) values
+    t_past: int  # positions [0, t_past) are filled; new ones go at [t_past, t_past + T)
+
+
+def attention_forward(qkv, n_head, kv: LayerKV | None = None):
     """Causal multi-head self-attention on the fused ``q, k, v`` projection.
 
     ``att = softmax(q k^T / sqrt(hs) + causal mask)``; ``out = att v``, heads concatenated.
+    One function for the full forward and for decoding with a KV cache.
 
     Parameters
     ----------
@@ -376,25 +409,36 @@ def attention_forward(qkv, n_head):
         ``h * hs:(h + 1) * hs`` (GPT-2's ``split_heads``).
     n_head : int
         ``NH``.
+    kv : LayerKV, optional
+        Keys and values of ``t_past`` earlier positions. The new keys and values are
+        written into it at ``[t_past, t_past + T)`` and the queries attend to every
+        position ``<=`` their own, cached ones included.
 
     Returns
     -------
     out : ndarray of shape (B, T, C)
-    cache : tuple ``(q, k, v, att)``: ``q`` already scaled by ``1 / sqrt(hs)``, all of shape
-        (B, NH, T, hs), and the attention probabilities (B, NH, T, T).
+    cache : AttentionCache, or None with ``kv`` (decoding keeps no backward cache).
     """
     B, T, C3 = qkv.shape
     C = C3 // 3
     NH = n_head
     hs = C // NH
-    qkv = qkv.reshape(B, T, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, T, hs)
-    q, k, v = qkv[0], qkv[1], qkv[2]  # (B, NH, T, hs) each
-    q = q * (1.0 / math.sqrt(hs))  # (B, NH, T, hs), scaled once, on the smaller tensor
-    att = q @ k.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, T) -> (B, NH, T, T)
-    att = causal_softmax(att)  # (B, NH, T, T), in place; future keys get 0
-    y = att @ v  # (B, NH, T, T) @ (B, NH, T, hs) -> (B, NH, T, hs)
+    heads = qkv.reshape(B, T, 3, NH, hs)  # (B, T, 3, NH, hs), a view
+    q = heads[:, :, 0].transpose(0, 2, 1, 3) * (1.0 / math.sqrt(hs))  # (B, NH, T, hs), scaled
+    if kv is None:
+        k = heads[:, :, 1].transpose(0, 2, 1, 3)  # (B, NH, T, hs)
+        v = heads[:, :, 2].transpose(0, 2, 1, 3)  # (B, NH, T, hs)
+        kT, t_past = k.swapaxes(-1, -2), 0  # (B, NH, hs, T)
+    else:
+        t_past, t_end = kv.t_past, kv.t_past + T
+        kv.kT[..., t_past:t_end] = heads[:, :, 1].transpose(0, 2, 3, 1)  # (B, NH, hs, T)
+        kv.v[:, :, t_past:t_end] = heads[:, :, 2].transpose(0, 2, 1, 3)  # (B, NH, T, hs)
+        kT, v = kv.kT[..., :t_end], kv.v[:, :, :t_end]  # (B, NH, hs, t_end), (B, NH, t_end, hs)
+    att = q @ kT  # (B, NH, T, hs) @ (B, NH, hs, t_past + T) -> (B, NH, T, t_past + T)
+    att = causal_softmax(att, t_past)  # in place; future keys get 0
+    y = att @ v  # (B, NH, T, t_past + T) @ (B, NH, t_past + T, hs) -> (B, NH, T, hs)
     out = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, NH, hs) -> (B, T, C)
-    return out, (q, k, v, att)
+    return out, (None if kv is not None else AttentionCache(q, k, v, att))
 
 
 def attention_backward(dout, cache):
@@ -422,51 +466,83 @@ def attention_backward(dout, cache):
 
 # ------------------------------------------------------------------------------- block
 
+
+def block_param_spec(n_embd: int) -> list[tuple[str, tuple[int, ...]]]:
+    """The ``(name, shape)`` list of one block's parameters, in GPT-2's order (prefix
+    ``h.{i}.`` in the model): the one place the block's shapes are written."""
+    C = n_embd
+    return [
+        ("ln_1.weight", (C,)),
+        ("ln_1.bias", (C,)),
+        ("attn.c_attn.weight", (C, 3 * C)),  # [q | k | v]
+        ("attn.c_attn.bias", (3 * C,)),
+        ("attn.c_proj.weight", (C, C)),
+        ("attn.c_proj.bias", (C,)),
+        ("ln_2.weight", (C,)),
+        ("ln_2.bias", (C,)),
+        ("mlp.c_fc.weight", (C, 4 * C)),
+        ("mlp.c_fc.bias", (4 * C,)),
+        ("mlp.c_proj.weight", (4 * C, C)),
+        ("mlp.c_proj.bias", (C,)),
+    ]
+
+
 #: Parameter names inside one block, in GPT-2's order (prefix ``h.{i}.`` in the model).
-BLOCK_PARAMS = (
-    "ln_1.weight",
-    "ln_1.bias",
-    "attn.c_attn.weight",
-    "attn.c_attn.bias",
-    "attn.c_proj.weight",
-    "attn.c_proj.bias",
-    "ln_2.weight",
-    "ln_2.bias",
-    "mlp.c_fc.weight",
-    "mlp.c_fc.bias",
-    "mlp.c_proj.weight",
-    "mlp.c_proj.bias",
-)
+BLOCK_PARAMS = tuple(name for name, _ in block_param_spec(1))
 
 
-def block_forward(x, p, n_head):
+class BlockCache(NamedTuple):
+    """The sub-layers' caches of one :func:`block_forward`, for :func:`block_backward`."""
+
+    ln1: tuple
+    fc_attn: tuple
+    att: AttentionCache
+    proj_attn: tuple
+    ln2: tuple
+    fc: tuple
+    gelu: tuple
+    proj: tuple
+
+
+def block_forward(x, p, n_head, kv: LayerKV | None = None):
     """One pre-LN transformer block: ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))``.
+
+    The same function runs the full forward and a decoding step (``kv`` given, see
+    :func:`attention_forward`).
 
     Parameters
     ----------
     x : ndarray of shape (B, T, C)
     p : mapping from the names of :data:`BLOCK_PARAMS` to arrays
     n_head : int
+    kv : LayerKV, optional
 
     Returns
     -------
     out : ndarray of shape (B, T, C)
-    cache : tuple of the sub-layers' caches.
+    cache : BlockCache, or None with ``kv``.
     """
-    h, ln1 = layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"])  # (B, T, C)
-    qkv, fc_attn = matmul_forward(h, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # (B, T, 3C)
-    a, att = attention_forward(qkv, n_head)  # (B, T, 3C) -> (B, T, C)
-    a, proj_attn = matmul_forward(a, p["attn.c_proj.weight"], p["attn.c_proj.bias"])  # (B, T, C)
-    x = x + a  # (B, T, C), residual
-    h, ln2 = layernorm_forward(x, p["ln_2.weight"], p["ln_2.bias"])  # (B, T, C)
-    h, fc = matmul_forward(h, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # (B, T, 4C)
-    h, gelu = gelu_forward(h)  # (B, T, 4C)
-    h, proj = matmul_forward(h, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # (B, T, C)
-    x = x + h  # (B, T, C), residual
-    return x, (ln1, fc_attn, att, proj_attn, ln2, fc, gelu, proj)
+    B, T, C = x.shape
+    x = x.reshape(B * T, C)  # (BT, C): every layer but attention sees 2-D rows
+    h, ln1 = layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"])  # (BT, C)
+    qkv, fc_attn = matmul_forward(h, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # (BT, 3C)
+    a, att = attention_forward(qkv.reshape(B, T, 3 * C), n_head, kv)  # (B, T, C)
+    a, proj_attn = matmul_forward(
+        a.reshape(B * T, C), p["attn.c_proj.weight"], p["attn.c_proj.bias"]
+    )
+    x = x + a  # (BT, C), residual
+    h, ln2 = layernorm_forward(x, p["ln_2.weight"], p["ln_2.bias"])  # (BT, C)
+    h, fc = matmul_forward(h, p["mlp.c_fc.weight"], p["mlp.c_fc.bias"])  # (BT, 4C)
+    h, gelu = gelu_forward(h)  # (BT, 4C)
+    h, proj = matmul_forward(h, p["mlp.c_proj.weight"], p["mlp.c_proj.bias"])  # (BT, C)
+    h += x  # (BT, C), residual (h is a fresh array)
+    out = h.reshape(B, T, C)
+    if kv is not None:
+        return out, None
+    return out, BlockCache(ln1, fc_attn, att, proj_attn, ln2, fc, gelu, proj)
 
 
-def block_backward(dout, cache):
+def block_backward(dout, cache: BlockCache):
     """Gradients of :func:`block_forward`.
 
     Returns
@@ -475,18 +551,22 @@ def block_backward(dout, cache):
     grads : dict keyed by the names of :data:`BLOCK_PARAMS`.
     """
     ln1, fc_attn, att, proj_attn, ln2, fc, gelu, proj = cache
+    B, T, C = dout.shape
+    dout = dout.reshape(B * T, C)  # (BT, C)
     g = {}
-    dh, g["mlp.c_proj.weight"], g["mlp.c_proj.bias"] = matmul_backward(dout, proj)  # (B, T, 4C)
-    dh = gelu_backward(dh, gelu)  # (B, T, 4C)
-    dh, g["mlp.c_fc.weight"], g["mlp.c_fc.bias"] = matmul_backward(dh, fc)  # (B, T, C)
-    dh, g["ln_2.weight"], g["ln_2.bias"] = layernorm_backward(dh, ln2)  # (B, T, C)
-    dx = dout + dh  # (B, T, C), residual
-    da, g["attn.c_proj.weight"], g["attn.c_proj.bias"] = matmul_backward(dx, proj_attn)  # (B,T,C)
-    dqkv = attention_backward(da, att)  # (B, T, 3C)
-    dh, g["attn.c_attn.weight"], g["attn.c_attn.bias"] = matmul_backward(dqkv, fc_attn)  # (B,T,C)
-    dh, g["ln_1.weight"], g["ln_1.bias"] = layernorm_backward(dh, ln1)  # (B, T, C)
-    dx += dh  # (B, T, C), residual
-    return dx, g
+    dh, g["mlp.c_proj.weight"], g["mlp.c_proj.bias"] = matmul_backward(dout, proj)  # (BT, 4C)
+    dh = gelu_backward(dh, gelu)  # (BT, 4C)
+    dh, g["mlp.c_fc.weight"], g["mlp.c_fc.bias"] = matmul_backward(dh, fc)  # (BT, C)
+    dh, g["ln_2.weight"], g["ln_2.bias"] = layernorm_backward(dh, ln2)  # (BT, C)
+    dx = dout + dh  # (BT, C), residual
+    da, g["attn.c_proj.weight"], g["attn.c_proj.bias"] = matmul_backward(dx, proj_attn)  # (BT,C)
+    dqkv = attention_backward(da.reshape(B, T, C), att)  # (B, T, 3C)
+    dh, g["attn.c_attn.weight"], g["attn.c_attn.bias"] = matmul_backward(
+        dqkv.reshape(B * T, 3 * C), fc_attn
+    )  # (BT, C)
+    dh, g["ln_1.weight"], g["ln_1.bias"] = layernorm_backward(dh, ln1)  # (BT, C)
+    dx += dh  # (BT, C), residual
+    return dx.reshape(B, T, C), g
 
 
 # ----------------------------------------------------------------------- cross-entropy
@@ -503,7 +583,7 @@ def cross_entropy(logits, targets, mask=None):
     targets : ndarray of int, shape (B, T)
         Entries where ``mask == 0`` are ignored (any value in ``[0, V)``).
     mask : ndarray of shape (B, T), optional
-        Weights (0/1 or bool); ``None`` means every position counts.
+        Finite weights >= 0 (0/1 or bool); ``None`` means every position counts.
 
     Returns
     -------
@@ -514,8 +594,8 @@ def cross_entropy(logits, targets, mask=None):
     Raises
     ------
     ValueError
-        If shapes disagree, a target is out of ``[0, V)`` at a counted position, or the mask
-        selects nothing.
+        If shapes disagree, a target is out of ``[0, V)`` at a counted position, a mask
+        weight is negative, NaN or inf, or the mask selects nothing.
     """
     logits = np.asarray(logits)
     if logits.ndim != 3:
@@ -532,7 +612,15 @@ def cross_entropy(logits, targets, mask=None):
         mask = np.asarray(mask)
         if mask.shape != (B, T):
             raise ValueError(f"mask must have shape {(B, T)}, got {mask.shape}")
+        if mask.dtype != bool and (
+            not np.issubdtype(mask.dtype, np.number) or np.iscomplexobj(mask)
+        ):
+            raise ValueError(f"mask must hold real weights, got dtype {mask.dtype}")
         mask = mask.astype(logits.dtype)
+        if not np.all(np.isfinite(mask)):
+            raise ValueError("mask must be finite, got NaN or inf")
+        if np.any(mask < 0):
+            raise ValueError(f"mask weights must be >= 0, got {mask.min()}")
     n = float(mask.sum())
     if n <= 0:
         raise ValueError("mask must select at least one position, got sum(mask) = 0")

@@ -34,117 +34,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from .._validate import as_rng, check_int, check_positive
+from .checkpoint import read_checkpoint, save
+from .config import HEADS, GPTConfig, check_dtype, check_heads, param_spec
 from .layers import (
     BLOCK_PARAMS,
+    LayerKV,
     block_backward,
     block_forward,
-    causal_softmax,
     cross_entropy,
     encoder_backward,
     encoder_forward,
-    gelu_forward,
     layernorm_backward,
     layernorm_forward,
     log_softmax,
-    matmul_forward,
 )
-from .parallel import map_shards, row_shards, single_threaded_blas
+from .parallel import map_shards, row_shards, single_blas_thread
 
 __all__ = [
     "GPT",
+    "load",
     "HEADS",
     "GPTConfig",
     "KVCache",
     "check_allowed_tokens",
     "check_finite_grads",
+    "check_finite_params",
     "check_token_id",
     "cross_entropy",
     "param_spec",
 ]
-
-#: Optional scalar heads on the final hidden state, in parameter-spec order.
-HEADS = ("value", "reward")
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    """Shape of a GPT-2: the five numbers of its ``config.json``.
-
-    Raises
-    ------
-    ValueError
-        If a field is not a positive integer, or ``n_embd`` is not a multiple of ``n_head``.
-    """
-
-    vocab_size: int  # V: number of token ids, tokens live in [0, V)
-    n_ctx: int  # longest sequence (prompt + response); the number of learned positions
-    n_embd: int  # C: width of the residual stream
-    n_layer: int  # L: number of transformer blocks
-    n_head: int  # NH: attention heads per block; head size hs = C // NH
-
-    def __post_init__(self):
-        for name in ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head"):
-            check_int(getattr(self, name), name)
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd must be divisible by n_head, got n_embd={self.n_embd} "
-                f"and n_head={self.n_head}"
-            )
-
-    @property
-    def head_size(self) -> int:
-        """``hs = n_embd // n_head``."""
-        return self.n_embd // self.n_head
-
-
-def param_spec(config: GPTConfig, heads=()) -> list[tuple[str, tuple[int, ...]]]:
-    """The ordered ``(name, shape)`` list of a model's parameters (GPT-2 names and layouts).
-
-    Gradients and optimiser states use the same names and order, so AdamW is one loop.
-    """
-    V, T, C, L = config.vocab_size, config.n_ctx, config.n_embd, config.n_layer
-    shapes = {
-        "ln_1.weight": (C,),
-        "ln_1.bias": (C,),
-        "attn.c_attn.weight": (C, 3 * C),
-        "attn.c_attn.bias": (3 * C,),
-        "attn.c_proj.weight": (C, C),
-        "attn.c_proj.bias": (C,),
-        "ln_2.weight": (C,),
-        "ln_2.bias": (C,),
-        "mlp.c_fc.weight": (C, 4 * C),
-        "mlp.c_fc.bias": (4 * C,),
-        "mlp.c_proj.weight": (4 * C, C),
-        "mlp.c_proj.bias": (C,),
-    }
-    spec = [("wte", (V, C)), ("wpe", (T, C))]
-    for i in range(L):
-        spec += [(f"h.{i}.{name}", shapes[name]) for name in BLOCK_PARAMS]
-    spec += [("ln_f.weight", (C,)), ("ln_f.bias", (C,))]
-    for head in _check_heads(heads):
-        spec += [(f"{head}_head.weight", (C,)), (f"{head}_head.bias", ())]
-    return spec
-
-
-def _check_heads(heads) -> tuple[str, ...]:
-    if isinstance(heads, str):
-        heads = (heads,)
-    heads = tuple(heads)
-    unknown = [h for h in heads if h not in HEADS]
-    if unknown:
-        raise ValueError(f"heads must be a subset of {set(HEADS)}, got {unknown[0]!r}")
-    return tuple(h for h in HEADS if h in heads)  # canonical order, duplicates dropped
-
-
-def _check_dtype(dtype) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def _init_std(name: str, n_layer: int) -> float | None:
@@ -170,6 +93,21 @@ def check_finite_grads(grads, step) -> None:
             raise FloatingPointError(
                 f"non-finite gradient at step {step}: parameter {name!r} has {n_bad} "
                 f"NaN/inf entries"
+            )
+
+
+def check_finite_params(params, step) -> None:
+    """Raise unless every parameter is finite (a training loop's check after its last update).
+
+    Raises
+    ------
+    FloatingPointError
+        Naming the step and the first parameter with a NaN or inf entry.
+    """
+    for name, p in params.items():
+        if not np.all(np.isfinite(p)):
+            raise FloatingPointError(
+                f"non-finite parameter after the update of step {step}: {name!r} has NaN/inf"
             )
 
 
@@ -237,51 +175,84 @@ def _restricted_log_softmax(logits, allowed, tau, targets=None):
     return logq, np.where(ok, idx, 0), ok
 
 
+class TrunkCache(NamedTuple):
+    """What the trunk's backward needs from one shard's forward."""
+
+    enc: tuple  # encoder cache
+    blocks: list  # L BlockCache
+    lnf: tuple  # ln_f cache
+
+
+class Restriction(NamedTuple):
+    """The output alphabet and temperature of the last :meth:`GPT.logprobs`."""
+
+    allowed: np.ndarray | None  # (K,) token ids, or None for the whole vocabulary
+    tau: float  # temperature
+    idx: np.ndarray  # (B, T-1) column of each target among the K
+    ok: np.ndarray | None  # (B, T-1) target inside the alphabet, or None if unrestricted
+
+
+@dataclass
+class ForwardCache:
+    """What the last forward-type call keeps for the backward (one per model)."""
+
+    tokens: np.ndarray  # (B, T) validated tokens
+    shards: list  # row slices, one per thread
+    trunks: list  # one TrunkCache per shard
+    xf: np.ndarray  # (B, T, C) final hidden states, after ln_f
+    reward_positions: np.ndarray | None = None  # (B,), set by GPT.rewards
+    probs: np.ndarray | None = None  # softmax kept by logprobs / log_distributions
+    probs_of: str | None = None  # which of the two made ``probs``
+    restriction: Restriction | None = None  # set by logprobs
+
+
 @dataclass
 class KVCache:
     """Keys and values of the tokens seen so far, for incremental decoding.
 
-    ``k[i]`` and ``v[i]`` have shape ``(B, NH, capacity, hs)``; positions ``[0, length)`` are
-    filled. Made by :meth:`GPT.init_kv_cache`, advanced by :meth:`GPT.forward_step`.
+    Per layer ``i``: ``kT[i]`` of shape ``(B, NH, hs, capacity)`` (keys, transposed, so that
+    a query's scores are one batched product over contiguous rows) and ``v[i]`` of shape
+    ``(B, NH, capacity, hs)``; positions ``[0, length)`` are filled. Made by
+    :meth:`GPT.init_kv_cache`, advanced by :meth:`GPT.forward_step`.
     """
 
     config: GPTConfig  # of the model that made it; another model's cache is refused
-    k: list  # L arrays (B, NH, capacity, hs)
+    kT: list  # L arrays (B, NH, hs, capacity)
     v: list  # L arrays (B, NH, capacity, hs)
     length: int = 0  # number of positions filled
 
     @property
     def batch_size(self) -> int:
         """``B``, the number of sequences."""
-        return self.k[0].shape[0]
+        return self.v[0].shape[0]
 
     @property
     def capacity(self) -> int:
         """Most positions the cache can hold."""
-        return self.k[0].shape[2]
+        return self.v[0].shape[2]
 
     def take(self, rows) -> KVCache:
         """A new cache holding rows ``rows`` of this one (repeats allowed), same length.
 
         Used to branch sequences: ``kv.take(np.repeat(np.arange(B), n))`` continues each
-        of ``B`` prefixes ``n`` ways, a tree walk takes each node's parent row.
+        of ``B`` prefixes ``n`` ways; a tree walk takes each node's parent row.
         """
         rows = np.asarray(rows)
         if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or rows.size == 0:
             raise ValueError(f"rows must be a non-empty 1-D int array, got shape {rows.shape}")
         B = self.batch_size
-        if rows.min() < -B or rows.max() >= B:
+        if rows.min() < 0 or rows.max() >= B:
             raise ValueError(f"rows must be in [0, {B}), got {rows.min()}..{rows.max()}")
         t = self.length
-        k, v = [], []
-        for ki, vi in zip(self.k, self.v, strict=True):
-            kn = np.empty((rows.size, *ki.shape[1:]), dtype=ki.dtype)  # (B', NH, cap, hs)
-            vn = np.empty_like(kn)
-            kn[:, :, :t] = ki[rows, :, :t]  # only the filled positions are copied
+        kT, v = [], []
+        for ki, vi in zip(self.kT, self.v, strict=True):
+            kn = np.empty((rows.size, *ki.shape[1:]), dtype=ki.dtype)  # (B', NH, hs, cap)
+            vn = np.empty((rows.size, *vi.shape[1:]), dtype=vi.dtype)  # (B', NH, cap, hs)
+            kn[..., :t] = ki[rows, ..., :t]  # only the filled positions are copied
             vn[:, :, :t] = vi[rows, :, :t]
-            k.append(kn)
+            kT.append(kn)
             v.append(vn)
-        return KVCache(self.config, k, v, t)
+        return KVCache(self.config, kT, v, t)
 
 
 class GPT:
@@ -332,8 +303,8 @@ class GPT:
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
-        self.dtype = _check_dtype(dtype)
-        self.heads = _check_heads(heads)
+        self.dtype = check_dtype(dtype)
+        self.heads = check_heads(heads)
         self.param_spec = param_spec(config, self.heads)
         rng = as_rng(seed)
         self.params = {}
@@ -390,15 +361,26 @@ class GPT:
         d = np.asarray(d)
         if d.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {d.shape}")
-        return d.astype(self.dtype, copy=False)
+        if not np.issubdtype(d.dtype, np.number) or np.iscomplexobj(d):
+            raise ValueError(f"{name} must be real numbers, got dtype {d.dtype}")
+        d = d.astype(self.dtype, copy=False)
+        if not np.all(np.isfinite(d)):
+            raise ValueError(f"{name} must be finite, got NaN or inf")
+        return d
 
     def _require_cache(self, what="backward"):
         if self._cache is None:
             raise RuntimeError(f"{what} needs a forward pass first (model.forward(tokens))")
         return self._cache
 
-    def _block_params(self, i):
-        return {name: self.params[f"h.{i}.{name}"] for name in BLOCK_PARAMS}
+    @property
+    def _block_params(self) -> list[dict]:
+        """Per block, its parameters under their :data:`BLOCK_PARAMS` names (views of
+        ``params``, rebuilt on each access so a replaced array is always seen)."""
+        p = self.params
+        return [
+            {name: p[f"h.{i}.{name}"] for name in BLOCK_PARAMS} for i in range(self.config.n_layer)
+        ]
 
     # --------------------------------------------------------------------- forward
 
@@ -413,33 +395,32 @@ class GPT:
         trunks = map_shards(self._trunk_forward, [(tokens[s],) for s in shards])
         xf = trunks[0][0] if len(shards) == 1 else np.concatenate([x for x, _ in trunks])
         logits = (xf.reshape(B * T, -1) @ self.params["wte"].T).reshape(B, T, -1)  # (BT,C)@(C,V)
-        cache = {"tokens": tokens, "shards": shards, "trunks": [c for _, c in trunks], "xf": xf}
+        cache = ForwardCache(tokens, shards, [c for _, c in trunks], xf)
         return logits, cache
 
     def _trunk_forward(self, tokens):
-        """Embedding, blocks and ``ln_f`` on one shard: ``(xf (B, T, C), cache)``."""
+        """Embedding, blocks and ``ln_f`` on one shard: ``(xf (B, T, C), TrunkCache)``."""
         p = self.params
         x, enc = encoder_forward(tokens, p["wte"], p["wpe"])  # (B, T, C)
         blocks = []
-        for i in range(self.config.n_layer):
-            x, cache = block_forward(x, self._block_params(i), self.config.n_head)  # (B, T, C)
+        for bp in self._block_params:
+            x, cache = block_forward(x, bp, self.config.n_head)  # (B, T, C)
             blocks.append(cache)
         xf, lnf = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"])  # (B, T, C)
-        return xf, (enc, blocks, lnf)
+        return xf, TrunkCache(enc, blocks, lnf)
 
-    def _trunk_backward(self, dxf, cache) -> dict:
+    def _trunk_backward(self, dxf, cache: TrunkCache) -> dict:
         """Gradients of the trunk's parameters given ``dxf`` on one shard."""
-        enc, blocks, lnf = cache
         g = {}
-        dx, g["ln_f.weight"], g["ln_f.bias"] = layernorm_backward(dxf, lnf)  # (B, T, C)
+        dx, g["ln_f.weight"], g["ln_f.bias"] = layernorm_backward(dxf, cache.lnf)  # (B, T, C)
         for i in reversed(range(self.config.n_layer)):
-            dx, gb = block_backward(dx, blocks[i])  # (B, T, C)
+            dx, gb = block_backward(dx, cache.blocks[i])  # (B, T, C)
             for name, gi in gb.items():
                 g[f"h.{i}.{name}"] = gi
-        g["wte"], g["wpe"] = encoder_backward(dx, enc)  # (V, C), (n_ctx, C)
+        g["wte"], g["wpe"] = encoder_backward(dx, cache.enc)  # (V, C), (n_ctx, C)
         return g
 
-    @single_threaded_blas
+    @single_blas_thread()
     def forward(self, tokens) -> np.ndarray:
         """Next-token logits, keeping what :meth:`backward` needs.
 
@@ -464,7 +445,7 @@ class GPT:
     def values(self) -> np.ndarray:
         """Value-head outputs ``xf @ w + b`` of the last forward, shape (B, T)."""
         self._require_head("value")
-        xf = self._require_cache("values")["xf"]  # (B, T, C)
+        xf = self._require_cache("values").xf  # (B, T, C)
         return xf @ self.params["value_head.weight"] + self.params["value_head.bias"]  # (B, T)
 
     def rewards(self, positions) -> np.ndarray:
@@ -481,14 +462,14 @@ class GPT:
         """
         self._require_head("reward")
         c = self._require_cache("rewards")
-        B, T, _ = c["xf"].shape
+        B, T, _ = c.xf.shape
         pos = np.asarray(positions)
         if pos.shape != (B,) or not np.issubdtype(pos.dtype, np.integer):
             raise ValueError(f"positions must be integers of shape {(B,)}, got {pos.shape}")
         if pos.min() < 0 or pos.max() >= T:
             raise ValueError(f"positions must be in [0, {T}), got {pos.min()}..{pos.max()}")
-        c["reward_positions"] = pos.astype(np.intp)
-        h = c["xf"][np.arange(B), pos]  # (B, C)
+        c.reward_positions = pos.astype(np.intp)
+        h = c.xf[np.arange(B), pos]  # (B, C)
         return h @ self.params["reward_head.weight"] + self.params["reward_head.bias"]  # (B,)
 
     def _require_head(self, head):
@@ -505,7 +486,7 @@ class GPT:
 
     # -------------------------------------------------------------------- backward
 
-    @single_threaded_blas
+    @single_blas_thread()
     def backward(self, dlogits=None, dvalues=None, drewards=None) -> dict:
         """Gradients of a scalar loss given its gradients at the model's outputs.
 
@@ -521,12 +502,17 @@ class GPT:
         -------
         grads : dict of str to ndarray
             Same keys, shapes, order and dtype as ``params``; zeros where no signal.
+
+        Raises
+        ------
+        ValueError
+            If an upstream gradient has the wrong shape or a NaN / inf entry.
         """
         c = self._require_cache()
         if dlogits is None and dvalues is None and drewards is None:
             raise ValueError("backward needs at least one of dlogits, dvalues, drewards")
         p = self.params
-        xf = c["xf"]  # (B, T, C)
+        xf = c.xf  # (B, T, C)
         B, T, C = xf.shape
         V = self.config.vocab_size
         g = {name: None for name, _ in self.param_spec}
@@ -544,14 +530,14 @@ class GPT:
             g["value_head.bias"] = dvalues.sum()  # ()
         if drewards is not None:
             self._require_head("reward")
-            if "reward_positions" not in c:
+            if c.reward_positions is None:
                 raise RuntimeError("backward(drewards=...) needs model.rewards(positions) first")
             drewards = self._check_grad(drewards, "drewards", (B,))
-            rows, pos = np.arange(B), c["reward_positions"]
+            rows, pos = np.arange(B), c.reward_positions
             dxf[rows, pos] += drewards[:, None] * p["reward_head.weight"]  # (B, C)
             g["reward_head.weight"] = drewards @ xf[rows, pos]  # (B,) @ (B, C) -> (C,)
             g["reward_head.bias"] = drewards.sum()  # ()
-        shard_args = [(dxf[s], trunk) for s, trunk in zip(c["shards"], c["trunks"], strict=True)]
+        shard_args = [(dxf[s], trunk) for s, trunk in zip(c.shards, c.trunks, strict=True)]
         trunk_grads = map_shards(self._trunk_backward, shard_args)  # one dict per shard
         for shard_grads in trunk_grads[1:]:  # fixed order: the same sums on every run
             for name, gi in shard_grads.items():
@@ -568,7 +554,7 @@ class GPT:
 
     # ---------------------------------------------------------- sequence log-probs
 
-    @single_threaded_blas
+    @single_blas_thread()
     def logprobs(self, tokens, allowed_tokens=None, temperature=1.0) -> np.ndarray:
         """Per-token log-probabilities of the sequences, ``log pi(y_t | y_<t)``.
 
@@ -600,12 +586,12 @@ class GPT:
         logp = np.take_along_axis(logq, idx[..., None], axis=-1)[..., 0]  # (B, T-1)
         if ok is not None:
             logp[~ok] = -np.inf  # target outside the allowed set
-        self._cache["probs"] = np.exp(logq)  # (B, T-1, K), for the backward
-        self._cache["probs_of"] = "logprobs"
-        self._cache["restriction"] = (allowed, tau, idx, ok)
+        self._cache.probs = np.exp(logq)  # (B, T-1, K), for the backward
+        self._cache.probs_of = "logprobs"
+        self._cache.restriction = Restriction(allowed, tau, idx, ok)
         return logp
 
-    @single_threaded_blas
+    @single_blas_thread()
     def logprobs_backward(self, dlogp, dvalues=None, drewards=None) -> dict:
         """Gradients given ``dlogp = d loss / d logp`` from :meth:`logprobs`.
 
@@ -620,10 +606,10 @@ class GPT:
             is outside ``allowed_tokens`` (its log-prob is ``-inf``).
         """
         c = self._require_cache("logprobs_backward")
-        if c.get("probs_of") != "logprobs":
+        if c.probs_of != "logprobs":
             raise RuntimeError("logprobs_backward needs model.logprobs(tokens) first")
-        probs = c["probs"]  # (B, T-1, K)
-        allowed, tau, idx, ok = c["restriction"]
+        probs = c.probs  # (B, T-1, K)
+        allowed, tau, idx, ok = c.restriction
         B, T1, K = probs.shape
         dlogp = self._check_grad(dlogp, "dlogp", (B, T1))
         if ok is not None and np.any(dlogp[~ok] != 0):
@@ -644,7 +630,7 @@ class GPT:
             dlogits[:, :-1, allowed] = dz
         return self.backward(dlogits, dvalues, drewards)
 
-    @single_threaded_blas
+    @single_blas_thread()
     def entropy(self, tokens, allowed_tokens=None, temperature=1.0) -> np.ndarray:
         """Entropy of the next-token distribution at every position, shape (B, T).
 
@@ -659,7 +645,7 @@ class GPT:
         logq, _, _ = _restricted_log_softmax(logits, allowed, tau)  # (B, T, K)
         return -np.einsum("btk,btk->bt", np.exp(logq), logq)  # (B, T)
 
-    @single_threaded_blas
+    @single_blas_thread()
     def log_distributions(self, tokens) -> np.ndarray:
         """Full next-token log-distributions ``log_softmax(logits)``, shape (B, T, V).
 
@@ -669,20 +655,20 @@ class GPT:
         tokens = self.check_tokens(tokens)
         logits, self._cache = self._forward(tokens)  # (B, T, V)
         logq = log_softmax(logits)  # (B, T, V)
-        self._cache["probs"] = np.exp(logq)  # (B, T, V)
-        self._cache["probs_of"] = "log_distributions"
+        self._cache.probs = np.exp(logq)  # (B, T, V)
+        self._cache.probs_of = "log_distributions"
         return logq
 
-    @single_threaded_blas
+    @single_blas_thread()
     def log_distributions_backward(self, dlogq, dvalues=None, drewards=None) -> dict:
         """Gradients given ``d loss / d logq`` for :meth:`log_distributions`' output.
 
         Log-softmax backward: ``dlogits = dlogq - softmax * sum_v dlogq``.
         """
         c = self._require_cache("log_distributions_backward")
-        if c.get("probs_of") != "log_distributions":
+        if c.probs_of != "log_distributions":
             raise RuntimeError("log_distributions_backward needs model.log_distributions first")
-        probs = c["probs"]  # (B, T, V)
+        probs = c.probs  # (B, T, V)
         dlogq = self._check_grad(dlogq, "dlogq", probs.shape)
         dlogits = dlogq - probs * dlogq.sum(axis=-1, keepdims=True)  # (B, T, V)
         return self.backward(dlogits, dvalues, drewards)
@@ -697,11 +683,11 @@ class GPT:
         cap = cfg.n_ctx if capacity is None else check_int(capacity, "capacity")
         if cap > cfg.n_ctx:
             raise ValueError(f"capacity must be <= n_ctx={cfg.n_ctx}, got {cap}")
-        shape = (B, cfg.n_head, cap, cfg.head_size)  # (B, NH, capacity, hs)
+        NH, hs = cfg.n_head, cfg.head_size
         return KVCache(
             config=cfg,
-            k=[np.zeros(shape, dtype=self.dtype) for _ in range(cfg.n_layer)],
-            v=[np.zeros(shape, dtype=self.dtype) for _ in range(cfg.n_layer)],
+            kT=[np.zeros((B, NH, hs, cap), dtype=self.dtype) for _ in range(cfg.n_layer)],
+            v=[np.zeros((B, NH, cap, hs), dtype=self.dtype) for _ in range(cfg.n_layer)],
         )
 
     def check_kv_cache(self, kv, batch_size: int, n_new: int) -> None:
@@ -720,28 +706,33 @@ class GPT:
         cfg = self.config
         if kv.config != cfg:
             raise ValueError(f"kv was made for {kv.config}, not this model's {cfg}")
-        if len(kv.k) != cfg.n_layer or len(kv.v) != cfg.n_layer:
+        if len(kv.kT) != cfg.n_layer or len(kv.v) != cfg.n_layer:
             raise ValueError(
-                f"kv must hold {cfg.n_layer} layers, got {len(kv.k)} keys, {len(kv.v)} values"
+                f"kv must hold {cfg.n_layer} layers, got {len(kv.kT)} keys, {len(kv.v)} values"
             )
-        shape = kv.k[0].shape
-        want = (batch_size, cfg.n_head, shape[2], cfg.head_size)
-        for arr in (*kv.k, *kv.v):
-            if not isinstance(arr, np.ndarray) or arr.shape != want or shape[2] > cfg.n_ctx:
-                got = getattr(arr, "shape", type(arr).__name__)
-                raise ValueError(f"kv arrays must have shape {want}, got {got}")
-            if arr.dtype != self.dtype:
-                raise ValueError(f"kv arrays must have dtype {self.dtype}, got {arr.dtype}")
+        if not all(isinstance(a, np.ndarray) for a in (*kv.kT, *kv.v)):
+            raise ValueError("kv.kT and kv.v must hold numpy arrays")
+        if kv.v[0].shape[0] != batch_size:
+            raise ValueError(
+                f"tokens have B={batch_size} rows but the cache has {kv.v[0].shape[0]}"
+            )
+        cap = kv.v[0].shape[2] if kv.v[0].ndim == 4 else -1
+        NH, hs = cfg.n_head, cfg.head_size
+        want_k, want_v = (batch_size, NH, hs, cap), (batch_size, NH, cap, hs)
+        for name, arrays, want in (("kT", kv.kT, want_k), ("v", kv.v, want_v)):
+            for arr in arrays:
+                if arr.shape != want or not 1 <= cap <= cfg.n_ctx:
+                    raise ValueError(f"kv.{name} arrays must have shape {want}, got {arr.shape}")
+                if arr.dtype != self.dtype:
+                    raise ValueError(f"kv arrays must have dtype {self.dtype}, got {arr.dtype}")
         length = kv.length
         if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0:
             raise ValueError(f"kv.length must be an int >= 0, got {length!r}")
-        if length + n_new > shape[2]:
-            where = "n_ctx" if shape[2] == cfg.n_ctx else "its capacity"
-            raise ValueError(
-                f"cache holds {length} positions; {n_new} more exceed {where}={shape[2]}"
-            )
+        if length + n_new > cap:
+            where = "n_ctx" if cap == cfg.n_ctx else "its capacity"
+            raise ValueError(f"cache holds {length} positions; {n_new} more exceed {where}={cap}")
 
-    @single_threaded_blas
+    @single_blas_thread()
     def forward_step(self, tokens, kv: KVCache) -> np.ndarray:
         """Logits of new tokens given the cached past; appends their keys and values.
 
@@ -767,59 +758,43 @@ class GPT:
         """
         tokens = self.check_tokens(tokens)
         B, Tn = tokens.shape
-        if isinstance(kv, KVCache) and kv.k and kv.k[0].shape[0] != B:
-            raise ValueError(f"tokens have B={B} rows but the cache has {kv.k[0].shape[0]}")
         self.check_kv_cache(kv, B, Tn)
         return self._forward_step(tokens, kv)
 
     def _forward_step(self, tokens, kv: KVCache) -> np.ndarray:
-        """:meth:`forward_step` on validated tokens (the sampler's per-token call)."""
+        """:meth:`forward_step` on validated tokens: the blocks of :meth:`forward`, each
+        reading and extending its layer of the cache."""
         B, Tn = tokens.shape
         t0 = kv.length
         p = self.params
-        NH, hs = self.config.n_head, self.config.head_size
-        C = NH * hs
         x = p["wte"][tokens] + p["wpe"][t0 : t0 + Tn]  # (B, Tn, C)
-        for i in range(self.config.n_layer):
-            bp = self._block_params(i)
-            h, _ = layernorm_forward(x, bp["ln_1.weight"], bp["ln_1.bias"])  # (B, Tn, C)
-            w, b = bp["attn.c_attn.weight"], bp["attn.c_attn.bias"]
-            qkv, _ = matmul_forward(h, w, b)  # (B, Tn, 3C)
-            qkv = qkv.reshape(B, Tn, 3, NH, hs).transpose(2, 0, 3, 1, 4)  # (3, B, NH, Tn, hs)
-            kv.k[i][:, :, t0 : t0 + Tn] = qkv[1]  # (B, NH, Tn, hs)
-            kv.v[i][:, :, t0 : t0 + Tn] = qkv[2]  # (B, NH, Tn, hs)
-            k = kv.k[i][:, :, : t0 + Tn]  # (B, NH, t0 + Tn, hs)
-            v = kv.v[i][:, :, : t0 + Tn]  # (B, NH, t0 + Tn, hs)
-            q = qkv[0] * (1.0 / math.sqrt(hs))  # (B, NH, Tn, hs)
-            att = q @ k.swapaxes(-1, -2)  # (B, NH, Tn, t0 + Tn)
-            att = causal_softmax(att, t0)  # (B, NH, Tn, t0 + Tn), in place
-            y = (att @ v).transpose(0, 2, 1, 3).reshape(B, Tn, C)  # (B, Tn, C)
-            y, _ = matmul_forward(y, bp["attn.c_proj.weight"], bp["attn.c_proj.bias"])  # (B,Tn,C)
-            x = x + y  # (B, Tn, C)
-            h, _ = layernorm_forward(x, bp["ln_2.weight"], bp["ln_2.bias"])  # (B, Tn, C)
-            h, _ = matmul_forward(h, bp["mlp.c_fc.weight"], bp["mlp.c_fc.bias"])  # (B, Tn, 4C)
-            h, _ = gelu_forward(h)  # (B, Tn, 4C)
-            h, _ = matmul_forward(h, bp["mlp.c_proj.weight"], bp["mlp.c_proj.bias"])  # (B,Tn,C)
-            x = x + h  # (B, Tn, C)
+        for i, bp in enumerate(self._block_params):
+            x, _ = block_forward(x, bp, self.config.n_head, LayerKV(kv.kT[i], kv.v[i], t0))
         kv.length = t0 + Tn
-        xf, _ = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"])  # (B, Tn, C)
-        return (xf.reshape(B * Tn, C) @ p["wte"].T).reshape(B, Tn, -1)  # (B, Tn, V)
+        C = self.config.n_embd
+        xf, _ = layernorm_forward(x.reshape(B * Tn, C), p["ln_f.weight"], p["ln_f.bias"])
+        return (xf @ p["wte"].T).reshape(B, Tn, -1)  # (B Tn, C) @ (C, V) -> (B, Tn, V)
 
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, path) -> None:
-        """Write a safetensors checkpoint (see :func:`rlhf_toy.gpt.checkpoint.save`)."""
-        from .checkpoint import save
-
+        """Write a verified safetensors checkpoint (:func:`rlhf_toy.gpt.checkpoint.save`)."""
         save(self, path)
 
     @classmethod
     def load(cls, path) -> GPT:
-        """Read a checkpoint written by :meth:`save` (see :func:`rlhf_toy.gpt.checkpoint.load`)."""
-        from .checkpoint import load
-
-        return load(path)
+        """Read a checkpoint written by :meth:`save`, verifying its digests and weights
+        (:func:`rlhf_toy.gpt.checkpoint.read_checkpoint`, which lists the checks)."""
+        ck = read_checkpoint(path)
+        model = cls(ck.config, dtype=ck.dtype, heads=ck.heads)
+        model.params.update(ck.params)
+        return model
 
     def config_dict(self) -> dict:
         """The config as a plain dict (JSON-ready)."""
         return asdict(self.config)
+
+
+def load(path) -> GPT:
+    """Read a checkpoint: ``GPT.load(path)``."""
+    return GPT.load(path)

@@ -24,7 +24,6 @@ cost more than it saves.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -33,12 +32,11 @@ from .._validate import check_int
 
 __all__ = [
     "MIN_TOKENS_PER_SHARD",
-    "blas_single_thread",
     "get_num_threads",
     "map_shards",
     "row_shards",
     "set_num_threads",
-    "single_threaded_blas",
+    "single_blas_thread",
 ]
 
 #: Smallest shard worth a thread, in tokens (rows x positions). Below it, one piece.
@@ -46,6 +44,7 @@ MIN_TOKENS_PER_SHARD = 512
 
 _state = {"threads": None, "pool": None, "blas": None}
 _lock = threading.Lock()
+_local = threading.local()  # per thread: nesting depth of single_blas_thread
 
 
 def _after_fork_in_child() -> None:
@@ -105,21 +104,37 @@ def _pool() -> ThreadPoolExecutor:
         return _state["pool"]
 
 
-def blas_single_thread():
-    """Context manager limiting BLAS to one thread, restored on exit.
+@contextlib.contextmanager
+def single_blas_thread():
+    """Limit BLAS to one thread inside the block, restored on exit; also a decorator
+    (``@single_blas_thread()``).
 
-    Wrapped around every computing method of the GPT (:func:`single_threaded_blas`) and
-    around sampling, whose small products lose more to waking a second BLAS thread than
-    they gain from it.
+    Wrapped around every computing method of the GPT and around sampling: no BLAS call of
+    the model ever wakes a second BLAS thread (an idle OpenBLAS worker spins for a while
+    after a multi-threaded call and would steal a core from the next shards; the small
+    products of decoding lose more to the hand-off than they gain). Nested uses cost
+    nothing: only the outermost one sets and restores the limit.
     """
+    depth = getattr(_local, "depth", 0)
+    if depth:  # already limited by an enclosing call
+        _local.depth = depth + 1
+        try:
+            yield
+        finally:
+            _local.depth = depth
+        return
     if _state["blas"] is None:  # found once: numpy's BLAS is loaded with numpy itself
         from threadpoolctl import ThreadpoolController
 
         _state["blas"] = ThreadpoolController().select(user_api="blas")
     blas = _state["blas"]
-    if not blas.lib_controllers:  # a BLAS that threadpoolctl does not know: leave it be
-        return contextlib.nullcontext()
-    return blas.limit(limits=1)
+    limit = blas.limit(limits=1) if blas.lib_controllers else contextlib.nullcontext()
+    _local.depth = 1
+    try:
+        with limit:  # a BLAS that threadpoolctl does not know is left be
+            yield
+    finally:
+        _local.depth = 0
 
 
 def row_shards(n_rows: int, n_positions: int) -> list[slice]:
@@ -140,6 +155,8 @@ def row_shards(n_rows: int, n_positions: int) -> list[slice]:
     [slice(0, 4, None)]
     >>> par.set_num_threads(before)
     """
+    n_rows = check_int(n_rows, "n_rows")
+    n_positions = check_int(n_positions, "n_positions")
     by_size = (n_rows * n_positions) // MIN_TOKENS_PER_SHARD
     k = max(1, min(get_num_threads(), n_rows, by_size))
     bounds = [n_rows * i // k for i in range(k + 1)]
@@ -149,26 +166,10 @@ def row_shards(n_rows: int, n_positions: int) -> list[slice]:
 def map_shards(fn, args: list) -> list:
     """``[fn(*a) for a in args]``, one call per thread (a single shard: the calling thread).
 
-    Call it under :func:`blas_single_thread` (the GPT's methods are
-    :func:`single_threaded_blas`). Exceptions propagate.
+    Call it under :func:`single_blas_thread` (the GPT's methods are). Exceptions
+    propagate.
     """
     if len(args) == 1:
         return [fn(*args[0])]
     futures = [_pool().submit(fn, *a) for a in args]
     return [f.result() for f in futures]
-
-
-def single_threaded_blas(method):
-    """Decorator: run ``method`` under :func:`blas_single_thread`.
-
-    Every GPT method that computes is wrapped, so that no BLAS call of the model ever
-    wakes a second BLAS thread: an idle OpenBLAS worker spins for a while after each
-    multi-threaded call and would steal a core from the shards of the next one.
-    """
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with blas_single_thread():
-            return method(*args, **kwargs)
-
-    return wrapper

@@ -26,7 +26,7 @@ import numpy as np
 from .._validate import as_rng, check_int, check_positive
 from .layers import log_softmax
 from .model import check_allowed_tokens, check_token_id
-from .parallel import single_threaded_blas
+from .parallel import single_blas_thread
 
 __all__ = ["SampleResult", "sample"]
 
@@ -56,7 +56,7 @@ class SampleResult:
         return self.mask.sum(axis=1).astype(np.intp)
 
 
-@single_threaded_blas
+@single_blas_thread()
 def sample(
     model,
     prompts,
@@ -68,6 +68,7 @@ def sample(
     use_cache=True,
     allowed_tokens=None,
     pad_token=None,
+    n_responses=1,
 ) -> SampleResult:
     """Sample ``max_new_tokens`` continuations of each prompt.
 
@@ -96,6 +97,10 @@ def sample(
         Must contain ``eos_token``.
     pad_token : int, optional
         Fills a row after its EOS (mask 0). Defaults to ``eos_token`` (or 0 without one).
+    n_responses : int >= 1, default 1
+        Responses per prompt; rows are prompt-major (row ``i * n + j`` is response ``j``
+        of prompt ``i``), the same as sampling ``np.repeat(prompts, n, axis=0)``, but each
+        prompt is encoded once and its KV cache branched.
 
     Returns
     -------
@@ -110,8 +115,9 @@ def sample(
     cfg = model.config
     prompts = model.check_tokens(prompts, name="prompts")
     N = check_int(max_new_tokens, "max_new_tokens")
+    n = check_int(n_responses, "n_responses")
     temperature = check_positive(temperature, "temperature")
-    B, P = prompts.shape
+    B, P = prompts.shape[0] * n, prompts.shape[1]
     if P + N > cfg.n_ctx:
         raise ValueError(
             f"prompt length {P} + max_new_tokens {N} = {P + N} exceeds n_ctx={cfg.n_ctx}"
@@ -128,18 +134,23 @@ def sample(
         pad_token = 0 if eos_token is None else eos_token
 
     tokens = np.empty((B, P + N), dtype=np.intp)  # (B, P + N)
-    tokens[:, :P] = prompts
+    tokens[:, :P] = np.repeat(prompts, n, axis=0)
     logprobs = np.zeros((B, N), dtype=model.dtype)  # (B, N)
     sample_logprobs = np.zeros((B, N), dtype=model.dtype)  # (B, N)
     mask = np.zeros((B, N), dtype=model.dtype)  # (B, N)
     done = np.zeros(B, dtype=bool)  # (B,)
     rows = np.arange(B)
 
-    kv = model.init_kv_cache(B, capacity=P + N) if use_cache else None
+    if use_cache:
+        kv = model.init_kv_cache(prompts.shape[0], capacity=P + N)
+        first = model.forward_step(prompts, kv)[:, -1]  # (B / n, V): each prompt once
+        if n > 1:
+            kv = kv.take(np.repeat(np.arange(prompts.shape[0]), n))  # (B, ...) branched
+            first = np.repeat(first, n, axis=0)  # (B, V)
     for t in range(N):
         if use_cache:
-            new = tokens[:, :P] if t == 0 else tokens[:, P + t - 1 : P + t]  # (B, Tn)
-            logits = model.forward_step(new, kv)[:, -1]  # (B, V)
+            new = tokens[:, P + t - 1 : P + t]  # (B, 1)
+            logits = first if t == 0 else model.forward_step(new, kv)[:, -1]  # (B, V)
         else:
             logits = model.forward(tokens[:, : P + t])[:, -1]  # (B, V)
         if allowed is not None:

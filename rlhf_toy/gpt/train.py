@@ -27,7 +27,7 @@ from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
 
 from .._validate import check_int, check_positive
 from .layers import cross_entropy
-from .model import check_finite_grads
+from .model import check_finite_grads, check_finite_params
 
 __all__ = [
     "TrainLog",
@@ -97,8 +97,9 @@ def train_lm(
     Raises
     ------
     FloatingPointError
-        Naming the step, as soon as a loss or gradient is NaN or infinite; the parameters
-        are left as they were before that step.
+        Naming the step, as soon as a loss or gradient is NaN or infinite (the parameters
+        are then left as they were before that step), or if the last update made a
+        parameter NaN or infinite.
     ValueError
         On bad hyper-parameters, or if ``batches`` runs out before ``steps``.
     """
@@ -145,6 +146,7 @@ def train_lm(
         if show and (step % 10 == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
     bar.close()
+    check_finite_params(model.params, steps - 1)
     return TrainLog(loss=losses, grad_norm=norms, lr=lrs, optimizer=optimizer)
 
 

@@ -129,13 +129,14 @@ class GPTPolicy:
         n = check_int(n, "n")
         res = sample(
             self.model,
-            np.repeat(prompts, n, axis=0),
+            prompts,
             self.max_new_tokens,
             rng,
             temperature=self.temperature,
             eos_token=self.eos_token,
             allowed_tokens=self.allowed_tokens,
             pad_token=self.pad_token,
+            n_responses=n,
         )
         return res.response.copy(), res.mask
 
