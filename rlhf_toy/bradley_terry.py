@@ -34,6 +34,7 @@ from rlhf_toy._validate import (
     check_finite,
     check_int,
     check_nonnegative,
+    check_positive,
     check_same_shape,
 )
 
@@ -46,6 +47,8 @@ __all__ = [
     "bradley_terry_nll",
     "bradley_terry_grad",
     "fit_bradley_terry",
+    "fit_bradley_terry_with_prior",
+    "comparison_counts",
 ]
 
 
@@ -353,6 +356,20 @@ def bradley_terry_grad(reward, x, y_w, y_l, l2=0.0) -> np.ndarray:
     return g.reshape(reward.shape)
 
 
+def _aggregate(i_w, i_l, size: int):
+    """Distinct ``(winner, loser)`` pairs of flat indices with their multiplicities."""
+    pair_ids, counts = np.unique(i_w * size + i_l, return_counts=True)
+    a_w, a_l = np.divmod(pair_ids, size)
+    return a_w, a_l, counts.astype(np.float64)
+
+
+def _preconditioner(a_w, a_l, counts, size: int, l2: float, n_total: int) -> np.ndarray:
+    """``sqrt`` of the Hessian diagonal at ``r = 0``: each comparison adds ``sigma'(0) = 1/4``
+    to its two entries, the penalty ``l2``; all divided by ``N``."""
+    occurrences = np.bincount(a_w, counts, size) + np.bincount(a_l, counts, size)
+    return np.sqrt((0.25 * occurrences + l2) / n_total)
+
+
 def _comparison_graph(a_w, a_l, size: int):
     """Directed graph on the flat table, an edge winner -> loser per distinct comparison."""
     return coo_matrix((np.ones(a_w.size), (a_w, a_l)), shape=(size, size)).tocsr()
@@ -465,11 +482,7 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
     i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
     n_total = i_w.size
     size = n_prompts * n_responses
-
-    # Aggregate repeated comparisons: the objective only needs each distinct (w, l) once.
-    pair_ids, counts = np.unique(i_w * size + i_l, return_counts=True)
-    a_w, a_l = np.divmod(pair_ids, size)
-    counts = counts.astype(np.float64)
+    a_w, a_l, counts = _aggregate(i_w, i_l, size)
 
     graph = _comparison_graph(a_w, a_l, size)
     n_groups, group = connected_components(graph, directed=True, connection="weak")
@@ -481,10 +494,8 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
         """Orthogonal projection onto tables whose every connected group has mean zero."""
         return v - (np.bincount(group, weights=v, minlength=n_groups) / group_size)[group]
 
-    # Diagonal preconditioning: optimise s = scale * r, with scale^2 the Hessian diagonal at
-    # r = 0 (each comparison adds sigma'(0) = 1/4 to its two entries).
-    occurrences = np.bincount(a_w, counts, size) + np.bincount(a_l, counts, size)
-    scale = np.sqrt((0.25 * occurrences + l2) / n_total)
+    # Diagonal preconditioning: optimise s = scale * r.
+    scale = _preconditioner(a_w, a_l, counts, size, l2, n_total)
     scale[scale == 0] = 1.0  # l2 == 0 and never compared: the projection pins it to 0
 
     def objective(s):
@@ -507,5 +518,86 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
             RuntimeWarning,
             stacklevel=2,
         )
-    reward = r_flat.reshape(n_prompts, n_responses)
-    return reward - reward.mean(axis=1, keepdims=True)
+    # Every connected group lies in one row and has mean zero, so each row has mean zero
+    # already; a never-compared response is a group of its own and stays exactly 0.
+    return r_flat.reshape(n_prompts, n_responses)
+
+
+def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean,
+                                 l2) -> np.ndarray:
+    """Bradley-Terry MAP estimate under an independent ``N(prior_mean, 1/l2)`` prior per entry.
+
+    Parameters
+    ----------
+    x, y_w, y_l : array_like of int, same shape (N,) with N >= 1
+        Prompt, preferred and dispreferred response of each comparison.
+    n_prompts, n_responses : int
+        Table shape ``(X, Y)``.
+    prior_mean : array_like of shape (X, Y)
+        Mean of the prior (a member's random "initialisation" in an ensemble).
+    l2 : float
+        Prior precision, > 0.
+
+    Returns
+    -------
+    ndarray of shape (n_prompts, n_responses)
+        The minimiser, not centred (the prior fixes each row's level).
+
+    Notes
+    -----
+    Minimises ``(1/N) [sum_i -log sigma(r[x_i, y_w_i] - r[x_i, y_l_i])
+    + (l2/2) ||r - prior_mean||_F^2]``: :func:`bradley_terry_nll` with the penalty
+    recentred (Osband et al. 2018, randomised prior functions; used by the reward-model
+    ensembles of Coste et al. 2023). L-BFGS-B, preconditioned as :func:`fit_bradley_terry`.
+    """
+    n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
+    n_responses = check_int(n_responses, "n_responses", minimum=1)
+    l2 = check_positive(l2, "l2")
+    mu = check_finite(prior_mean, "prior_mean")
+    if mu.shape != (n_prompts, n_responses):
+        raise ValueError(f"prior_mean must have shape {(n_prompts, n_responses)}, "
+                         f"got {mu.shape}")
+    mu = mu.ravel()
+    i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
+    n_total = i_w.size
+    size = mu.size
+    a_w, a_l, counts = _aggregate(i_w, i_l, size)
+    scale = _preconditioner(a_w, a_l, counts, size, l2, n_total)
+
+    def objective(s):
+        r = mu + s / scale
+        f, g = _nll_and_grad(r, a_w, a_l, counts, n_total, 0.0)
+        dev = r - mu
+        return f + 0.5 * l2 * dev @ dev / n_total, (g + l2 * dev / n_total) / scale
+
+    res = minimize(objective, np.zeros(size), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 20_000, "maxcor": 30, "ftol": 1e-15, "gtol": 1e-10})
+    return (mu + res.x / scale).reshape(n_prompts, n_responses)
+
+
+def comparison_counts(x, y_w, y_l, n_prompts, n_responses) -> np.ndarray:
+    """How many comparisons each response took part in (as winner or loser).
+
+    Parameters
+    ----------
+    x, y_w, y_l : array_like of int of shape (N,)
+        Prompt, preferred and dispreferred response of each comparison.
+    n_prompts, n_responses : int
+        Table shape ``(X, Y)``.
+
+    Returns
+    -------
+    ndarray of int64 of shape (X, Y)
+        A comparison of a response with itself counts twice.
+
+    Examples
+    --------
+    >>> comparison_counts([0, 0], [1, 1], [0, 2], 1, 3).tolist()
+    [[1, 2, 1]]
+    """
+    n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
+    n_responses = check_int(n_responses, "n_responses", minimum=1)
+    i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
+    size = n_prompts * n_responses
+    counts = np.bincount(i_w, minlength=size) + np.bincount(i_l, minlength=size)
+    return counts.reshape(n_prompts, n_responses).astype(np.int64)

@@ -24,10 +24,9 @@ BENCHMARKS = {
 
 
 def _figures(args) -> int:
-    from rlhf_toy.figures import FIGURES, _load_builders, write_figures
+    from rlhf_toy.presentation.figures import FIGURES, write_figures
 
     if args.list:
-        _load_builders()
         for spec in FIGURES:
             print(f"{spec.name:24s} {spec.caption}")
         return 0

@@ -14,16 +14,19 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.stats import spearmanr
 
-from rlhf_toy.bandit.ensembles import (
-    _fit_with_prior,
+from rlhf_toy.bandit.env import make_bandit
+from rlhf_toy.bandit.experiments.ensembles import (
     aggregate,
-    comparison_counts,
     disagreement,
     final_gold_over_worlds,
     fit_ensemble,
 )
-from rlhf_toy.bandit.env import make_bandit
-from rlhf_toy.bradley_terry import fit_bradley_terry, sample_comparisons
+from rlhf_toy.bradley_terry import (
+    comparison_counts,
+    fit_bradley_terry,
+    fit_bradley_terry_with_prior,
+    sample_comparisons,
+)
 
 BETAS = np.geomspace(30.0, 0.003, 30)
 
@@ -85,10 +88,11 @@ def test_fit_ensemble_is_seeded_and_its_members_are_bradley_terry_fits():
     assert fresh.shape == (2, 3, 8) and not np.allclose(fresh[0], fresh[1])
     # prior mean 0 reproduces fit_bradley_terry (same objective)
     x, y_w, y_l = sample_comparisons(env.pi_ref, env.r_star, 400, rng=2)
-    np.testing.assert_allclose(_fit_with_prior(x, y_w, y_l, 3, 8, 0.1, np.zeros((3, 8))),
-                               fit_bradley_terry(x, y_w, y_l, 3, 8, l2=0.1), atol=1e-5)
+    np.testing.assert_allclose(
+        fit_bradley_terry_with_prior(x, y_w, y_l, 3, 8, np.zeros((3, 8)), 0.1),
+        fit_bradley_terry(x, y_w, y_l, 3, 8, l2=0.1), atol=1e-5)
     # a prior mean constant along each row only shifts the rows (a flat direction)
-    shifted = _fit_with_prior(x, y_w, y_l, 3, 8, 0.1, np.full((3, 8), 5.0))
+    shifted = fit_bradley_terry_with_prior(x, y_w, y_l, 3, 8, np.full((3, 8), 5.0), 0.1)
     np.testing.assert_allclose(shifted - shifted.mean(-1, keepdims=True),
                                fit_bradley_terry(x, y_w, y_l, 3, 8, l2=0.1), atol=1e-5)
 

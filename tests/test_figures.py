@@ -2,7 +2,7 @@
 
 from matplotlib.figure import Figure
 
-from rlhf_toy.figures import FIGURES, write_figures
+from rlhf_toy.presentation.figures import FIGURES, write_figures
 
 
 def test_every_figure_is_written_titled_labelled_and_indexed(tmp_path):

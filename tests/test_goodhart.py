@@ -1,6 +1,6 @@
 """Goodhart curves: the chapter's overoptimisation claims, tested on many seeded worlds.
 
-Each proxy behaves as the theory says (see ``rlhf_toy.bandit.goodhart``):
+Each proxy behaves as the theory says (see ``rlhf_toy.bandit.experiments``):
 
 - Gaussian noise (regressional Goodhart): overestimation ~ sigma^2 / beta in the small-tilt
   regime of a large response set, gold keeps rising (in expectation over worlds);
@@ -18,26 +18,28 @@ from hypothesis import strategies as st
 
 from rlhf_toy import strategies as st_rl
 from rlhf_toy.bandit.env import BanditEnv, make_bandit
-from rlhf_toy.bandit.goodhart import (
+from rlhf_toy.bandit.experiments.goodhart import (
+    LEARNED_WORLD,
     GoodhartCurve,
-    aligned_proxy,
-    best_of_n_sweep,
+    best_of_n_curve,
     beta_sweep,
-    comparison_counts,
-    distribution_shift,
-    expected_overestimation,
-    fit_gao,
-    gao_curve,
-    learned_bandit,
     mean_curve,
-    overestimation,
-    overestimation_monte_carlo,
-    proxy_error_under,
     seed_sweeps,
     trajectory_sweep,
 )
+from rlhf_toy.bandit.experiments.overestimation import (
+    expected_overestimation,
+    overestimation_monte_carlo,
+)
+from rlhf_toy.bandit.experiments.proxy_error import (
+    aligned_proxy,
+    distribution_shift,
+    overestimation,
+    proxy_error_under,
+)
 from rlhf_toy.best_of_n import best_of_n_policy
-from rlhf_toy.bradley_terry import sample_comparisons
+from rlhf_toy.bradley_terry import comparison_counts, sample_comparisons
+from rlhf_toy.gao import fit_gao, gao_curve
 from rlhf_toy.optimal import optimal_policy
 
 BETAS = np.geomspace(30.0, 0.003, 40)
@@ -69,10 +71,10 @@ def test_beta_sweep_matches_the_optimal_policies_one_by_one():
     assert curve.gold_ref == pytest.approx(env.expected(env.pi_ref, "gold"))
 
 
-def test_best_of_n_sweep_matches_the_best_of_n_policy():
+def test_best_of_n_curve_matches_the_best_of_n_policy():
     env = make_bandit(3, 10, proxy="gaussian", rng=4)
     ns = np.array([1, 2, 8, 64])
-    curve = best_of_n_sweep(env, ns)
+    curve = best_of_n_curve(env, ns)
     assert curve.d[0] == pytest.approx(0.0, abs=1e-7)
     assert curve.gold[0] == pytest.approx(curve.gold_ref)
     for i, n in enumerate(ns):
@@ -233,7 +235,8 @@ def test_catastrophic_goodhart_heavy_tails_gold_rises_then_collapses():
 
 
 def _learned_world(n_comparisons, seed):
-    return learned_bandit(8, 64, n_comparisons, l2=0.03, ref_temperature=0.5, rng=seed)
+    env = make_bandit(8, 64, n_comparisons=n_comparisons, rng=seed, **LEARNED_WORLD)
+    return env, env.counts
 
 
 def test_learned_proxy_peaks_then_falls_and_the_peak_moves_out_with_more_data():
@@ -279,11 +282,12 @@ def test_distribution_shift_proxy_error_is_larger_where_the_optimised_policy_goe
 
 
 def test_learned_bandit_counts_its_comparisons():
-    env, counts = learned_bandit(3, 10, 500, rng=4)
+    env = make_bandit(3, 10, n_comparisons=500, rng=4, **LEARNED_WORLD)
+    counts = env.counts
     assert counts.sum() == 1000 and counts.shape == (3, 10)
     assert env.proxy == "learned"
     np.testing.assert_allclose(env.r_hat.mean(-1), 0.0, atol=1e-10)
-    same, _ = learned_bandit(3, 10, 500, rng=4)
+    same = make_bandit(3, 10, n_comparisons=500, rng=4, **LEARNED_WORLD)
     np.testing.assert_array_equal(env.r_hat, same.r_hat)
     # never-compared responses sit at the row mean
     assert np.all(env.r_hat[counts == 0] == pytest.approx(0.0, abs=1e-8))
@@ -348,7 +352,7 @@ def test_gao_fits_describe_the_sweeps():
     closely (R^2 > 0.9) on these worlds; the exact numbers are in notebook 03."""
     for seed in range(3):
         env = make_bandit(8, 64, proxy="gaussian", noise_scale=1.0, rng=seed)
-        bon = best_of_n_sweep(env, np.unique(np.geomspace(1, 2000, 40).astype(int)))
+        bon = best_of_n_curve(env, np.unique(np.geomspace(1, 2000, 40).astype(int)))
         assert fit_gao(bon.d, bon.gold, "bon", bon.gold_ref).r2 > 0.9
         traj = trajectory_sweep(env, 0.01, steps=1000, lr=200.0, record_every=20)
         assert fit_gao(traj.d, traj.gold, "rl", traj.gold_ref).r2 > 0.9

@@ -11,7 +11,7 @@ from scipy.special import log_softmax, softmax
 
 from rlhf_toy import strategies as st_rl
 from rlhf_toy.bandit import make_bandit
-from rlhf_toy.bandit.kl_study import (
+from rlhf_toy.bandit.experiments.kl_study import (
     ESTIMATORS,
     KL_GRADIENTS,
     batch_negative_probability,
@@ -25,7 +25,7 @@ from rlhf_toy.bandit.kl_study import (
     sampled_kl_gradients,
     tilted_policies,
 )
-from rlhf_toy.bandit.modes import discretized_gaussian, forward_kl_regularised_policy
+from rlhf_toy.bandit.experiments.modes import discretized_gaussian, forward_kl_regularised_policy
 from rlhf_toy.kl import kl_divergence, kl_estimates
 from rlhf_toy.optimal import optimal_policy
 

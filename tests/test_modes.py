@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rlhf_toy import strategies as st_rl
-from rlhf_toy.bandit import modes
-from rlhf_toy.bandit.modes import (
+from rlhf_toy.bandit.experiments import modes
+from rlhf_toy.bandit.experiments.modes import (
     discretized_gaussian,
     fit_gaussian,
     fit_gaussian_local,

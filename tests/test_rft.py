@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import chi2
 
 from rlhf_toy.bandit import make_bandit
-from rlhf_toy.bandit.rft import (
+from rlhf_toy.bandit.experiments.rft import (
     estimator_experiment,
     matched_kl_comparison,
     rejection_sampling_finetune,

@@ -16,7 +16,7 @@ the chapter's failure modes need:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import softmax
@@ -29,6 +29,7 @@ from rlhf_toy._validate import (
     check_positive,
     check_same_shape,
 )
+from rlhf_toy.bradley_terry import comparison_counts, fit_bradley_terry, sample_comparisons
 
 #: The proxy models :func:`make_bandit` knows.
 PROXIES = ("exact", "gaussian", "student_t", "learned")
@@ -50,6 +51,9 @@ class BanditEnv:
         Prompt distribution.
     proxy : str
         How ``r_hat`` was made (one of :data:`PROXIES`, or ``"custom"``).
+    counts : ndarray of int64 of shape (X, Y) or None
+        For a learned proxy, how many training comparisons each response took part in
+        (:func:`rlhf_toy.bradley_terry.comparison_counts`); ``None`` otherwise.
     """
 
     pi_ref: np.ndarray
@@ -57,6 +61,7 @@ class BanditEnv:
     r_hat: np.ndarray
     prompt_probs: np.ndarray
     proxy: str = "custom"
+    counts: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         pi_ref = check_distribution(self.pi_ref, "pi_ref")
@@ -134,7 +139,9 @@ def make_bandit(
     df : float
         Degrees of freedom of the Student-t noise (smaller is heavier-tailed).
     n_comparisons : int
-        Number of preference pairs the ``"learned"`` proxy is fitted on.
+        Number of preference pairs the ``"learned"`` proxy is fitted on, drawn from
+        ``pi_ref`` and labelled by ``r_star``; their :func:`comparison_counts` are kept in
+        ``env.counts``.
     l2 : float
         L2 penalty of the Bradley-Terry fit of the ``"learned"`` proxy.
     ref_temperature : float
@@ -151,7 +158,8 @@ def make_bandit(
     -----
     ``r_star ~ N(0, 1)`` i.i.d. per entry, independent of ``pi_ref``'s logits; prompts
     are uniform. The gold reward is drawn before the proxy noise, so two calls that
-    differ only in ``proxy`` share ``pi_ref`` and ``r_star``.
+    differ only in ``proxy`` share ``pi_ref`` and ``r_star``. The learned proxy's
+    comparisons are drawn from ``rng`` after the world.
     """
     n_prompts = check_int(n_prompts, "n_prompts")
     n_responses = check_int(n_responses, "n_responses", minimum=2)
@@ -163,6 +171,7 @@ def make_bandit(
     pi_ref = softmax(rng.standard_normal(shape) / ref_temperature, axis=-1)
     r_star = rng.standard_normal(shape)
     noise_rng = np.random.default_rng(rng.integers(2**63))
+    counts = None
     if proxy == "exact":
         r_hat = r_star.copy()
     elif proxy == "gaussian":
@@ -175,10 +184,17 @@ def make_bandit(
             df, shape
         )
     else:
-        from rlhf_toy.bradley_terry import fit_bradley_terry, sample_comparisons
-
         n_comparisons = check_int(n_comparisons, "n_comparisons")
-        x, y_w, y_l = sample_comparisons(pi_ref, r_star, n_comparisons, noise_rng)
+        x, y_w, y_l = sample_comparisons(pi_ref, r_star, n_comparisons, rng)
         r_hat = fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=l2)
+        counts = comparison_counts(x, y_w, y_l, n_prompts, n_responses)
     return BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_hat,
-                     prompt_probs=np.full(n_prompts, 1.0 / n_prompts), proxy=proxy)
+                     prompt_probs=np.full(n_prompts, 1.0 / n_prompts), proxy=proxy,
+                     counts=counts)
+
+
+def check_env(env) -> BanditEnv:
+    """``env`` itself if it is a :class:`BanditEnv`, else ``TypeError`` naming its type."""
+    if not isinstance(env, BanditEnv):
+        raise TypeError(f"env must be a BanditEnv, got {type(env).__name__}")
+    return env

@@ -34,7 +34,8 @@ from rlhf_toy._validate import (
     check_positive,
     check_same_shape,
 )
-from rlhf_toy.bandit.policy import TabularPolicy
+from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+from rlhf_toy.optim import AdamW
 
 __all__ = [
     "TrainResult",
@@ -57,8 +58,9 @@ class TrainResult:
     policy : TabularPolicy
         The policy after the last step.
     history : dict of str to ndarray
-        One entry per recorded step, all of the same length: ``"step"`` (the number of
-        updates done when the record was taken; 0 is the initial policy) and the exact
+        One entry per recorded step, all of the same length: ``"steps"`` (the number of
+        updates done when the record was taken; 0 is the initial policy; also under the
+        older key ``"step"``, kept until every caller reads ``"steps"``) and the exact
         scalars each loop documents; ``"probs"`` of shape ``(n_records, X, Y)`` when
         ``record_every > 0``; ``history[name]`` for each reward of ``eval_rewards``.
     """
@@ -147,7 +149,9 @@ class _History:
             self.rows[name].append(float(self.w @ (pi * r).sum(-1)))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {key: np.asarray(value) for key, value in self.rows.items()}
+        out = {key: np.asarray(value) for key, value in self.rows.items()}
+        out["steps"] = out["step"]  # the project's spelling; "step" is the older alias
+        return out
 
 
 def _expected_kl(pi: np.ndarray, pi_ref: np.ndarray, w: np.ndarray) -> float:
@@ -165,7 +169,8 @@ def _expected_kl(pi: np.ndarray, pi_ref: np.ndarray, w: np.ndarray) -> float:
 
 
 def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_logits=None,
-                    record_every=0, eval_rewards=None, verbose=False) -> TrainResult:
+                    record_every=0, eval_rewards=None, kl_gradient=None,
+                    verbose=False) -> TrainResult:
     """Exact gradient ascent on ``J(pi) = E_x [E_pi r - beta KL(pi || pi_ref)]`` over logits.
 
     Parameters
@@ -192,27 +197,35 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
     eval_rewards : dict of str to array_like of shape (X, Y), optional
         Other rewards whose expectation under the policy is recorded as
         ``history[name]`` (for example ``{"gold": r_star}`` while a proxy is optimised).
+    kl_gradient : callable, optional
+        Replace the exact gradient of the KL term by another *expected* penalty gradient:
+        ``kl_gradient(log_pi, log_ref) -> (X, Y)``, the gradient wrt the logits of each
+        prompt's penalty (no prompt weighting; e.g. GRPO's k3 in the loss, ``pi - pi_ref``,
+        see :func:`rlhf_toy.bandit.kl_study.kl_gradients`). The step is then
+        ``p(x) [pi (r - E_pi r) - beta kl_gradient]``. ``None`` (default): the true
+        gradient of ``J``. The recorded ``"objective"`` is ``J`` in both cases.
     verbose : bool, default False
         Show a progress bar.
 
     Returns
     -------
     TrainResult
-        ``history`` holds ``"step"``, ``"objective"`` (``J``), ``"kl"``
+        ``history`` holds ``"steps"``, ``"objective"`` (``J``), ``"kl"``
         (``E_x KL(pi || pi_ref)``), ``"reward"`` (``E_x E_pi r``), optionally
         ``"probs"`` and the ``eval_rewards``.
 
     Raises
     ------
     ValueError
-        On invalid tables, ``beta``, ``lr``, ``steps``, ``record_every`` or
-        ``init_logits``.
+        On invalid tables, ``beta``, ``lr``, ``steps``, ``record_every``,
+        ``init_logits`` or a ``kl_gradient`` that is not callable.
     FloatingPointError
         If the objective or the gradient becomes non-finite; the message names the step.
 
     See Also
     --------
     rlhf_toy.optimal.optimal_policy : the maximiser this converges to.
+    rlhf_toy.bandit.rl.train_rl : the same objective climbed with sampled gradients.
 
     Notes
     -----
@@ -243,13 +256,18 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
     z = _check_init_logits(init_logits, pi_ref, log_ref)
     evals = _check_eval_rewards(eval_rewards, pi_ref.shape)
 
+    if kl_gradient is not None and not callable(kl_gradient):
+        raise ValueError(f"kl_gradient must be callable or None, got {kl_gradient!r}")
+
     history = _History(("objective", "kl", "reward"), record_every, evals, w)
     record_at = set(_record_steps(steps, record_every).tolist())
+    policy = TrainableTabularPolicy(z)  # updated in place
+    z = policy.params["logits"]
+    support = policy.support
     bar = tqdm(total=steps, desc="gradient ascent", disable=not verbose, leave=False)
     for t in range(steps + 1):
-        policy = TabularPolicy._trusted(z)
-        pi, logp = policy.probs, policy.log_probs
-        support = policy.support
+        logp = policy.log_probs  # (X, Y)
+        pi = np.exp(logp)
         with np.errstate(invalid="ignore"):
             adv = np.where(support, reward - beta * (logp - log_ref), 0.0)  # (X, Y)
         obj = float(w @ (pi * adv).sum(-1))
@@ -260,16 +278,22 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
                         reward=float(w @ (pi * reward).sum(-1)))
         if t == steps:
             break
-        grad = policy.logits_grad_from_probs(w[:, None] * adv)  # (X, Y); 0 off the support
+        if kl_gradient is None:
+            grad = policy.logits_grad_from_probs(w[:, None] * adv)  # (X, Y); 0 off the support
+        else:
+            with np.errstate(all="ignore"):  # non-finite values are reported just below
+                r_part = pi * (reward - (pi * reward).sum(-1, keepdims=True))
+                penalty = np.asarray(kl_gradient(logp, log_ref), dtype=np.float64)
+                grad = np.where(support, w[:, None] * (r_part - beta * penalty), 0.0)
         if not np.all(np.isfinite(grad)):
             raise FloatingPointError(f"gradient_ascent: non-finite gradient at step {t}")
         with np.errstate(over="ignore"):
-            z = z + lr * grad  # -inf + 0 stays -inf
+            z += lr * grad  # in place; -inf + 0 stays -inf
         if np.any(np.isnan(z) | (z == np.inf)):
             raise FloatingPointError(f"gradient_ascent: logits overflow at step {t}")
         bar.update()
     bar.close()
-    return TrainResult(policy=TabularPolicy(z), history=history.arrays())
+    return TrainResult(policy=policy.snapshot(), history=history.arrays())
 
 
 # --------------------------------------------------------------------------------------
@@ -442,8 +466,9 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
     init_logits : array_like of shape (X, Y), optional
         Starting logits; ``log pi_ref`` if omitted.
     optimizer : {"gd", "adam"}, default "gd"
-        Full-batch gradient descent, or full-batch Adam (``beta1 = 0.9``,
-        ``beta2 = 0.999``, ``eps = 1e-8``).
+        Full-batch gradient descent, or full-batch Adam: :class:`rlhf_toy.optim.AdamW`
+        with ``betas = (0.9, 0.999)``, ``eps = 1e-8`` and no weight decay (both moments
+        bias-corrected).
     prompt_probs : array_like of shape (X,), optional
         Prompt distribution used for the recorded KL and ``eval_rewards``; uniform if
         omitted. (The loss weights prompts as the data set does.)
@@ -457,7 +482,7 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
     Returns
     -------
     TrainResult
-        ``history`` holds ``"step"``, ``"loss"`` (the weighted mean loss), ``"kl"``
+        ``history`` holds ``"steps"``, ``"loss"`` (the weighted mean loss), ``"kl"``
         (``E_x KL(pi || pi_ref)``), ``"logp_chosen"`` and ``"logp_rejected"`` (weighted
         means of ``log pi(y_w|x)`` and ``log pi(y_l|x)`` over the data), ``"margin"``
         (weighted mean of the implicit-reward margin ``h_w - h_l`` with
@@ -518,13 +543,15 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
     keys = ("loss", "kl", "logp_chosen", "logp_rejected", "margin", "accuracy")
     history = _History(keys, record_every, evals, w_x)
     record_at = set(_record_steps(steps, record_every).tolist())
-    m = np.zeros_like(z)
-    v = np.zeros_like(z)
+    policy = TrainableTabularPolicy(z)  # updated in place
+    adam = (AdamW(policy.params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+            if optimizer == "adam" else None)
     name = loss if isinstance(loss, str) else getattr(loss, "__name__", "preference loss")
     bar = tqdm(total=steps, desc=name, disable=not verbose, leave=False)
     for t in range(steps + 1):
-        policy = TabularPolicy._trusted(z)
-        logp = policy.log_probs.ravel()
+        log_probs = policy.log_probs  # (X, Y)
+        probs = np.exp(log_probs)
+        logp = log_probs.ravel()
         chosen, rejected = logp[i_w], logp[i_l]  # (N,)
         loss_i, g_chosen, g_rejected = loss_fn(chosen, rejected, ref_chosen, ref_rejected, beta)
         value = float(w_pair @ np.asarray(loss_i, dtype=np.float64))
@@ -532,8 +559,8 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
             raise FloatingPointError(f"train_dpo: loss is {value} at step {t}")
         if t in record_at:
             margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # (N,)
-            history.add(t, policy.probs, loss=value,
-                        kl=_expected_kl(policy.probs, pi_ref, w_x),
+            history.add(t, probs, loss=value,
+                        kl=_expected_kl(probs, pi_ref, w_x),
                         logp_chosen=float(w_pair @ chosen),
                         logp_rejected=float(w_pair @ rejected),
                         margin=float(w_pair @ margin),
@@ -545,14 +572,10 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
         if not np.all(np.isfinite(g_logp)):
             raise FloatingPointError(f"train_dpo: non-finite gradient at step {t}")
         grad = policy.logits_grad_from_logp(g_logp.reshape(pi_ref.shape))  # (X, Y)
-        if optimizer == "gd":
-            z = z - lr * grad
+        if adam is None:
+            policy.params["logits"] -= lr * grad
         else:
-            m = 0.9 * m + 0.1 * grad
-            v = 0.999 * v + 0.001 * grad**2
-            m_hat = m / (1 - 0.9 ** (t + 1))
-            v_hat = v / (1 - 0.999 ** (t + 1))
-            z = z - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+            adam.step({"logits": grad})
         bar.update()
     bar.close()
-    return TrainResult(policy=TabularPolicy(z), history=history.arrays())
+    return TrainResult(policy=policy.snapshot(), history=history.arrays())

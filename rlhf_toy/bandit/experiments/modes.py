@@ -46,8 +46,8 @@ from rlhf_toy._validate import (
     check_positive,
     check_same_shape,
 )
-from rlhf_toy.kl import entropy
-from rlhf_toy.optimal import optimal_policy
+from rlhf_toy.kl import entropy, kl_divergence
+from rlhf_toy.optimal import objective, optimal_policy
 
 __all__ = [
     "DIVERGENCES",
@@ -443,7 +443,7 @@ def forward_kl_regularised_policy(pi_ref, reward, beta) -> np.ndarray:
     concentrates mass sharply at the argmax of ``r``, so this optimum is not more diverse
     than ``pi*`` at equal expected reward (notebook 05). It is also what gradient ascent
     converges to when the KL gradient is GRPO's "k3 in the loss" (see
-    :mod:`rlhf_toy.bandit.kl_study`).
+    :mod:`rlhf_toy.bandit.experiments.kl_study`).
     ``lambda`` is found by bisection on ``log(lambda - r_max)`` between
     ``log(beta pi_ref(argmax r))`` and ``log(beta)``, vectorised over rows.
     """
@@ -517,8 +517,6 @@ def rlhf_mode_sweep(pi_ref, reward, betas, threshold: float = 0.05) -> dict[str,
         ``_forward``): ``"entropy"``, ``"n_modes"``, ``"reward"`` (expected reward),
         ``"kl"`` (``KL(pi || pi_ref)``), each (B,).
     """
-    from rlhf_toy.kl import kl_divergence
-
     pi_ref = check_distribution(pi_ref, "pi_ref")
     reward = check_finite(reward, "reward")
     check_same_shape(pi_ref, reward, "pi_ref", "reward")
@@ -560,8 +558,9 @@ def rlhf_gaussian_fits(pi_ref, reward, grid, beta) -> dict:
         Gaussian maximising ``J(q) = E_q r - beta KL(q || pi_ref)``, which is the
         reverse-KL projection of ``pi*`` since ``J(q) = beta log Z - beta KL(q || pi*)``;
         ``"gdc"``: ``(mean, std)`` of the forward-KL projection ``argmin KL(pi* || q)``,
-        the distribution-matching fit of Korbak et al. (2022); ``"objective_rlhf"`` and
-        ``"objective_gdc"``: ``J`` of each fit.
+        the distribution-matching fit of Korbak et al. (2022); ``"q_rlhf"`` and ``"q_gdc"``:
+        the fitted Gaussians on the grid; ``"objective_rlhf"`` and ``"objective_gdc"``:
+        ``J`` of each fit.
 
     Notes
     -----
@@ -569,8 +568,6 @@ def rlhf_gaussian_fits(pi_ref, reward, grid, beta) -> dict:
     2206.00761). The identity ``J(q) = beta log Z - beta KL(q || pi*)`` holds for every
     ``q``, so within any family RLHF is a reverse-KL projection of ``pi*``.
     """
-    from rlhf_toy.optimal import objective
-
     beta = check_positive(beta, "beta")
     pi_star = optimal_policy(pi_ref, reward, beta)
     fits = {"pi_star": pi_star}
@@ -578,5 +575,6 @@ def rlhf_gaussian_fits(pi_ref, reward, grid, beta) -> dict:
         mean, std = fit_gaussian(pi_star, grid, divergence)
         fits[name] = (mean, std)
         q = discretized_gaussian(grid, mean, std)
+        fits[f"q_{name}"] = q
         fits[f"objective_{name}"] = objective(q, pi_ref, reward, beta)
     return fits

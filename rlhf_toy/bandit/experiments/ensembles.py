@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy.optimize import minimize
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
@@ -30,14 +29,18 @@ from rlhf_toy._validate import (
     check_nonnegative,
     check_same_shape,
 )
-from rlhf_toy.bandit.env import BanditEnv
-from rlhf_toy.bandit.goodhart import GoodhartCurve, beta_sweep, comparison_counts
-from rlhf_toy.bradley_terry import _nll_and_grad, fit_bradley_terry, sample_comparisons
+from rlhf_toy.bandit.env import BanditEnv, make_bandit
+from rlhf_toy.bandit.experiments.goodhart import GoodhartCurve, beta_sweep
+from rlhf_toy.bradley_terry import (
+    comparison_counts,
+    fit_bradley_terry,
+    fit_bradley_terry_with_prior,
+    sample_comparisons,
+)
 
 __all__ = [
     "AGGREGATIONS",
     "aggregate",
-    "comparison_counts",
     "disagreement",
     "ensemble_sweep",
     "final_gold_over_worlds",
@@ -46,35 +49,6 @@ __all__ = [
 
 #: The aggregation rules :func:`aggregate` knows.
 AGGREGATIONS = ("mean", "min", "uwo")
-
-
-def _fit_with_prior(x, y_w, y_l, n_prompts, n_responses, l2, prior_mean) -> np.ndarray:
-    """Bradley-Terry MAP under the prior ``N(prior_mean, 1/l2)`` per entry.
-
-    Minimises ``sum_i -log sigma(r[w_i] - r[l_i]) + (l2/2) ||r - prior_mean||^2`` (divided by
-    ``N``), the objective of :func:`rlhf_toy.bradley_terry.fit_bradley_terry` with the
-    penalty recentred; the likelihood term is that module's (one formula, one place).
-    """
-    size = n_prompts * n_responses
-    i_w = np.asarray(x).ravel() * n_responses + np.asarray(y_w).ravel()
-    i_l = np.asarray(x).ravel() * n_responses + np.asarray(y_l).ravel()
-    n_total = i_w.size
-    pair_ids, counts = np.unique(i_w * size + i_l, return_counts=True)
-    a_w, a_l = np.divmod(pair_ids, size)
-    counts = counts.astype(np.float64)
-    mu = prior_mean.ravel()
-    occurrences = np.bincount(a_w, counts, size) + np.bincount(a_l, counts, size)
-    scale = np.sqrt((0.25 * occurrences + l2) / n_total)  # Hessian diagonal at the start
-
-    def objective(s):
-        r = mu + s / scale
-        f, g = _nll_and_grad(r, a_w, a_l, counts, n_total, 0.0)
-        dev = r - mu
-        return f + 0.5 * l2 * dev @ dev / n_total, (g + l2 * dev / n_total) / scale
-
-    res = minimize(objective, np.zeros(size), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 20_000, "maxcor": 30, "ftol": 1e-15, "gtol": 1e-10})
-    return (mu + res.x / scale).reshape(n_prompts, n_responses)
 
 
 def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=True,
@@ -106,8 +80,10 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
     prior_scale : float, default 0.0
         ``0``: each member is :func:`rlhf_toy.bradley_terry.fit_bradley_terry` (prior mean
         0). ``> 0``: member ``i`` draws its own prior mean ``mu_i ~ N(0, prior_scale^2)``
-        per entry and is the MAP under ``N(mu_i, 1/l2)`` (a "randomised prior", Osband et
-        al. 2018: the tabular stand-in for members' different random initialisations).
+        per entry and is the MAP under ``N(mu_i, 1/l2)``
+        (:func:`rlhf_toy.bradley_terry.fit_bradley_terry_with_prior`; a "randomised prior",
+        Osband et al. 2018: the tabular stand-in for members' different random
+        initialisations).
         ``1/sqrt(l2)`` makes each member a randomise-then-optimise sample of the
         Bradley-Terry posterior.
     prompt_probs : array_like of shape (X,), optional
@@ -163,7 +139,7 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
         if prior_scale == 0:
             return fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=l2)
         mu = prior_scale * rng.standard_normal((n_prompts, n_responses))
-        return _fit_with_prior(x, y_w, y_l, n_prompts, n_responses, float(l2), mu)
+        return fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, mu, l2)
 
     if not bootstrap:
         if comparisons is not None:
@@ -256,7 +232,7 @@ def ensemble_sweep(pi_ref, r_star, betas, *, k=5, n_comparisons=3000, rng=0, l2=
     One comparison set is drawn from ``pi_ref`` and labelled by ``r_star``; the *single*
     proxy is the Bradley-Terry fit on all of it, the ensemble ``k`` fits on bootstrap
     resamples of it (:func:`fit_ensemble`). Each proxy is then optimised exactly
-    (:func:`rlhf_toy.bandit.goodhart.beta_sweep`) and scored by the gold reward.
+    (:func:`rlhf_toy.bandit.experiments.goodhart.beta_sweep`) and scored by the gold reward.
 
     Parameters
     ----------
@@ -272,7 +248,7 @@ def ensemble_sweep(pi_ref, r_star, betas, *, k=5, n_comparisons=3000, rng=0, l2=
     dict
         ``"curves"``: ``{"single", "mean", "min", "uwo"}`` to :class:`GoodhartCurve`;
         ``"ensemble"`` (k, X, Y); ``"single"`` (X, Y); ``"counts"`` (X, Y) from
-        :func:`comparison_counts`; ``"comparisons"``: ``(x, y_w, y_l)``.
+        :func:`rlhf_toy.bradley_terry.comparison_counts`; ``"comparisons"``: ``(x, y_w, y_l)``.
     """
     pi_ref = check_distribution(pi_ref, "pi_ref")
     r_star = check_finite(r_star, "r_star")
@@ -323,8 +299,6 @@ def final_gold_over_worlds(seeds, betas, *, n_prompts=8, n_responses=64, ref_tem
         ``pi*`` at the smallest beta, per world; and ``"peak_" + name``: the largest gold gain
         along the curve.
     """
-    from rlhf_toy.bandit.env import make_bandit
-
     out: dict[str, list] = {}
     seeds = list(seeds)
     for seed in tqdm(seeds, desc="ensemble worlds", disable=not verbose, leave=False):

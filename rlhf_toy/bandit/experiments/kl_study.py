@@ -534,7 +534,7 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     Stationary points: ``reverse_kl``, ``k1_in_reward`` and ``k2_in_loss`` converge to
     ``pi* = pi_ref exp(r / beta) / Z``; ``k3_in_loss`` and ``forward_kl`` to the maximiser
     of ``E_pi r - beta KL(pi_ref || pi)``,
-    :func:`rlhf_toy.bandit.modes.forward_kl_regularised_policy`; ``k1_in_loss`` applies
+    :func:`rlhf_toy.bandit.experiments.modes.forward_kl_regularised_policy`; ``k1_in_loss`` applies
     no penalty at all (its expected gradient is 0), so the policy drifts towards the
     argmax of ``r``. ``k3_in_reward`` is the gradient of ``KL(pi || pi_ref) -
     KL(pi_ref || pi)``, which is unbounded below (the forward KL grows without bound as a

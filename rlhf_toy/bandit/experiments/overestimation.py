@@ -1,0 +1,181 @@
+"""Exercise 3: the KL-optimal policy of a noisy proxy overestimates the true reward.
+
+Exact expectation over discrete noise (:func:`expected_overestimation`) and a Monte Carlo
+estimate over random Gaussian worlds (:func:`overestimation_monte_carlo`); the
+overestimation of one world is :func:`rlhf_toy.bandit.experiments.proxy_error.overestimation`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from rlhf_toy._validate import (
+    as_rng,
+    check_distribution,
+    check_finite,
+    check_int,
+    check_positive,
+    check_same_shape,
+)
+from rlhf_toy.bandit.experiments.goodhart import check_betas
+from rlhf_toy.optimal import reward_kl_frontier
+
+__all__ = ["expected_overestimation", "overestimation_monte_carlo"]
+
+#: Largest number of noise patterns times table entries :func:`expected_overestimation`
+#: enumerates (the enumeration is exact, so it must stay small).
+_MAX_ENUMERATION = 1 << 22
+
+
+def expected_overestimation(pi_ref, r_star, betas, noise_values, noise_probs=None,
+                            prompt_probs=None) -> np.ndarray:
+    """Exact ``E_eps E_x E_{pi*_beta}[eps]`` for ``r_hat = r_star + eps``, ``eps`` i.i.d. discrete.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (X, Y)
+        Reference policy.
+    r_star : array_like of shape (X, Y)
+        The gold reward, held fixed.
+    betas : array_like of shape (k,)
+        KL coefficients.
+    noise_values : array_like of shape (m,)
+        Support of the noise of one entry; every entry of ``eps`` is drawn independently
+        from it (for example ``[-1, 1]``: Rademacher noise).
+    noise_probs : array_like of shape (m,), optional
+        Probabilities of ``noise_values``; uniform if omitted.
+    prompt_probs : array_like of shape (X,), optional
+        Prompt distribution; uniform if omitted.
+
+    Returns
+    -------
+    ndarray of shape (k,)
+        The expectation over the ``m^Y`` noise patterns of each prompt, computed exactly.
+
+    Raises
+    ------
+    ValueError
+        If ``m^Y * X * Y`` exceeds about four million (the enumeration would be too big).
+
+    Notes
+    -----
+    Chapter, exercise 3. The noise patterns are stacked as extra "prompts" weighted by
+    their probability, and the stack goes through one
+    :func:`rlhf_toy.optimal.reward_kl_frontier` call: no sampling, no loop over patterns.
+
+    *What is true.* (i) For every draw, ``E_{pi*}[r_hat]`` is non-decreasing in ``1/beta``
+    (derivative ``Var_{pi*}(r_hat)``). (ii) If the noise has mean zero and is independent
+    across responses, the expected overestimation is ``>= 0`` for every ``beta``,
+    whatever ``r_star`` and ``pi_ref``: ``pi*(y)`` is increasing in ``eps_y`` with the other
+    entries fixed, so ``E[pi*(y) eps_y | eps_{-y}] = Cov(pi*(y), eps_y | eps_{-y}) >= 0``;
+    sum over ``y``. It is ``0`` at ``beta = inf`` and its slope there is
+    ``E Var_{pi_ref}(eps) > 0``. (iii) It need *not* increase monotonically as ``beta``
+    falls for a fixed ``r_star``: with ``r_star = (0, 4)``, uniform ``pi_ref`` and
+    ``eps = +-1``, the hard-optimised policy always picks response 2, whose noise averages
+    to zero, so the expected overestimation rises from 0 and falls back to 0.
+    (iv) It does increase monotonically in expectation over a *random* gold reward,
+    independent across responses, when ``E[eps_y | r_hat_y]`` is non-decreasing in
+    ``r_hat_y`` (Efron 1965: true when ``r_star`` and ``eps`` have log-concave densities,
+    e.g. Gaussian): then ``E[overestimation] = E E_{pi*}[m(r_hat)]`` with ``m``
+    non-decreasing, and ``d/dt E_{pi*}[m(r_hat)] = Cov_{pi*}(m(r_hat), r_hat) >= 0`` for each
+    draw (two non-decreasing functions of one variable). See
+    :func:`overestimation_monte_carlo`.
+    """
+    pi_ref = check_distribution(pi_ref, "pi_ref")
+    r_star = check_finite(r_star, "r_star")
+    check_same_shape(pi_ref, r_star, "pi_ref", "r_star")
+    if pi_ref.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
+    betas = check_betas(betas)
+    values = check_finite(noise_values, "noise_values").ravel()
+    probs = (np.full(values.size, 1.0 / values.size) if noise_probs is None
+             else check_distribution(noise_probs, "noise_probs"))
+    if probs.shape != values.shape:
+        raise ValueError(f"noise_probs must have shape {values.shape}, got {probs.shape}")
+    n_prompts, n_responses = pi_ref.shape
+    n_patterns = values.size**n_responses
+    if n_patterns * pi_ref.size > _MAX_ENUMERATION:
+        raise ValueError(
+            f"expected_overestimation enumerates {values.size}^{n_responses} noise patterns "
+            f"per prompt: too many for a {pi_ref.shape} table; use fewer responses or values"
+        )
+    w_x = (np.full(n_prompts, 1.0 / n_prompts) if prompt_probs is None
+           else check_distribution(prompt_probs, "prompt_probs"))
+    codes = np.array(list(itertools.product(range(values.size), repeat=n_responses)))  # (P, Y)
+    eps = values[codes]  # (P, Y)
+    p_eps = probs[codes].prod(-1)  # (P,)
+    # Stack (pattern, prompt) as rows: (P * X, Y).
+    eps_rows = np.repeat(eps, n_prompts, axis=0)
+    r_hat_rows = np.tile(r_star, (n_patterns, 1)) + eps_rows
+    weights = np.outer(p_eps, w_x).ravel()
+    f = reward_kl_frontier(np.tile(pi_ref, (n_patterns, 1)), r_hat_rows, betas,
+                           weights / weights.sum(), eval_rewards={"eps": eps_rows})
+    return f.extra["eps"]
+
+
+def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_batches=20,
+                               prompt_probs=None) -> dict[str, np.ndarray]:
+    """Monte Carlo ``E[E_x E_{pi*_beta}(r_hat - r_star)]`` over random Gaussian gold and noise.
+
+    Each draw is a fresh gold table ``r_star ~ N(0, 1)`` and noise ``eps ~ N(0, sigma^2)``,
+    i.i.d. over entries, with ``pi_ref`` fixed.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (X, Y)
+        Reference policy.
+    betas : array_like of shape (k,)
+    noise_scale : float
+        ``sigma``.
+    n_draws : int
+        Number of ``(r_star, eps)`` tables; a multiple of ``n_batches``.
+    rng : numpy Generator or int
+    n_batches : int, default 20
+        The draws are averaged in this many independent batches; the spread of the batch
+        means gives the standard errors.
+    prompt_probs : array_like of shape (X,), optional
+
+    Returns
+    -------
+    dict
+        ``"mean"`` (shape (k,)): the estimate; ``"se"``: its standard error;
+        ``"diff"``, ``"diff_se"`` (shape (k-1,)): the estimated increments between
+        consecutive betas and their standard errors (same draws for every beta, so the
+        increments are much more precise than the levels).
+
+    Notes
+    -----
+    Chapter, exercise 3, fact (iv) of :func:`expected_overestimation`: here
+    ``E[eps | r_hat] = sigma^2 / (1 + sigma^2) r_hat`` is linear, so the expected
+    overestimation is non-decreasing in ``1/beta``. Each batch is one vectorised
+    :func:`rlhf_toy.optimal.reward_kl_frontier` call with the draws stacked as prompts.
+    """
+    pi_ref = check_distribution(pi_ref, "pi_ref")
+    if pi_ref.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
+    betas = check_betas(betas)
+    sigma = check_positive(noise_scale, "noise_scale")
+    n_draws = check_int(n_draws, "n_draws")
+    n_batches = check_int(n_batches, "n_batches", minimum=2)
+    if n_draws % n_batches:
+        raise ValueError(f"n_draws must be a multiple of n_batches={n_batches}, got {n_draws}")
+    rng = as_rng(rng)
+    n_prompts = pi_ref.shape[0]
+    w_x = (np.full(n_prompts, 1.0 / n_prompts) if prompt_probs is None
+           else check_distribution(prompt_probs, "prompt_probs"))
+    per = n_draws // n_batches
+    ref_rows = np.tile(pi_ref, (per, 1))  # (per * X, Y)
+    weights = np.tile(w_x, per) / per
+    batch_means = np.empty((n_batches, betas.size))
+    for b in range(n_batches):  # a handful of batches, each fully vectorised
+        r_star = rng.standard_normal(ref_rows.shape)
+        eps = sigma * rng.standard_normal(ref_rows.shape)
+        f = reward_kl_frontier(ref_rows, r_star + eps, betas, weights,
+                               eval_rewards={"eps": eps})
+        batch_means[b] = f.extra["eps"]
+    diffs = np.diff(batch_means, axis=1)
+    scale = 1.0 / np.sqrt(n_batches)
+    return {"mean": batch_means.mean(0), "se": batch_means.std(0, ddof=1) * scale,
+            "diff": diffs.mean(0), "diff_se": diffs.std(0, ddof=1) * scale}

@@ -1,0 +1,101 @@
+"""Rollouts shared by every sampled RL step (chapter, Stage 3: sample, score, update).
+
+One on-policy step starts the same way in every algorithm: draw ``G`` responses per
+prompt from the current policy, score them with the reward function, and keep the
+sampling and reference log-probabilities as constants for the update. This module does
+that once, and holds the two checks every step ends with (finite gradients, then the
+optimiser step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlhf_toy._validate import as_rng, check_int
+from rlhf_toy.optim import clip_grad_norm
+from rlhf_toy.rl.protocol import Rollout
+
+__all__ = ["apply_gradients", "collect_rollout", "sequence_sum"]
+
+
+def sequence_sum(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``sum_t mask * x`` per row: a per-token array ``[B, T]`` summed to ``[B]``."""
+    return np.sum(np.where(mask > 0, x, 0.0), axis=1)
+
+
+def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,
+                    *, where: str = "rollout") -> Rollout:
+    """Sample ``group_size`` responses per prompt, score them, record old and reference logps.
+
+    Parameters
+    ----------
+    policy : Policy
+        The current policy (:class:`rlhf_toy.rl.protocol.Policy`).
+    ref : ReferencePolicy
+        The frozen reference (only ``logprobs`` is called).
+    prompts : object
+        ``n_prompts`` prompts (int array on the bandit; token array on the GPT).
+    reward_fn : callable
+        ``reward_fn(prompts_rep, responses, mask) -> [B]``.
+    group_size : int
+        ``G >= 1``.
+    rng : numpy Generator or int
+    where : str
+        Name of the calling step, used in error messages.
+
+    Returns
+    -------
+    Rollout
+
+    Raises
+    ------
+    ValueError
+        If ``reward_fn`` returns the wrong shape.
+    FloatingPointError
+        If a reward or a log-probability is not finite.
+    """
+    group_size = check_int(group_size, "group_size")
+    rng = as_rng(rng)
+    n_prompts = len(prompts)
+    responses, mask = policy.sample(prompts, group_size, rng)  # (B, T), B = n_prompts * G
+    prompts_rep = np.repeat(prompts, group_size, axis=0)  # one row per response
+    logp = policy.logprobs(prompts_rep, responses, mask)  # (B, T): log pi_old
+    logp_ref = ref.logprobs(prompts_rep, responses, mask)  # (B, T)
+    scores = np.asarray(reward_fn(prompts_rep, responses, mask), dtype=np.float64)
+    if scores.shape != (responses.shape[0],):
+        raise ValueError(f"reward_fn must return shape ({responses.shape[0]},), "
+                         f"got {scores.shape}")
+    for name, a in (("reward", scores), ("policy log-prob", logp), ("reference log-prob",
+                                                                     logp_ref)):
+        if not np.all(np.isfinite(a)):
+            raise FloatingPointError(f"{where}: non-finite {name} in the rollout")
+    return Rollout(prompts=prompts_rep, responses=responses, mask=mask, logp=logp,
+                   logp_ref=logp_ref, scores=scores, n_prompts=n_prompts,
+                   group_size=group_size)
+
+
+def apply_gradients(optimiser, grads: dict[str, np.ndarray], max_grad_norm: float | None,
+                    where: str) -> float:
+    """Check ``grads`` are finite, clip them to ``max_grad_norm`` (if set), step the optimiser.
+
+    Returns
+    -------
+    float
+        The global gradient norm before clipping (``grad_norm``).
+
+    Raises
+    ------
+    FloatingPointError
+        If a gradient is NaN or infinite (the message names ``where``).
+    """
+    total = 0.0
+    for g in grads.values():
+        flat = g.reshape(-1)
+        total += float(np.dot(flat, flat))
+    norm = float(np.sqrt(total))
+    if not np.isfinite(norm):
+        raise FloatingPointError(f"{where}: non-finite gradient (norm {norm})")
+    if max_grad_norm is not None:
+        clip_grad_norm(grads, max_grad_norm)
+    optimiser.step(grads)
+    return norm
