@@ -49,7 +49,14 @@ from .rl_common import (
     step_error,
 )
 
-__all__ = ["DEFAULTS", "LOSSES", "pair_losses", "sequence_logp", "train"]
+__all__ = [
+    "DEFAULTS",
+    "LOSSES",
+    "pair_losses",
+    "preference_loss_and_grads",
+    "sequence_logp",
+    "train",
+]
 
 #: The offline preference losses, by name.
 LOSSES = ("dpo", "ipo", "cdpo", "hinge", "simpo", "orpo", "kto")
@@ -110,6 +117,57 @@ def pair_losses(loss, pc, pr, rc, rr, len_c, len_r, beta, opts):
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def preference_loss_and_grads(policy, pairs, ref_chosen, ref_rejected, loss, beta, opts):
+    """Mean preference loss of a batch of pairs and its parameter gradients.
+
+    Parameters
+    ----------
+    policy : GPTPolicy
+    pairs : tuple
+        ``(prompts (B, P), chosen (B, T), chosen_mask, rejected (B, T), rejected_mask)``.
+    ref_chosen, ref_rejected : ndarray of shape (B,)
+        ``log pi_sft`` of the responses (constants).
+    loss : str
+        One of :data:`LOSSES`.
+    beta : float
+    opts : dict
+        The :data:`DEFAULTS` keys (the losses' extra parameters).
+
+    Returns
+    -------
+    value : float
+        ``mean_b loss_b``.
+    grads : dict of str to ndarray
+        Its gradient wrt ``policy.params``.
+    stats : dict of str to float
+        ``margin`` (``beta`` times the mean log-ratio margin), ``accuracy``,
+        ``chosen_logratio``, ``rejected_logratio``.
+
+    Notes
+    -----
+    Both responses go through one forward of ``2B`` rows; ``d value / d logp_t`` is
+    ``grad_b / B`` on every token of response ``b`` (the gradient of a sum).
+    """
+    x, yw, mw, yl, ml = pairs
+    B = len(x)
+    p2, y2, m2 = np.concatenate([x, x]), np.concatenate([yw, yl]), np.concatenate([mw, ml])
+    seq = sequence_sum(policy.logprobs(p2, y2, m2), m2).astype(np.float64)  # (2B,)
+    pc, pr = seq[:B], seq[B:]
+    per_pair, g_c, g_r = pair_losses(
+        loss, pc, pr, ref_chosen, ref_rejected, mw.sum(axis=1), ml.sum(axis=1), beta, opts
+    )
+    dlogp = (np.concatenate([g_c, g_r]) / B)[:, None] * m2  # (2B, T)
+    grads = policy.logprobs_backward(dlogp)
+    h_w, h_l = pc - ref_chosen, pr - ref_rejected
+    stats = {
+        "margin": float(beta * np.mean(h_w - h_l)),
+        "accuracy": float(np.mean(h_w > h_l)),
+        "chosen_logratio": float(h_w.mean()),
+        "rejected_logratio": float(h_l.mean()),
+    }
+    return float(np.mean(per_pair)), grads, stats
+
+
 def train(task, config, sft_model, reward_model, comparisons, rng, verbose=False, exact=None):
     """Offline DPO (or a relative) from the SFT policy on the labelled comparisons.
 
@@ -154,7 +212,6 @@ def train(task, config, sft_model, reward_model, comparisons, rng, verbose=False
     x, yw, mw, yl, ml = comparisons.as_tuple()
     ref = task_policy(sft_model, task)
     ref_w, ref_l = sequence_logp(ref, x, yw, mw), sequence_logp(ref, x, yl, ml)  # (n,), (n,)
-    len_w, len_l = mw.sum(axis=1), ml.sum(axis=1)
 
     # ---- model: a copy of SFT
     model = copy_model(sft_model)
@@ -165,28 +222,14 @@ def train(task, config, sft_model, reward_model, comparisons, rng, verbose=False
     rows = []
     for step in progress(steps, f"offline {opts['loss']}", verbose):
         idx = rng.integers(0, len(x), size=B)  # (B,)
-        p2 = np.concatenate([x[idx], x[idx]])  # (2B, P)
-        y2 = np.concatenate([yw[idx], yl[idx]])  # (2B, T)
-        m2 = np.concatenate([mw[idx], ml[idx]])  # (2B, T)
-        seq = sequence_sum(policy.logprobs(p2, y2, m2), m2).astype(np.float64)  # (2B,)
-        pc, pr = seq[:B], seq[B:]
-        loss, g_c, g_r = pair_losses(opts["loss"], pc, pr, ref_w[idx], ref_l[idx],
-                                     len_w[idx], len_l[idx], beta, opts)  # fmt: skip
-        value = check_loss("dpo", step, np.mean(loss))
-        dlogp = (np.concatenate([g_c, g_r]) / B)[:, None] * m2  # (2B, T)
+        pairs = (x[idx], yw[idx], mw[idx], yl[idx], ml[idx])
+        value, grads, stats = preference_loss_and_grads(
+            policy, pairs, ref_w[idx], ref_l[idx], opts["loss"], beta, opts
+        )
+        value = check_loss("dpo", step, value)
         try:
-            grad_norm = apply_gradients(optimiser, policy.logprobs_backward(dlogp),
-                                        config.max_grad_norm, "dpo")  # fmt: skip
+            grad_norm = apply_gradients(optimiser, grads, config.max_grad_norm, "dpo")
         except FloatingPointError as e:
             raise step_error("dpo", step, e) from None
-        h_w, h_l = pc - ref_w[idx], pr - ref_l[idx]
-        rows.append({
-            "loss": value,
-            "margin": float(beta * np.mean(h_w - h_l)),
-            "accuracy": float(np.mean(h_w > h_l)),
-            "chosen_logratio": float(h_w.mean()),
-            "rejected_logratio": float(h_l.mean()),
-            "grad_norm": grad_norm,
-            **tracker.row(step, policy),
-        })  # fmt: skip
+        rows.append({"loss": value, **stats, "grad_norm": grad_norm, **tracker.row(step, policy)})
     return MethodResult(policy=policy, history=stack_history(rows), model=model)
