@@ -5,8 +5,9 @@ writes JSON (default ``benchmarks/results/bench_pipeline.json``) with the machin
 BLAS (threadpoolctl's kernel name), the load average and every timing.
 
 Both steps use the tiny GPT of ``bench_gpt.py`` (V=32, n_ctx=32, C=64, L=2, NH=4, float32)
-through the policy adapters of :mod:`rlhf_toy.pipeline.policy`, a separate frozen reference
-model, and AdamW:
+through the policy adapters of :mod:`rlhf_toy.pipeline.policy`, a separate reference model
+(``GPTPolicy(..., frozen=True)``: each distinct prompt encoded once, no backward state), and
+AdamW:
 
 - DPO step: 16 preference pairs, 8-token prompts, 13-token responses (right-padded, EOS,
   mask): policy log-probs of chosen and rejected (one batch of 32 rows), reference log-probs,
@@ -24,6 +25,9 @@ fastest run, the breakdown, and ``matmul_floor_ms``: the matrix products alone o
 policy's forward and backward plus the reference forward (:func:`matmul_floor_ms`).
 Targets on a 2-core machine: DPO <= 13 ms, GRPO <= 17 ms (a third of a PyTorch-based
 trainer's ~40 / ~50 ms for the same steps).
+
+``enumerate`` times :func:`rlhf_toy.gpt.enumerate_continuations` for 32 prompts x all 2801
+continuations of <= 4 tokens over the 8 symbols (target: about a second).
 
 ``stage_seconds`` in the JSON is the hook for per-stage pipeline times: :data:`STAGES` maps
 a stage name to a callable ``quick -> seconds``; it is empty until the pipeline registers its
@@ -98,7 +102,7 @@ def dpo_step_fn():
 
     policy_model, ref_model = _models()
     policy = GPTPolicy(policy_model, DPO_RESPONSE, ALLOWED, EOS, PAD)
-    ref = GPTPolicy(ref_model, DPO_RESPONSE, ALLOWED, EOS, PAD)
+    ref = GPTPolicy(ref_model, DPO_RESPONSE, ALLOWED, EOS, PAD, frozen=True)
     opt = AdamW(policy.params, lr=1e-4)
     rng = np.random.default_rng(1)
     prompts = rng.integers(0, TINY["vocab_size"], size=(DPO_PAIRS, DPO_PROMPT))
@@ -136,7 +140,7 @@ def grpo_step_fn():
 
     policy_model, ref_model = _models()
     policy = GPTPolicy(policy_model, GRPO_NEW, ALLOWED, EOS, PAD)
-    ref = GPTPolicy(ref_model, GRPO_NEW, ALLOWED, EOS, PAD)
+    ref = GPTPolicy(ref_model, GRPO_NEW, ALLOWED, EOS, PAD, frozen=True)
     opt = AdamW(policy.params, lr=1e-4)
     rng = np.random.default_rng(2)
     prompts = rng.integers(0, TINY["vocab_size"], size=(GRPO_PROMPTS, GRPO_PROMPT))
@@ -164,6 +168,35 @@ def grpo_step_fn():
         return float(loss + GRPO_BETA * kl), t.parts
 
     return step
+
+
+ENUM_PROMPTS, ENUM_PROMPT, ENUM_NEW = 32, 8, 4
+
+
+def enumerate_ms(repeats: int) -> dict:
+    """Median time of :func:`rlhf_toy.gpt.enumerate_continuations` for 32 prompts x every
+    continuation of <= 4 tokens over the 8 symbols (EOS included): 2801 per prompt."""
+    from rlhf_toy.gpt import enumerate_continuations
+
+    policy, _ = _models()
+    prompts = np.random.default_rng(3).integers(0, TINY["vocab_size"], (ENUM_PROMPTS, ENUM_PROMPT))
+
+    def run_once():
+        return enumerate_continuations(policy, prompts, ENUM_NEW, ALLOWED, EOS, PAD)
+
+    c = run_once()
+    times = []
+    for _ in range(max(3, repeats // 5)):
+        t0 = time.perf_counter()
+        run_once()
+        times.append(time.perf_counter() - t0)
+    total = np.exp(c.logp).sum(axis=1)  # (n_prompts,), 1 up to rounding
+    return {
+        "median_ms": 1e3 * statistics.median(times),
+        "min_ms": 1e3 * min(times),
+        "n_continuations": int(c.logp.shape[1]),
+        "max_abs_prob_sum_error": float(np.abs(total - 1.0).max()),
+    }
 
 
 def measure(step, repeats: int, warmup: int) -> dict:
@@ -226,6 +259,7 @@ def run(quick: bool, repeats: int, warmup: int) -> dict:
         GRPO_PROMPTS * GRPO_GROUP, GRPO_PROMPT + GRPO_NEW, repeats
     )
     report["dpo"], report["grpo"] = dpo, grpo
+    report["enumerate"] = enumerate_ms(repeats)
     report["dpo_step_ms"], report["grpo_step_ms"] = dpo["median_ms"], grpo["median_ms"]
     report["stage_seconds"] = {name: fn(quick) for name, fn in STAGES.items()}
     report["machine"]["loadavg_at_end"] = loadavg()
@@ -261,7 +295,8 @@ def print_table(report: dict, file=sys.stdout) -> None:
     parts = ["sampling", "ref_forward", "policy_forward", "loss", "backward", "optimizer"]
     head = "".join(f"{p:>15s}" for p in parts)
     print(
-        f"{'step':6s} {'median':>8s} {'min':>8s} {'target':>8s} {'floor':>8s}{head}  (ms)",
+        f"{'step':6s} {'median':>8s} {'min':>8s} {'cpu':>8s} {'target':>8s} {'floor':>8s}{head}"
+        "  (ms)",
         file=file,
     )
     for key, name in (("dpo", "DPO"), ("grpo", "GRPO")):
@@ -269,10 +304,18 @@ def print_table(report: dict, file=sys.stdout) -> None:
         cells = "".join(f"{r['breakdown_ms'].get(p, 0.0):15.2f}" for p in parts)
         target = TARGETS_MS[f"{key}_step_ms"]
         print(
-            f"{name:6s} {r['median_ms']:8.2f} {r['min_ms']:8.2f} {target:8.1f} "
+            f"{name:6s} {r['median_ms']:8.2f} {r['min_ms']:8.2f} {r['cpu_ms_median']:8.2f} "
+            f"{target:8.1f} "
             f"{r['matmul_floor_ms']:8.2f}{cells}",
             file=file,
         )
+    e = report["enumerate"]
+    print(
+        f"enumerate: {ENUM_PROMPTS} prompts x {e['n_continuations']} continuations in "
+        f"{e['median_ms']:.0f} ms (min {e['min_ms']:.0f}); "
+        f"max |sum p - 1| = {e['max_abs_prob_sum_error']:.1e}",
+        file=file,
+    )
     for name, s in report["stage_seconds"].items():
         print(f"stage {name}: {s:.2f} s", file=file)
 

@@ -12,9 +12,13 @@ of the median run, since other processes on a shared machine inflate wall time):
   gold reward to evaluate;
 - ``best-of-n sweep``: :func:`rlhf_toy.best_of_n.best_of_n_sweep` for 50 values of ``n``
   (1 to 10, then log-spaced to 10^4) on the same table, with KL, win rate, proxy and gold;
-- ``best-of-n policy``: :func:`rlhf_toy.best_of_n.best_of_n_policy` for one ``n``.
+- ``best-of-n policy``: :func:`rlhf_toy.best_of_n.best_of_n_policy` for one ``n``;
+- ``sampled RL run``: :func:`rlhf_toy.bandit.rl.train_rl` on a 16 prompts x 64 responses
+  bandit, ``G = 8`` responses per prompt, 500 steps, exact curves recorded at every step
+  (the policy-gradient issue's target: under 2 s), one row per method family: GRPO
+  (one epoch, k3 in the loss), PPO (4 epochs, critic, GAE, whitening), RLOO and online DPO.
 
-``--quick`` uses 20 betas / 10 values of n on 200 x 200 and writes
+``--quick`` uses 20 betas / 10 values of n on 200 x 200 (and 50 RL steps) and writes
 ``bench_sweeps_quick.json`` instead, so a smoke run never overwrites the real numbers.
 """
 
@@ -49,6 +53,23 @@ def measure(fn, repeats: int) -> dict:
     return {"median_s": statistics.median(walls), "cpu_s_of_median": cpus[i], "all_s": walls}
 
 
+def sampled_rl_work(steps: int) -> list:
+    """One sampled RL run per method family on a 16 x 64 bandit, G = 8."""
+    from rlhf_toy.bandit import make_bandit
+    from rlhf_toy.bandit.rl import train_rl
+    from rlhf_toy.rl import GRPOConfig, OnlineDPOConfig, PPOConfig, RLOOConfig
+
+    env = make_bandit(16, 64, proxy="gaussian", rng=0)
+    grid = f"16x64, G=8, {steps} st"
+    configs = [("GRPO", GRPOConfig(group_size=8, beta=0.1)),
+               ("PPO (4 epochs)", PPOConfig(group_size=8, beta=0.1)),
+               ("RLOO", RLOOConfig(group_size=8, beta=0.1)),
+               ("online DPO", OnlineDPOConfig(beta=0.1))]
+    return [(f"sampled RL run: {name}", grid,
+             lambda cfg=cfg: train_rl(env, cfg, steps=steps, lr=0.05, rng=0))
+            for name, cfg in configs]
+
+
 def run(quick: bool, repeats: int) -> dict:
     """Time every workload; returns the report (machine, sizes, results)."""
     from scipy.special import softmax
@@ -76,6 +97,7 @@ def run(quick: bool, repeats: int) -> dict:
          lambda: best_of_n_sweep(pi_ref, r_hat, ns, eval_rewards=gold)),
         ("best-of-n policy", "one n", lambda: best_of_n_policy(pi_ref, r_hat, 16)),
     ]
+    work += sampled_rl_work(50 if quick else 500)
     report = {"machine": machine_info(), "quick": quick, "repeats": repeats,
               "table": {"n_prompts": n_prompts, "n_responses": n_responses},
               "results": []}

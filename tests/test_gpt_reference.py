@@ -108,3 +108,22 @@ def test_restricted_logprobs_sampling_and_enumeration_match_the_reference(seed, 
         h @ model.params["value_head.weight"] + model.params["value_head.bias"],
         rtol=1e-10,
     )
+
+
+def test_sharded_decoding_matches_the_reference(monkeypatch):
+    from rlhf_toy.gpt import parallel
+
+    monkeypatch.setattr(parallel, "MIN_TOKENS_PER_SHARD", 1)
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(3)
+    try:
+        model = perturbed(5)
+        tokens = np.random.default_rng(5).integers(0, CFG.vocab_size, size=(7, CFG.n_ctx))
+        assert len(parallel.row_shards(7, 1)) == 3
+        kv = model.init_kv_cache(7)
+        steps = [model.forward_step(tokens[:, :4], kv)]
+        steps += [model.forward_step(tokens[:, t : t + 1], kv) for t in range(4, CFG.n_ctx)]
+        ref = reference_logits(model.params, CFG, tokens)
+        np.testing.assert_allclose(np.concatenate(steps, 1), ref, rtol=1e-10, atol=1e-12)
+    finally:
+        parallel.set_num_threads(before)

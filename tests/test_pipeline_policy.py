@@ -191,3 +191,25 @@ def test_score_reads_the_last_real_token_even_with_trailing_pads():
         np.testing.assert_allclose(grads[name][j], val, rtol=1e-5, atol=1e-8)
     with pytest.raises(ValueError, match="reward head"):
         GPTRewardModel(random_model(0))
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 1000), tau=st.sampled_from([1.0, 0.8]))
+def test_frozen_policy_gives_the_same_logprobs_from_shared_prompts(seed, tau):
+    model = random_model(seed)
+    pol = GPTPolicy(model, T, ALLOWED, EOS, PAD, temperature=tau)
+    ref = GPTPolicy(model, T, ALLOWED, EOS, PAD, temperature=tau, frozen=True)
+    prompts, responses, mask = batch(seed, B=6)
+    prompts[3:] = prompts[:3]  # repeated prompts, as in a group of completions
+    np.testing.assert_allclose(
+        ref.logprobs(prompts, responses, mask),
+        pol.logprobs(prompts, responses, mask),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    with pytest.raises(RuntimeError, match="frozen"):
+        ref.logprobs_backward(np.zeros((6, T)))
+    bad = responses.copy()
+    bad[0, 0] = 1
+    with pytest.raises(ValueError, match="allowed_tokens"):
+        ref.logprobs(prompts, bad, mask)

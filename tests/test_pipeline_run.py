@@ -44,6 +44,9 @@ def tiny_config(**changes) -> PipelineConfig:
 def optimum_stage(run):
     """A stand-in method: the exact optimum pi* of the run (evaluated from its table)."""
     rng = run.rng("best_of_n")
+    policy = run.policy(run.copy_sft_model(heads=("value",)))
+    assert policy.max_new_tokens == run.task.max_response_len
+    assert "value_head.weight" in policy.params and np.all(policy.params["value_head.weight"] == 0)
     return StageOutput(
         logp=run.exact.log_pi_star,
         history={"step": np.arange(3), "loss": rng.random(3)},

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rlhf_toy.gpt import GPT, GPTConfig
 from rlhf_toy.kl import kl_divergence
-from rlhf_toy.optimal import optimal_policy
+from rlhf_toy.optimal import log_optimal_policy, log_partition, optimal_policy
 from rlhf_toy.pipeline.common import task_policy
 from rlhf_toy.pipeline.config import PipelineConfig
 from rlhf_toy.pipeline.evaluate import (
+    ExactEval,
     build_exact_eval,
     demonstrator_cross_entropy,
     evaluate_logp,
@@ -134,7 +137,7 @@ def test_evaluation_is_exact(name):
     # the proxy is the reward model's score of each pair
     np.testing.assert_allclose(ev.proxy.ravel(), rm.score(xp, yp, mp), atol=1e-6)
     m_sft = evaluate_policy(ev, sft)
-    assert m_sft["kl"] == pytest.approx(0.0, abs=1e-12)
+    assert m_sft["kl"] == 0.0  # exactly
     pi_sft = np.exp(ev.logp_sft)
     assert m_sft["gold"] == pytest.approx((pi_sft * ev.gold).sum(1).mean())
     pi_star = optimal_policy(pi_sft, ev.proxy, beta)
@@ -154,6 +157,42 @@ def test_evaluation_is_exact(name):
         evaluate_logp(ev, ev.logp_sft + 0.1)
     with pytest.raises(ValueError, match="logp must have shape"):
         evaluate_logp(ev, ev.logp_sft[:, :-1])
+
+
+def random_eval(task, seed, beta):
+    """An ExactEval of random tables (no model): pi_sft, proxy from ``seed``."""
+    rng = np.random.default_rng(seed)
+    x = task.eval_prompts()
+    y, m = task.all_responses()
+    X, N = len(x), len(y)
+    logits = rng.normal(0, 2, (X, N))
+    logp_sft = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    proxy = rng.normal(0, 1, (X, N))
+    xp, yp, mp = np.repeat(x, N, 0), np.tile(y, (X, 1)), np.tile(m, (X, 1))
+    return ExactEval(
+        task=task, prompts=x, responses=y, mask=m,
+        gold=task.gold_rewards(xp, yp, mp).reshape(X, N), proxy=proxy,
+        length=task.response_lengths(y, m), logp_sft=logp_sft, beta=beta,
+        log_pi_star=log_optimal_policy(np.exp(logp_sft), proxy, beta), frontier={},
+    )  # fmt: skip
+
+
+@settings(max_examples=10)  # each example evaluates a 30 x 156 table with the task's rates
+@given(st.integers(0, 2**31 - 1), st.floats(0.05, 5.0))
+def test_objective_gap_is_beta_times_kl_to_optimum(seed, beta):
+    """For any policy: E_pi r - beta KL(pi || pi_sft) = beta log Z - beta KL(pi || pi*)
+    (chapter, KL-regularised objective), so kl_to_optimum measures the gap exactly."""
+    task = get_task("sycophancy")
+    ev = random_eval(task, seed, beta)
+    logits = np.random.default_rng(seed + 1).normal(0, 2, ev.gold.shape)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    m = evaluate_logp(ev, logp)
+    assert m["kl"] >= 0 and m["kl_to_optimum"] >= 0
+    j = m["proxy"] - beta * m["kl"]
+    j_star = beta * log_partition(np.exp(ev.logp_sft), ev.proxy, beta).mean()
+    assert j == pytest.approx(j_star - beta * m["kl_to_optimum"], rel=1e-9, abs=1e-9)
+    rates = task.rates(*ev.pairs(), weights=np.exp(logp).ravel())
+    assert m["accuracy"] == pytest.approx(m["gold"]) == pytest.approx(rates["accuracy"])
 
 
 def test_policy_logp_follows_the_task_order():
@@ -195,9 +234,43 @@ def test_sft_reaches_the_demonstrators_level(trained):
 def test_reward_model_beats_chance_on_gold(trained):
     task, config, sft, rm = trained
     assert len(rm.heldout) == round(config.n_comparisons * config.rm_holdout)
-    assert rm.accuracy["gold"] > 0.6  # held-out pairs whose gold rewards differ
-    assert rm.accuracy["utility"] > 0.7  # and it has learned the labelers' taste
+    assert rm.accuracy["gold"] > 0.7  # held-out pairs whose gold rewards differ (0.82 here)
+    assert rm.accuracy["utility"] > 0.8  # and it has learned the labelers' taste (0.92)
+    assert rm.accuracy["labels"] > 0.6  # against their noisy choices (0.68)
     assert rm.history["loss"][-20:].mean() < np.log(2) - 0.02
-    # the reward head is read from the SFT trunk: same trunk at initialisation
-    fresh = rm.model.params["reward_head.weight"]
-    assert np.any(fresh != 0)
+    assert np.any(rm.model.params["reward_head.weight"] != 0)  # the head has learned
+
+
+@pytest.mark.slow
+def test_learned_reward_model_is_overoptimised_exactly(trained):
+    """pi* of the learned RM: the proxy rises as beta falls, the gold reward ends far below
+    the SFT policy's and the responses get longer, as the labelers' length bias predicts."""
+    task, config, sft, rm = trained
+    betas = np.geomspace(100, 0.01, 21)
+    ev = build_exact_eval(task, sft.policy, rm.reward_model, 0.1, betas)
+    f = ev.frontier
+    assert np.all(np.diff(f["proxy"]) >= -1e-9)
+    assert f["gold"][-1] < f["gold"][0] - 0.2
+    np.testing.assert_allclose(f["accuracy"], f["gold"])  # gold is exact-answer accuracy
+    assert f["length"][-1] > f["length"][0] + 1.0
+    pi_sft = np.exp(ev.logp_sft)
+    pi_last = optimal_policy(pi_sft, ev.proxy, betas[-1])
+    assert (pi_last @ ev.length).mean() > (pi_sft @ ev.length).mean() + 1.0
+
+
+@pytest.mark.slow
+def test_learned_reward_model_rewards_sycophancy_exactly():
+    """Sycophancy task: pi* of the learned RM agrees with wrong beliefs more than pi_sft
+    does, and its gold reward peaks and falls. (How much the quick RM learns the agreement
+    bias varies with the seed: 0.17 -> 0.34 here, 0.20 -> 0.87 for the CLI's streams.)"""
+    task = get_task("sycophancy")
+    config = PipelineConfig.quick(task="sycophancy", methods=())
+    sft = train_sft(task, config, rng=1)
+    rm = train_reward_model(task, config, sft.model, rng=2)
+    assert rm.accuracy["utility"] > 0.65 and rm.accuracy["gold"] > 0.6
+    ev = build_exact_eval(task, sft.policy, rm.reward_model, 0.1, np.geomspace(100, 0.01, 11))
+    f = ev.frontier
+    agree = np.array(f["agreement_with_wrong"])
+    assert agree[0] < 0.25  # pi_sft: about the demonstrator's 0.2
+    assert np.all(np.diff(agree) >= -1e-9) and agree[-1] > agree[0] + 0.15
+    assert f["gold"][-1] < max(f["gold"]) - 0.02

@@ -394,3 +394,37 @@ def test_wrong_config_type_and_non_finite_rewards_raise():
     with pytest.raises(FloatingPointError, match="rloo_step: non-finite reward"):
         rloo_step(policy, TabularPolicy.from_probs(pi_ref), Recorder(), np.arange(2),
                   reward_fn, RLOOConfig(group_size=2), 0)
+
+
+# --------------------------------------------------------------------------------------
+# properties of the GRPO step
+# --------------------------------------------------------------------------------------
+
+
+@given(st.integers(0, 10_000), st.floats(0.1, 10.0), st.floats(-5.0, 5.0))
+def test_grpo_step_is_invariant_to_affine_rewards_and_silent_on_flat_groups(seed, a, b):
+    rng = np.random.default_rng(seed)
+    pi_ref, logits, reward = tiny_world(seed, n_prompts=3, n_responses=4)
+    reward[2] = 1.5  # prompt 2: every response scores the same
+    ys = rng.integers(0, 4, size=3 * 4)
+    cfg = GRPOConfig(group_size=4, beta=0.0, eps=0.0)
+    g1, s1 = run_step(grpo_step, logits, pi_ref, reward, cfg, ys)
+    g2, _ = run_step(grpo_step, logits, pi_ref, a * reward + b, cfg, ys)
+    np.testing.assert_allclose(g1[0]["logits"], g2[0]["logits"], atol=1e-10)
+    np.testing.assert_array_equal(g1[0]["logits"][2], 0.0)  # no spread, no gradient
+    assert s1["zero_spread"] >= 1 / 3
+    # the softmax is shift-invariant: every row of the logit gradient sums to zero
+    np.testing.assert_allclose(g1[0]["logits"].sum(1), 0.0, atol=1e-12)
+
+
+def test_empty_responses_are_rejected():
+    class Empty(FixedSamples):
+        def sample(self, prompts, n, rng):
+            y, m = super().sample(prompts, n, rng)
+            m[0] = 0.0
+            return y, m
+
+    pi_ref, logits, reward = tiny_world(9)
+    with pytest.raises(ValueError, match="response 0 has no token"):
+        grpo_step(Empty(logits, np.zeros(4)), TabularPolicy.from_probs(pi_ref), Recorder(),
+                  np.arange(2), table_reward(reward), GRPOConfig(group_size=2), 0)

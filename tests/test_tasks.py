@@ -77,7 +77,8 @@ def test_default_task_and_options():
     assert get_task().name == "length"
     assert list(TASKS)[0] == "length"
     assert get_task("length", length_bias=0.9).length_bias == 0.9
-    assert get_task("sycophancy", label_temperature=0.5).label_temperature == 0.5
+    assert get_task("sycophancy", label_temperature=2.0).label_temperature == 2.0
+    assert get_task("length").label_temperature == 0.5
 
 
 @pytest.mark.parametrize(
@@ -226,6 +227,14 @@ def test_demonstrations_valid_and_distributed_as_demonstrator_probs(name):
     exact = (p * task.gold_rewards(np.tile(prompt, (len(ally), 1)), ally, allm)).sum()
     sampled = task.gold_rewards(np.tile(prompt, (n, 1)), y, m).mean()
     assert abs(sampled - exact) <= 5 * 0.5 / np.sqrt(n)
+
+
+def test_deterministic_demonstrator_never_samples_a_zero_probability_token():
+    t = LengthTask(p_correct=1.0, length_probs=(0.0, 1.0, 0.0, 0.0, 0.0))
+    x = t.sample_prompts(500, rng=0)
+    y, m = t.demonstrations(x, rng=1)
+    np.testing.assert_array_equal(y[:, 0], t.answers(x))
+    assert np.all(y[:, 1] == t.eos_id) and np.all(t.demonstrator_probs(x, y, m) == 1.0)
 
 
 def test_demonstrator_is_imperfect_and_prefers_short_answers():

@@ -6,7 +6,8 @@ point is the sampling.
 """
 
 from rlhf_toy.bandit.env import PROXIES, BanditEnv, make_bandit
-from rlhf_toy.bandit.policy import TabularPolicy
+from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+from rlhf_toy.bandit.rl import RLResult, TabularCritic, train_rl
 from rlhf_toy.bandit.train import TrainResult, all_pairs_preferences, gradient_ascent, train_dpo
 
 __all__ = [
@@ -14,6 +15,10 @@ __all__ = [
     "BanditEnv",
     "make_bandit",
     "TabularPolicy",
+    "TrainableTabularPolicy",
+    "RLResult",
+    "TabularCritic",
+    "train_rl",
     "TrainResult",
     "all_pairs_preferences",
     "gradient_ascent",

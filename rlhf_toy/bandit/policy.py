@@ -11,6 +11,11 @@ module pushes such a gradient through the softmax exactly, which is all a traini
 of the tabular world needs (see :mod:`rlhf_toy.bandit.train`). A logit of ``-inf`` is a
 response the policy can never produce: its probability is exactly zero and stays zero
 under every gradient step, as a zero of ``pi_ref`` does under the KL penalty.
+
+:class:`TabularPolicy` is an immutable value (what training returns, and the frozen
+reference); :class:`TrainableTabularPolicy` is the table being trained, updated in place by
+an optimiser, and implements the policy protocol of :mod:`rlhf_toy.rl` (``sample``,
+per-token ``logprobs`` and their backward, ``entropy``) for one-token responses.
 """
 
 from __future__ import annotations

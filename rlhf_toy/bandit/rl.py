@@ -138,7 +138,8 @@ class RLResult:
     kl : ndarray of shape (S + 1,)
         ``E_x KL(pi || pi_ref)``.
     kl_to_optimum : ndarray of shape (S + 1,)
-        ``E_x KL(pi || pi*_beta)`` with ``pi*_beta = optimal_policy(pi_ref, r_hat, beta)``.
+        ``E_x KL(pi || pi*_beta)`` with ``pi*_beta = optimal_policy(pi_ref, r_hat, beta)``
+        (``NaN`` when ``beta = 0``: there is no regularised optimum).
     entropy : ndarray of shape (S + 1,)
         ``E_x H(pi(.|x))``.
     kl_to : dict of str to ndarray of shape (S + 1,)

@@ -9,7 +9,10 @@
 - :mod:`~rlhf_toy.gpt.enumerate`: :func:`enumerate_continuations`, every short response
   with its exact log-prob (a batched tree walk with the KV cache);
 - AdamW, clipping and the lr schedule, re-exported from :mod:`rlhf_toy.optim`;
-- :mod:`~rlhf_toy.gpt.checkpoint`: safetensors checkpoints and the Hugging Face export;
+- :mod:`~rlhf_toy.gpt.config`: :class:`GPTConfig` and :func:`param_spec`;
+- :mod:`~rlhf_toy.gpt.checkpoint`: verified safetensors checkpoints and the Hugging Face
+  export;
+- :mod:`~rlhf_toy.gpt.reference`: the plain-numpy forward the tests compare against;
 - :mod:`~rlhf_toy.gpt.parallel`: row shards of a batch on threads (one per core).
 
 ``gpt/`` knows nothing of RLHF: the objectives hand it gradients with respect to

@@ -1,18 +1,8 @@
-"""A GPT-2 in numpy with a hand-written backward pass: the policy of the sequence world.
+"""A GPT-2 in numpy with a hand-written backward pass: every network of the chapter's
+sequence world ("The RLHF Pipeline"): the policy (SFT, Stage 3), PPO's critic (value head)
+and Stage 2's reward model ``r_phi(x, y)`` (reward head).
 
-In the chapter's pipeline ("The RLHF Pipeline") this model is every network: the policy
-of Stage 1 (SFT, :meth:`GPT.loss`) and Stage 3 ("the language model is treated as the
-policy, tokens are actions", :meth:`GPT.logprobs`), PPO's critic (the value head) and
-Stage 2's reward model ``r_phi(x, y)`` (the reward head, trained by Bradley-Terry).
-
-The chapter's algorithms (SFT, the reward model, PPO, DPO, GRPO, best-of-n) all need the
-same three things from a language model: per-token log-probabilities of a sequence
-``log pi(y_t | x, y_<t)``, the gradient of any scalar built from them, and samples. This
-module supplies the first two (sampling lives in :mod:`rlhf_toy.gpt.sample`), with
-GPT-2's exact semantics and parameter names so that a checkpoint reads like the paper and
-exports to Hugging Face unchanged.
-
-Reference semantics (see :mod:`rlhf_toy.gpt.layers` for each layer)::
+Semantics (each layer in :mod:`rlhf_toy.gpt.layers`; GPT-2's names and layouts)::
 
     x = wte[tokens] + wpe[:T]                       # (B, T, C)
     for i in range(L):                              # pre-LN blocks
@@ -23,11 +13,9 @@ Reference semantics (see :mod:`rlhf_toy.gpt.layers` for each layer)::
     values = xf @ value_head.weight + value_head.bias        # (B, T), optional head
     rewards = xf[b, pos_b] @ reward_head.weight + bias      # (B,),  optional head
 
-No dropout. Weights follow GPT-2's initialisation: normal with std 0.02, except the two
-residual projections (``c_proj``) with std ``0.02 / sqrt(2 L)``; biases zero; LayerNorm
-weights one. The value and reward heads start at exactly zero, so an untrained critic or
-reward model predicts 0 everywhere, and the transformer's weights for a given seed do not
-depend on which heads are attached.
+No dropout. Initialisation (GPT-2, Radford et al. 2019, sec. 2.3): normal std 0.02, the
+residual projections ``c_proj`` std ``0.02 / sqrt(2 L)``, biases 0, LayerNorm weights 1;
+the heads start at exactly 0 and never change the transformer's weights for a seed.
 """
 
 from __future__ import annotations
@@ -67,6 +55,7 @@ __all__ = [
     "check_token_id",
     "cross_entropy",
     "param_spec",
+    "restricted_log_softmax",
 ]
 
 
@@ -154,11 +143,24 @@ def check_token_id(token, name: str, vocab_size: int) -> int | None:
     return token
 
 
-def _restricted_log_softmax(logits, allowed, tau, targets=None):
-    """``log_softmax(z / tau)`` over the allowed columns of ``logits (..., V)``.
+def restricted_log_softmax(logits, allowed, tau=1.0, targets=None):
+    """``log_softmax(z / tau)`` over the allowed columns of ``logits (..., V)``: the
+    next-token log-distribution with a restricted output alphabet.
 
-    Returns ``(logq (..., K), idx, ok)``: the column of each target in ``logq`` (0 where
-    outside the set) and the mask of targets inside the set (None when unrestricted).
+    Parameters
+    ----------
+    logits : ndarray of shape (..., V)
+    allowed : ndarray of int (K,) from :func:`check_allowed_tokens`, or None (all V)
+    tau : float > 0, the temperature
+    targets : ndarray of int of shape (...), optional
+
+    Returns
+    -------
+    logq : ndarray of shape (..., K)
+    idx : ndarray of int (...) or None
+        The column of each target in ``logq`` (0 where the target is outside the set).
+    ok : ndarray of bool (...) or None
+        Whether each target is inside the set (None when unrestricted or no targets).
     """
     z = logits if allowed is None else logits[..., allowed]  # (..., K)
     if tau != 1.0:
@@ -582,7 +584,7 @@ class GPT:
         allowed = check_allowed_tokens(allowed_tokens, self.config.vocab_size)
         tau = check_positive(temperature, "temperature")
         logits, self._cache = self._forward(tokens)  # (B, T, V)
-        logq, idx, ok = _restricted_log_softmax(logits[:, :-1], allowed, tau, tokens[:, 1:])
+        logq, idx, ok = restricted_log_softmax(logits[:, :-1], allowed, tau, tokens[:, 1:])
         logp = np.take_along_axis(logq, idx[..., None], axis=-1)[..., 0]  # (B, T-1)
         if ok is not None:
             logp[~ok] = -np.inf  # target outside the allowed set
@@ -642,7 +644,7 @@ class GPT:
         allowed = check_allowed_tokens(allowed_tokens, self.config.vocab_size)
         tau = check_positive(temperature, "temperature")
         logits, _ = self._forward(tokens)  # (B, T, V)
-        logq, _, _ = _restricted_log_softmax(logits, allowed, tau)  # (B, T, K)
+        logq, _, _ = restricted_log_softmax(logits, allowed, tau)  # (B, T, K)
         return -np.einsum("btk,btk->bt", np.exp(logq), logq)  # (B, T)
 
     @single_blas_thread()
@@ -763,14 +765,26 @@ class GPT:
 
     def _forward_step(self, tokens, kv: KVCache) -> np.ndarray:
         """:meth:`forward_step` on validated tokens: the blocks of :meth:`forward`, each
-        reading and extending its layer of the cache."""
+        reading and extending its layer of the cache, on row shards like :meth:`forward`
+        (each shard writes its own rows of the cache)."""
         B, Tn = tokens.shape
         t0 = kv.length
+        shards = row_shards(B, Tn)
+        if len(shards) == 1:
+            logits = self._step_rows(tokens, kv.kT, kv.v, t0)
+        else:
+            args = [(tokens[s], [k[s] for k in kv.kT], [v[s] for v in kv.v], t0) for s in shards]
+            logits = np.concatenate(map_shards(self._step_rows, args))  # (B, Tn, V)
+        kv.length = t0 + Tn
+        return logits
+
+    def _step_rows(self, tokens, kT, v, t0) -> np.ndarray:
+        """Logits (B, Tn, V) of new tokens for some rows of a cache (views ``kT``, ``v``)."""
+        B, Tn = tokens.shape
         p = self.params
         x = p["wte"][tokens] + p["wpe"][t0 : t0 + Tn]  # (B, Tn, C)
         for i, bp in enumerate(self._block_params):
-            x, _ = block_forward(x, bp, self.config.n_head, LayerKV(kv.kT[i], kv.v[i], t0))
-        kv.length = t0 + Tn
+            x, _ = block_forward(x, bp, self.config.n_head, LayerKV(kT[i], v[i], t0))
         C = self.config.n_embd
         xf, _ = layernorm_forward(x.reshape(B * Tn, C), p["ln_f.weight"], p["ln_f.bias"])
         return (xf @ p["wte"].T).reshape(B, Tn, -1)  # (B Tn, C) @ (C, V) -> (B, Tn, V)

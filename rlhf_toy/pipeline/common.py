@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rlhf_toy.gpt import GPT, GPTConfig, check_finite_grads
+from rlhf_toy.gpt.model import check_finite_params
 from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
 
 from .policy import GPTPolicy
@@ -92,6 +93,14 @@ class Optimizer:
         )
         self.adamw.step(grads, lr=lr)
         return norm, lr
+
+    def check_params(self, step: int) -> None:
+        """``FloatingPointError`` naming the stage if the update of ``step`` made a
+        parameter NaN or infinite (a loop's check after its last step)."""
+        try:
+            check_finite_params(self.adamw.params, step)
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{self.stage}: {e}") from None
 
 
 def progress(steps: int, desc: str, verbose: bool):

@@ -58,7 +58,7 @@ class ExactEval:
     logp_sft: np.ndarray  # (X, N) log pi_sft(y | x)
     beta: float
     log_pi_star: np.ndarray  # (X, N) log pi*(y | x) at beta
-    frontier: dict  # {"beta", "kl", "sqrt_kl", "proxy", "gold"} lists over the beta grid
+    frontier: dict  # {"beta", "kl", "sqrt_kl", "proxy", "gold", "length", rates...} over betas
 
     def pairs(self):
         """Every (prompt, response) row: ``(prompts (X N, P), responses, mask (X N, T))``."""
@@ -126,7 +126,15 @@ def build_exact_eval(task, sft_policy: GPTPolicy, reward_model: GPTRewardModel, 
         "sqrt_kl": np.sqrt(np.maximum(f.kl, 0.0)).tolist(),
         "proxy": f.reward.tolist(),
         "gold": f.extra["gold"].tolist(),
+        "length": [],
     }
+    length = task.response_lengths(y, m)
+    for b in f.betas:  # the task's rates along the frontier (agreement, accuracy, ...)
+        pi = np.exp(log_optimal_policy(pi_sft, proxy, b))  # (X, N)
+        frontier["length"].append(float((pi @ length).mean()))
+        for name, value in task.rates(xp, yp, mp, weights=pi.ravel()).items():
+            if name != "length":
+                frontier.setdefault(name, []).append(value)
     return ExactEval(
         task=task,
         prompts=prompts,
@@ -134,7 +142,7 @@ def build_exact_eval(task, sft_policy: GPTPolicy, reward_model: GPTRewardModel, 
         mask=m,
         gold=gold,
         proxy=proxy,
-        length=task.response_lengths(y, m),
+        length=length,
         logp_sft=logp_sft,
         beta=float(beta),
         log_pi_star=log_optimal_policy(pi_sft, proxy, beta),
@@ -168,13 +176,20 @@ def evaluate_logp(ev: ExactEval, logp) -> dict:
     out = {
         "gold": float((pi * ev.gold).sum(axis=1).mean()),
         "proxy": float((pi * ev.proxy).sum(axis=1).mean()),
-        "kl": float(kl_divergence(pi, np.exp(ev.logp_sft)).mean()),
-        "kl_to_optimum": float(kl_divergence(pi, np.exp(ev.log_pi_star)).mean()),
+        "kl": float(kl_divergence(pi, _normalised(ev.logp_sft)).mean()),
+        "kl_to_optimum": float(kl_divergence(pi, _normalised(ev.log_pi_star)).mean()),
         "length": float((pi @ ev.length).mean()),
     }
     xp, yp, mp = ev.pairs()
     out.update(ev.task.rates(xp, yp, mp, weights=pi.ravel()))
     return out
+
+
+def _normalised(logp) -> np.ndarray:
+    """``exp(logp)`` with rows rescaled to sum to one, as :func:`evaluate_logp` does to
+    ``pi`` (so that ``KL(pi || pi)`` is exactly 0)."""
+    p = np.exp(np.asarray(logp, dtype=np.float64))
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def evaluate_policy(ev: ExactEval, policy: GPTPolicy) -> dict:

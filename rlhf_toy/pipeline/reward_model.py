@@ -37,6 +37,7 @@ __all__ = [
     "Comparisons",
     "RewardModelResult",
     "bradley_terry_loss_and_grads",
+    "heldout_accuracy",
     "pairwise_accuracy",
     "sample_comparisons",
     "score",
@@ -218,6 +219,7 @@ def train_reward_model(task, config, sft_model: GPT, rng, verbose: bool = False)
         history["grad_norm"][step], history["lr"][step] = opt.step(step, grads)
         history["loss"][step] = loss
         history["accuracy"][step] = np.mean(r_w > r_l)
+    opt.check_params(steps - 1)
     return RewardModelResult(
         model=model,
         reward_model=rm,

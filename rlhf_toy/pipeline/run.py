@@ -37,12 +37,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from rlhf_toy.gpt import GPT
 from rlhf_toy.tasks import get_task
 
+from .common import task_policy
 from .config import METHODS, PipelineConfig
 from .evaluate import ExactEval, build_exact_eval, evaluate_logp, evaluate_policy, optimum_metrics
 from .figures import plot_frontier, plot_training
@@ -112,6 +112,10 @@ class Run:
     def rng(self, stage: str) -> np.random.Generator:
         """A fresh stream for ``stage`` (same seed and stage, same numbers)."""
         return stage_rng(self.config.seed, stage)
+
+    def policy(self, model: GPT) -> GPTPolicy:
+        """``model`` as a policy over the task's responses (:func:`.common.task_policy`)."""
+        return task_policy(model, self.task)
 
     def copy_sft_model(self, heads=()) -> GPT:
         """A trainable copy of the SFT network (with extra heads, zero-initialised)."""
@@ -296,7 +300,6 @@ def _finish(run: Run, planned, status: str, error: str | None) -> None:
         ):
             fig.savefig(run.out / name, dpi=120)
             figures.append(name)
-            plt.close(fig)
     (run.out / "README.md").write_text(_readme(run, status, unfinished, error, figures))
 
 

@@ -124,6 +124,7 @@ def train_sft(task, config, rng, verbose: bool = False) -> SFTResult:
         loss = check_loss("sft", step, loss)
         history["grad_norm"][step], history["lr"][step] = opt.step(step, grads)
         history["loss"][step] = loss
+    opt.check_params(steps - 1)
     return SFTResult(
         model=model,
         policy=policy,

@@ -58,6 +58,9 @@ class GRPOConfig:
         Loss aggregation (GRPO's per-sequence mean; ``"constant"`` is Dr. GRPO's).
     eps : float, default 1e-4
         Added to the group std.
+    max_len : int or None, default None
+        Normaliser of ``agg="constant"`` (Dr. GRPO divides by batch size x the maximum
+        completion length); ``None`` uses the rollout's ``T``.
     max_grad_norm : float or None, default None
         Global gradient-norm clip before each optimiser step.
     """
@@ -70,6 +73,7 @@ class GRPOConfig:
     scale: str = "group"
     agg: str = "seq_mean"
     eps: float = 1e-4
+    max_len: int | None = None
     max_grad_norm: float | None = None
 
     def __post_init__(self):
@@ -84,6 +88,8 @@ class GRPOConfig:
         if self.agg not in AGGS:
             raise ValueError(f"agg must be one of {AGGS}, got {self.agg!r}")
         check_nonnegative(self.eps, "eps")
+        if self.max_len is not None:
+            check_int(self.max_len, "max_len")
         if self.max_grad_norm is not None:
             check_positive(self.max_grad_norm, "max_grad_norm")
 
@@ -121,6 +127,7 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
         of ``KL(pi || pi_ref)``), ``approx_kl`` and ``clipfrac`` (means over the epochs,
         see :func:`rlhf_toy.policy_gradient.ppo_clip_loss`), ``zero_spread`` (fraction of
         groups whose rewards are all equal: no reward signal), ``reward`` (mean score),
+        ``reward_std`` (mean over the groups of the sample std GRPO divides by),
         ``entropy`` (of the sampling policy, mean over the sampled tokens), ``grad_norm``
         (of the last epoch).
 
@@ -152,6 +159,7 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
     adv = grpo_advantages(scores, scale=config.scale, eps=config.eps).reshape(-1)  # (B,)
     adv_tok = adv[:, None] * ro.mask  # (B, T): the sequence's advantage on each token
     zero_spread = float(np.mean(np.ptp(scores, axis=1) == 0.0))
+    reward_std = float(np.mean(scores.std(axis=1, ddof=1)))
     n_tok = float(ro.mask.sum())
     entropy = float(np.sum(policy.entropy(ro.prompts, ro.responses, ro.mask)) / n_tok)
     clipfracs, approx_kls = [], []
@@ -159,8 +167,9 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
         logp = policy.logprobs(ro.prompts, ro.responses, ro.mask)  # (B, T)
         pg_loss, dlogp, stats = ppo_clip_loss(
             logp, ro.logp, adv_tok, ro.mask, clip_eps=config.clip_eps,
-            clip_eps_high=config.clip_eps_high, agg=config.agg)
-        k3, dk3 = kl_loss(logp, ro.logp_ref, ro.mask, estimator="k3", agg=config.agg)
+            clip_eps_high=config.clip_eps_high, agg=config.agg, max_len=config.max_len)
+        k3, dk3 = kl_loss(logp, ro.logp_ref, ro.mask, estimator="k3", agg=config.agg,
+                          max_len=config.max_len)
         loss = float(pg_loss) + config.beta * float(k3)
         if config.beta > 0:
             dlogp = dlogp + config.beta * dk3
@@ -173,4 +182,5 @@ def grpo_step(policy, ref, optimiser, prompts, reward_fn, config: GRPOConfig, rn
     return {"loss": loss, "pg_loss": float(pg_loss), "kl_loss": float(k3),
             "approx_kl": float(np.mean(approx_kls)), "clipfrac": float(np.mean(clipfracs)),
             "zero_spread": zero_spread, "reward": float(ro.scores.mean()),
+            "reward_std": reward_std,
             "entropy": entropy, "grad_norm": grad_norm}

@@ -145,7 +145,8 @@ def ppo_step(policy, ref, optimiser, prompts, reward_fn, config: PPOConfig, rng,
     (:func:`rlhf_toy.policy_gradient.ppo_clip_loss`); value loss
     ``0.5 mean(max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2))``
     (:func:`rlhf_toy.policy_gradient.value_loss`). Schulman et al. (2017, 2016); Ziegler
-    et al. (2019); Ouyang et al. (2022).
+    et al. (2019); Ouyang et al. (2022). A penalty for responses without EOS belongs in
+    ``reward_fn`` (the score), which sees the responses and their mask.
     """
     if not isinstance(config, PPOConfig):
         raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")

@@ -50,7 +50,7 @@ def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,
     Raises
     ------
     ValueError
-        If ``reward_fn`` returns the wrong shape.
+        If ``reward_fn`` returns the wrong shape, or a sampled response is empty.
     FloatingPointError
         If a reward or a log-probability is not finite.
     """
@@ -61,6 +61,10 @@ def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,
     prompts_rep = np.repeat(prompts, group_size, axis=0)  # one row per response
     logp = policy.logprobs(prompts_rep, responses, mask)  # (B, T): log pi_old
     logp_ref = ref.logprobs(prompts_rep, responses, mask)  # (B, T)
+    empty = np.flatnonzero(np.asarray(mask).sum(axis=1) == 0)
+    if empty.size:
+        raise ValueError(f"{where}: response {int(empty[0])} has no token on the mask "
+                         "(every response has at least one token, EOS included)")
     scores = np.asarray(reward_fn(prompts_rep, responses, mask), dtype=np.float64)
     if scores.shape != (responses.shape[0],):
         raise ValueError(f"reward_fn must return shape ({responses.shape[0]},), "

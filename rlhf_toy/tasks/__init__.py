@@ -34,7 +34,7 @@ def get_task(name: str = "length", **options) -> Task:
     ----------
     name : {"length", "sycophancy", "digits"}, default "length"
     **options
-        Fields of the task's class, e.g. ``length_bias=0.6`` or ``label_temperature=0.5``.
+        Fields of the task's class, e.g. ``length_bias=0.6`` or ``label_temperature=1.0``.
 
     Returns
     -------

@@ -58,8 +58,9 @@ class Task:
         ``T``, at most 4.
     prompt_len : int
         ``P``, the same for every prompt of the task.
-    label_temperature : float
-        Temperature of the labelers' Bradley-Terry choice (their noise).
+    label_temperature : float, default 0.5
+        Temperature of the labelers' Bradley-Terry choice (their noise): a utility gap of
+        1 is preferred with probability ``sigma(2) = 0.88``.
     """
 
     name: str = field(init=False)
@@ -70,7 +71,7 @@ class Task:
     response_token_ids: tuple = field(init=False)
     max_response_len: int = field(init=False)
     prompt_len: int = field(init=False)
-    label_temperature: float = 1.0
+    label_temperature: float = 0.5
 
     def __post_init__(self):
         check_positive(self.label_temperature, "label_temperature")
@@ -389,8 +390,7 @@ class Task:
             probs = self.demonstrator_next(x, np.where(live[:, None], y[:, :t], self.pad_id))
             cdf = np.cumsum(probs, axis=1)  # (B, A)
             k = np.minimum((cdf < u[:, None] * cdf[:, -1:]).sum(axis=1), len(ids) - 1)
-            while np.any(bad := probs[np.arange(B), k] == 0):  # rounding at a CDF plateau
-                k[bad] -= 1
+            k = _first_positive(probs, k)  # never a zero-probability token (u = 0, rounding)
             y[:, t] = np.where(live, ids[k], self.pad_id)
             mask[:, t] = live
             live &= ids[k] != self.eos_id
@@ -429,6 +429,14 @@ class Task:
     def eval_prompts(self) -> np.ndarray:
         """The fixed evaluation prompts, int (n_eval, P)."""
         raise NotImplementedError
+
+
+def _first_positive(probs: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Per row, the first column ``>= k`` with positive probability (else the last one)."""
+    cols = np.arange(probs.shape[1])
+    later = np.where((probs > 0) & (cols >= k[:, None]), cols, probs.shape[1]).min(axis=1)
+    last = probs.shape[1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=1)
+    return np.where(later < probs.shape[1], later, last)
 
 
 def weighted_mean(values, weights) -> float:

@@ -139,7 +139,7 @@ class DigitsTask(Task):
         Probability that each of the demonstrator's two digits is right (else uniform).
     stop_probs : tuple of 3 floats, default (0.02, 0.05, 0.9)
         Demonstrator's probability of EOS after 0, 1 and 2 digits.
-    label_temperature : float, default 1.0
+    label_temperature : float, default 0.5
 
     Notes
     -----

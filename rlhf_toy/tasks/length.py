@@ -48,7 +48,7 @@ class LengthTask(Task):
         Probability that the demonstrator's first digit is the answer.
     length_probs : tuple of 5 floats, default (0.04, 0.6, 0.16, 0.1, 0.1)
         Demonstrator's distribution of the number of digits 0..4 (4 means no EOS).
-    label_temperature : float, default 1.0
+    label_temperature : float, default 0.5
         Temperature of the labelers' Bradley-Terry choice.
 
     Notes

@@ -47,7 +47,7 @@ class SycophancyTask(Task):
         Demonstrator's first digit: the answer, the belief, or (the rest) uniform.
     stop_probs : tuple of 3 floats, default (0.02, 0.85, 0.5)
         Demonstrator's probability of EOS after 0, 1 and 2 digits.
-    label_temperature : float, default 1.0
+    label_temperature : float, default 0.5
 
     Notes
     -----
