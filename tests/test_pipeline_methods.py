@@ -125,12 +125,18 @@ def test_ppo_logs_the_diagnostics(base):
 
 
 def test_ppo_options_adaptive_kl_and_k3(base):
-    result = run(base, "ppo", 0, steps=4, adaptive_kl=True, kl_target=0.01, kl_horizon=100,
-                 kl_estimator="k3")  # fmt: skip
-    beta = result.history["beta"]
-    # the KL exceeds the tiny target after the first step, so the controller raises beta
-    assert beta[0] == base["config"].beta and np.all(np.diff(beta[1:]) > 0)
-    assert result.extra["beta_final"] > beta[-1]
+    target, horizon = 0.05, 100
+    result = run(base, "ppo", 0, steps=4, adaptive_kl=True, kl_target=target,
+                 kl_horizon=horizon, kl_estimator="k3")  # fmt: skip
+    h, config = result.history, base["config"]
+    B = config.rl_batch_size * config.group_size
+    # Ziegler et al.'s rule, step by step, from the logged KL of each step
+    expected = [config.beta]
+    for kl in h["kl"]:
+        expected.append(expected[-1] * (1 + np.clip(kl / target - 1, -0.2, 0.2) * B / horizon))
+    np.testing.assert_allclose(h["beta"], expected[:-1], rtol=1e-12)
+    assert result.extra["beta_final"] == pytest.approx(expected[-1], rel=1e-12)
+    assert len(set(np.round(h["beta"], 12))) == 4  # it moved at every step
 
 
 def test_dr_grpo_option_moves_towards_the_optimum(base):

@@ -45,6 +45,7 @@ from .rl_common import (
     exact_eval,
     method_options,
     new_optimiser,
+    reference_policy,
     stack_history,
     step_error,
 )
@@ -210,7 +211,7 @@ def train(task, config, sft_model, reward_model, comparisons, rng, verbose=False
 
     # ---- data: the comparisons and their reference log-probs
     x, yw, mw, yl, ml = comparisons.as_tuple()
-    ref = task_policy(sft_model, task)
+    ref = reference_policy(sft_model, task)
     ref_w, ref_l = sequence_logp(ref, x, yw, mw), sequence_logp(ref, x, yl, ml)  # (n,), (n,)
 
     # ---- model: a copy of SFT

@@ -30,6 +30,7 @@ from .rl_common import (
     exact_eval,
     method_options,
     new_optimiser,
+    reference_policy,
     stack_history,
     step_error,
 )
@@ -94,7 +95,7 @@ def train(task, config, sft_model, reward_model, comparisons, rng, verbose=False
     tracker = ExactTracker(opts["eval_every"], ev)
 
     # ---- models: policy (copy of SFT) and the frozen reference (SFT)
-    ref = task_policy(sft_model, task)
+    ref = reference_policy(sft_model, task)
     model = copy_model(sft_model)
     policy = task_policy(model, task)
     optimiser = new_optimiser(policy.params, config, opts["lr"])

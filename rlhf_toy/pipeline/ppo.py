@@ -40,6 +40,7 @@ from .rl_common import (
     exact_eval,
     method_options,
     new_optimiser,
+    reference_policy,
     stack_history,
     step_error,
 )
@@ -127,7 +128,7 @@ def train(task, config, sft_model, reward_model, comparisons, rng, verbose=False
     tracker = ExactTracker(opts["eval_every"], ev)
 
     # ---- models: policy (copy of SFT), frozen reference (SFT), critic (copy of the RM)
-    ref = task_policy(sft_model, task)
+    ref = reference_policy(sft_model, task)
     model = copy_model(sft_model)
     policy = task_policy(model, task)
     critic = GPTCritic(copy_model(reward_model.model, heads=("value",), skip=("reward_head",)))

@@ -37,6 +37,7 @@ __all__ = [
     "exact_eval",
     "method_options",
     "new_optimiser",
+    "reference_policy",
     "stack_history",
     "step_error",
 ]
@@ -65,6 +66,21 @@ def copy_model(src: GPT, heads=(), skip=()) -> GPT:
         if name in model.params and not any(name.startswith(s) for s in skip):
             model.params[name][...] = p
     return model
+
+
+def reference_policy(sft_model: GPT, task) -> GPTPolicy:
+    """``pi_sft`` over ``task``'s responses as a frozen reference: log-probs only, each
+    distinct prompt encoded once (:class:`~rlhf_toy.pipeline.policy.GPTPolicy` with
+    ``frozen=True``; the same options as :func:`~rlhf_toy.pipeline.common.task_policy`)."""
+    return GPTPolicy(
+        sft_model,
+        task.max_response_len,
+        allowed_tokens=np.asarray(task.response_token_ids),
+        eos_token=task.eos_id,
+        pad_token=task.pad_id,
+        prompt_len=task.prompt_len,
+        frozen=True,
+    )
 
 
 def method_options(config, name: str, defaults: dict) -> dict:
