@@ -42,6 +42,7 @@ import numpy as np
 from rlhf_toy.gpt import GPT
 from rlhf_toy.tasks import get_task
 
+from . import methods
 from .common import task_policy
 from .config import METHODS, PipelineConfig
 from .evaluate import ExactEval, build_exact_eval, evaluate_logp, evaluate_policy, optimum_metrics
@@ -87,6 +88,21 @@ def register_stage(name: str):
         return fn
 
     return deco
+
+
+def method_stage(name: str) -> Callable:
+    """The stage of method ``name``: its :data:`~rlhf_toy.pipeline.methods.METHODS` entry
+    called with the run's task, config, SFT model, reward model and comparisons."""
+    train = methods.METHODS[name]
+
+    def stage(run: Run) -> StageOutput:
+        r = train(run.task, run.config, run.sft.model, run.rm.reward_model, run.rm.train,
+                  run.rng(name), run.verbose, exact=run.exact)
+        return StageOutput(policy=r.policy, logp=r.logp, history=r.history,
+                           checkpoint=r.model, extra=r.extra)
+
+    stage.__name__ = stage.__qualname__ = f"{name}_stage"
+    return stage
 
 
 def stage_rng(seed: int, stage: str) -> np.random.Generator:
@@ -162,6 +178,7 @@ def run_pipeline(config: PipelineConfig, out, verbose: bool = False) -> dict:
     if not isinstance(config, PipelineConfig):
         raise TypeError(f"config must be a PipelineConfig, got {type(config).__name__}")
     config.validate()
+    methods.check_method_options(config)
     check_stages(config.methods)
     out = Path(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -340,3 +357,7 @@ def _readme(run: Run, status, unfinished, error, figures) -> str:
                 f"{r['kl_to_optimum']:.3f} | {r['length']:.2f} | {r['seconds']:.1f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+for _name in methods.METHODS:  # every method of methods.py is a stage of the run
+    register_stage(_name)(method_stage(_name))
