@@ -305,6 +305,22 @@ def check_mask(mask, name: str, shape: tuple | None = None, *, binary: bool = Fa
     return arr
 
 
+def check_named_tables(tables, name: str, like: np.ndarray, like_name: str) -> dict:
+    """A dict of finite tables of ``like``'s shape (``{"gold": r_star}``); ``None``: ``{}``."""
+    if tables is None:
+        return {}
+    if not isinstance(tables, dict):
+        raise ArgumentTypeError(
+            f"{name} must be a dict of tables, got {type(tables).__name__}"
+        )
+    out = {}
+    for key, table in tables.items():
+        table = check_finite(table, f"{name}[{key!r}]")
+        check_same_shape(table, like, f"{name}[{key!r}]", like_name)
+        out[key] = table
+    return out
+
+
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     """Raise unless ``a`` and ``b`` have the same shape."""
     if np.shape(a) != np.shape(b):
