@@ -305,7 +305,7 @@ def test_disjoint_groups_estimator_is_unbiased_but_noisier():
             # Rao-Blackwellised: strictly less variance (at n = N only through the ties,
             # which the naive one breaks by draw order and the other one averages)
             assert var_smart < var_naive
-    with pytest.raises(ValueError, match="n must be an integer with 1 <= n <= N = 6"):
+    with pytest.raises(ValueError, match="n must be <= 6, got 7"):
         best_of_n_disjoint_estimator(proxy[draws], gold[draws], 7)
 
 
