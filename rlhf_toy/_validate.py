@@ -224,7 +224,10 @@ def check_distribution(p, name: str, axis: int = -1, *, ndim: int | None = None,
         bad = np.argwhere(np.atleast_1d(off))[0]
         row = tuple(int(i) for i in bad)
         row_txt = row[0] if len(row) == 1 else row
-        raise ValueError(f"{name} row {row_txt} sums to {np.atleast_1d(s)[tuple(bad)]:.6g}, not 1")
+        along = "" if axis in (-1, p.ndim - 1) else f" along axis {axis}"
+        raise ValueError(
+            f"{name} row {row_txt} sums to {np.atleast_1d(s)[tuple(bad)]:.6g}{along}, not 1"
+        )
     return p
 
 

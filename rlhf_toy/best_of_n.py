@@ -691,7 +691,8 @@ def kl_matched_beta(pi_ref, reward, kl, prompt_probs=None, *, bracket=(1e-6, 1e6
     f_lo, f_hi = excess(lo), excess(hi)
     if not f_lo >= 0 >= f_hi:
         raise ValueError(
-            f"kl = {target!r} is not reachable for beta in {bracket}: KL ranges over "
+            f"kl = {target!r} is not reachable with this pi_ref and reward for beta in "
+            f"bracket {bracket}: KL ranges over "
             f"[{f_hi + target:.6g}, {f_lo + target:.6g}]"
         )
     return float(np.exp(brentq(excess, lo, hi, xtol=1e-13, rtol=1e-12)))
