@@ -151,9 +151,12 @@ class _Groups:
     def log_group_mass(self, ns: np.ndarray, rows=slice(None)) -> np.ndarray:
         """``log P_v = n log F_<= + log(1 - (F_< / F_<=)^n)``; ``-inf`` in empty groups."""
         n = ns[:, None, None]
+        a = n * self.log1m_ratio[rows]  # log (F_< / F_<=)^n <= 0
         with np.errstate(divide="ignore"):
-            log_mass = n * self.log_f_le[rows] + np.log(-np.expm1(n * self.log1m_ratio[rows]))
-        return np.where(self.live[rows], log_mass, -np.inf)
+            # log(1 - e^a): log(-expm1(a)) near 0, log1p(-exp(a)) below -log 2 (Maechler 2012)
+            log1m = np.where(a > -np.log(2.0), np.log(-np.expm1(np.minimum(a, -1e-300))),
+                             np.log1p(-np.exp(a)))
+        return np.where(self.live[rows], n * self.log_f_le[rows] + log1m, -np.inf)
 
     def stats(self, ns: np.ndarray, evals=(), kl: bool = False, win: bool = False) -> dict:
         """Per-row functionals of ``pi_bon`` for each ``n``, in blocks: dict of ``(K, M)``.

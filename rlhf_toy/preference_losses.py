@@ -89,8 +89,19 @@ def _check_lengths(length, name: str, shape: tuple) -> np.ndarray:
 
 
 def _log_ratio_margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected):
-    """``h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))``."""
-    return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    """``h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))``.
+
+    ``+-inf`` when finite inputs overflow one way (the losses' limits are then exact);
+    ``inf - inf`` has no meaning and raises ``ValueError`` (the hinge would hide it as 0).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    if np.any(np.isnan(h)):
+        raise ValueError(
+            "policy_chosen, policy_rejected, ref_chosen, ref_rejected overflow float64: "
+            "their log-ratio margin is inf - inf"
+        )
+    return h
 
 
 def _log1mexp(a):
