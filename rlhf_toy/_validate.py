@@ -237,10 +237,10 @@ def check_prompt_probs(prompt_probs, n_prompts: int, name: str = "prompt_probs")
         raise ValueError(f"the table must have at least one prompt, got {n_prompts}")
     if prompt_probs is None:
         return np.full(n_prompts, 1.0 / n_prompts)
-    prompt_probs = check_distribution(prompt_probs, name)
-    if prompt_probs.shape != (n_prompts,):
-        raise ValueError(f"{name} must have shape ({n_prompts},), got {prompt_probs.shape}")
-    return prompt_probs
+    shape = as_real_array(prompt_probs, name).shape
+    if shape != (n_prompts,):  # the shape first: it is the likelier mistake
+        raise ValueError(f"{name} must have shape ({n_prompts},), got {shape}")
+    return check_distribution(prompt_probs, name)
 
 
 def check_index(idx, name: str, size: int, *, length: int | None = None,
