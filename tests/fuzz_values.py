@@ -98,6 +98,9 @@ def _array_bads(a: np.ndarray, inf_ok: bool):
     big = a.copy()
     big[first] = 1e308
     out.append(Bad("1e308 entry", big, must_fail=False))
+    tiny = a.copy()
+    tiny[first] = 5e-324
+    out.append(Bad("subnormal entry", tiny, must_fail=False))
     out.append(Bad("-1e308 entry", -big, must_fail=False))
     out.append(Bad("empty", np.zeros((0,) + a.shape[1:]), must_fail=False))
     wide = np.concatenate([a, np.zeros(a.shape[:-1] + (1,))], axis=-1)
@@ -197,6 +200,20 @@ def bad_values(value, inf_ok: bool = False, count: bool = False) -> list[Bad]:
                     Bad("2", value * 2.0), Bad("complex", value + 1j, type_error=True)]
         return _array_bads(value, inf_ok)
     return []
+
+
+def joint_bads(base: dict, optional: set) -> list[tuple[str, dict]]:
+    """Bad values that only make sense together: every table empty at once (zero prompts),
+    optional arguments at their defaults."""
+    tables = {k: v for k, v in base.items()
+              if isinstance(v, np.ndarray) and v.ndim >= 1 and v.dtype.kind == "f"}
+    if not tables:
+        return []
+    empty = {k: (None if k in optional else v) for k, v in base.items()}
+    for k, v in tables.items():
+        if k not in optional:
+            empty[k] = np.zeros((0,) + v.shape[1:])
+    return [("every table empty", empty)]
 
 
 # --------------------------------------------------------------------------------------
