@@ -9,13 +9,39 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_toy._validate import as_real_array, check_index, check_ndim, check_nonempty
+
 
 def sample_rows(p: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Inverse-CDF sampling: ``out[i] ~ p[rows[i]]`` using the uniform ``u[i]`` in [0, 1).
 
     Vectorised over samples; the only Python loop is over the distinct rows. Exact:
     a zero-probability entry is never returned.
+
+    Parameters
+    ----------
+    p : array_like of shape (R, C)
+        Non-negative finite weights with a positive sum per row (normalised here).
+    rows : array_like of int of shape (N,)
+        Row of each draw, ``0 <= rows < R``; empty allowed (returns an empty array).
+    u : array_like of shape (N,)
+        Uniforms in ``[0, 1)``.
+
+    Returns
+    -------
+    ndarray of int64 of shape (N,)
     """
+    p = check_nonempty(check_ndim(as_real_array(p, "p"), "p", 2, "(R, C)"), "p")
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p.sum(axis=1) <= 0):
+        raise ValueError("p must be finite and >= 0 with a positive sum in every row")
+    rows = check_index(rows, "rows", p.shape[0], allow_empty=True)
+    u = as_real_array(u, "u")
+    if u.shape != rows.shape:
+        raise ValueError(f"u must have the shape of rows {rows.shape}, got {u.shape}")
+    if not np.all((u >= 0) & (u < 1)):
+        raise ValueError("u must hold uniforms in [0, 1)")
+    if rows.size == 0:
+        return np.empty(rows.shape, dtype=np.int64)
     n_rows, n_cols = p.shape
     cdf = np.cumsum(p, axis=1)  # (R, C)
     cdf /= cdf[:, -1:]

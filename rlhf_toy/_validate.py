@@ -1,9 +1,14 @@
 """Input validation shared by every public function.
 
-Each check raises :class:`ValueError` naming the argument and the bad value, as the
-conventions of ``DESIGN.md`` ask (``beta must be > 0, got -1.0``;
-``pi_ref row 3 sums to 0.7``). Checks return the validated array so that callers can
-write ``p = check_distribution(p, "pi_ref")``.
+Each check names the caller's argument and the bad value, as the conventions of
+``DESIGN.md`` ask (``beta must be > 0, got -1.0``; ``pi_ref row 3 sums to 0.7``), and
+returns the validated value so that callers can write ``p = check_distribution(p, "pi_ref")``.
+
+A value of the wrong *kind* (a string, a bool or ``None`` where a number is expected, a
+complex array, a float where an integer is expected) raises :class:`ArgumentTypeError`, a
+``TypeError`` that is also a ``ValueError`` so that callers catching either keep working; a
+value of the right kind outside its range (NaN, a negative ``beta``, an index past the end,
+an empty table) raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,25 @@ import numpy as np
 
 #: Tolerance on row sums of probability tables.
 ROW_SUM_ATOL = 1e-6
+
+#: Integers with more digits than this are described by their size, not printed.
+_MAX_PRINTED_DIGITS = 30
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong kind; both a ``TypeError`` and a ``ValueError``."""
+
+
+def _show(value) -> str:
+    """``repr(value)``, safe and short for huge integers and long arrays."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        if abs(int(value)).bit_length() > 3.33 * _MAX_PRINTED_DIGITS:
+            return f"an integer of {abs(int(value)).bit_length()} bits"
+        return repr(int(value))
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, threshold=6, edgeitems=2)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def as_rng(rng) -> np.random.Generator:
@@ -27,44 +51,116 @@ def as_rng(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0 or int(rng).bit_length() > 128:
+            raise ValueError(f"rng seed must be an integer in [0, 2**128), got {_show(rng)}")
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be a numpy Generator or an int seed, got {rng!r}")
+    raise ArgumentTypeError(f"rng must be a numpy Generator or an int seed, got {_show(rng)}")
+
+
+# --------------------------------------------------------------------------------------
+# scalars
+# --------------------------------------------------------------------------------------
+
+
+def check_float(value, name: str, *, low: float = -np.inf, high: float = np.inf,
+                low_open: bool = False, high_open: bool = False,
+                allow_nan: bool = False, allow_inf: bool = False) -> float:
+    """A real scalar in the interval ``[low, high]`` (ends open when asked), as a float.
+
+    Accepts Python and numpy reals (ints included); rejects ``str``, ``bool``, ``complex``,
+    ``None``, arrays and lists with :class:`ArgumentTypeError`; NaN, infinities (unless
+    allowed), integers beyond the float64 range and values outside the interval with
+    ``ValueError``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a real number, got {_show(value)}")
+    if np.isfinite(low) and np.isfinite(high):
+        rule = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif np.isfinite(low):
+        rule = f"{'>' if low_open else '>='} {low:g}"
+    elif np.isfinite(high):
+        rule = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        rule = ""
+    finite = f"{rule} and finite" if rule else "finite"
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be {finite}, got {_show(value)}") from None
+    if np.isnan(v):
+        if allow_nan:
+            return v
+        raise ValueError(f"{name} must be {finite}, got nan")
+    if np.isinf(v) and not allow_inf:
+        raise ValueError(f"{name} must be {finite}, got {v}")
+    below = v <= low if low_open else v < low
+    above = v >= high if high_open else v > high
+    if below or above:
+        raise ValueError(f"{name} must be {rule}, got {_show(value)}")
+    return v
 
 
 def check_positive(value, name: str) -> float:
-    """A finite scalar > 0 (``beta``, a temperature, a learning rate)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
-    return v
+    """A finite real scalar > 0 (``beta``, a temperature, a learning rate)."""
+    return check_float(value, name, low=0.0, low_open=True)
 
 
 def check_nonnegative(value, name: str) -> float:
-    """A finite scalar >= 0 (a penalty weight, a smoothing count, a weight decay)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
-    return v
+    """A finite real scalar >= 0 (a penalty weight, a smoothing count, a weight decay)."""
+    return check_float(value, name, low=0.0)
 
 
-def check_int(value, name: str, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` (``n``, ``n_pairs``, a number of steps)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in ``[minimum, maximum]`` (``n``, ``n_pairs``, a number of steps).
+
+    Python and numpy integers are accepted; ``bool``, floats (``2.7`` and ``3.0`` alike)
+    and strings raise :class:`ArgumentTypeError`. An integer above ``maximum`` raises a
+    ``ValueError`` however large it is (never ``OverflowError``).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an integer, got {_show(value)}")
+    value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
+        raise ValueError(f"{name} must be >= {minimum}, got {_show(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {_show(value)}")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# arrays
+# --------------------------------------------------------------------------------------
+
+
+def as_real_array(a, name: str) -> np.ndarray:
+    """``a`` as a float64 array; complex, boolean, string and ragged input rejected.
+
+    Raises
+    ------
+    ArgumentTypeError
+        For ``None``, complex, boolean, string or object data.
+    ValueError
+        For ragged nested lists.
+    """
+    if a is None or isinstance(a, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be an array of real numbers, got {_show(a)}")
+    try:
+        arr = np.asarray(a)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular array, got a ragged sequence") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise ArgumentTypeError(f"{name} must be real, got a complex array")
+    if kind == "b":
+        raise ArgumentTypeError(f"{name} must hold numbers, got booleans")
+    if kind not in "iuf":
+        raise ArgumentTypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
 
 
 def check_finite(a, name: str) -> np.ndarray:
-    """A float64 array with no NaN or inf (rewards, log-probs, logits)."""
-    a = np.asarray(a, dtype=np.float64)
+    """A float64 array with no NaN or inf (rewards, log-probs, logits); complex rejected."""
+    a = as_real_array(a, name)
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(
@@ -73,11 +169,47 @@ def check_finite(a, name: str) -> np.ndarray:
     return a
 
 
-def check_distribution(p, name: str, axis: int = -1) -> np.ndarray:
-    """A float64 array of probabilities: finite, >= 0, summing to one along ``axis``."""
-    p = np.asarray(p, dtype=np.float64)
+def check_ndim(a: np.ndarray, name: str, ndim: int, what: str = "") -> np.ndarray:
+    """Raise unless ``a`` has ``ndim`` axes (``what`` names them, e.g. ``"(X, Y)"``)."""
+    if a.ndim != ndim:
+        want = what or f"{ndim} axes"
+        raise ValueError(f"{name} must have shape {want}, got shape {a.shape}")
+    return a
+
+
+def check_nonempty(a: np.ndarray, name: str) -> np.ndarray:
+    """Raise if ``a`` has an axis of length zero (no prompts, no responses)."""
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return a
+
+
+def check_distribution(p, name: str, axis: int = -1, *, ndim: int | None = None,
+                       allow_empty: bool = False) -> np.ndarray:
+    """A float64 probability table: real, finite, >= 0, summing to one along ``axis``.
+
+    Parameters
+    ----------
+    p : array_like
+        The table.
+    name : str
+        The caller's argument name, used in messages.
+    axis : int, default -1
+        The axis holding the categories.
+    ndim : int, optional
+        Required number of axes (2 for a ``(X, Y)`` table).
+    allow_empty : bool, default False
+        Accept a table with a zero-length axis (no prompts); refused by default.
+    """
+    p = as_real_array(p, name)
     if p.ndim == 0:
         raise ValueError(f"{name} must have at least one axis, got a scalar")
+    if ndim is not None:
+        check_ndim(p, name, ndim)
+    if not -p.ndim <= axis < p.ndim:
+        raise ValueError(f"axis {axis} is out of range for {name} of shape {p.shape}")
+    if not allow_empty:
+        check_nonempty(p, name)
     if not np.all(np.isfinite(p)):
         raise ValueError(f"{name} must be finite, got a NaN or inf entry")
     if np.any(p < 0):
@@ -92,8 +224,104 @@ def check_distribution(p, name: str, axis: int = -1) -> np.ndarray:
         bad = np.argwhere(np.atleast_1d(off))[0]
         row = tuple(int(i) for i in bad)
         row_txt = row[0] if len(row) == 1 else row
-        raise ValueError(f"{name} row {row_txt} sums to {np.atleast_1d(s)[tuple(bad)]:.6g}, not 1")
+        along = "" if axis in (-1, p.ndim - 1) else f" along axis {axis}"
+        raise ValueError(
+            f"{name} row {row_txt} sums to {np.atleast_1d(s)[tuple(bad)]:.6g}{along}, not 1"
+        )
     return p
+
+
+def check_prompt_probs(prompt_probs, n_prompts: int, name: str = "prompt_probs") -> np.ndarray:
+    """The prompt distribution ``p(x)``, shape ``(n_prompts,)``; uniform when ``None``."""
+    if n_prompts < 1:
+        raise ValueError(f"the table must have at least one prompt, got {n_prompts}")
+    if prompt_probs is None:
+        return np.full(n_prompts, 1.0 / n_prompts)
+    shape = as_real_array(prompt_probs, name).shape
+    if shape != (n_prompts,):  # the shape first: it is the likelier mistake
+        raise ValueError(f"{name} must have shape ({n_prompts},), got {shape}")
+    return check_distribution(prompt_probs, name)
+
+
+def check_index(idx, name: str, size: int, *, length: int | None = None,
+                length_name: str | None = None, allow_empty: bool = False) -> np.ndarray:
+    """An int64 array of indices into an axis of length ``size``: ``0 <= idx < size``.
+
+    Parameters
+    ----------
+    idx : array_like of int
+        The indices; integer dtype required (an empty list is accepted as empty).
+    name : str
+        The caller's argument name.
+    size : int
+        Length of the indexed axis.
+    length : int, optional
+        Required number of indices (the length of the partner arrays).
+    length_name : str, optional
+        Name of the partner, for the message.
+    allow_empty : bool, default False
+        Accept zero indices.
+    """
+    if idx is None or isinstance(idx, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be an array of integer indices, got {_show(idx)}")
+    try:
+        arr = np.asarray(idx)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular array, got a ragged sequence") from None
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)  # np.asarray([]) is float64
+    if arr.dtype.kind not in "iu":
+        raise ArgumentTypeError(f"{name} must hold integer indices, got dtype {arr.dtype}")
+    if arr.size == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    if length is not None and arr.shape[:1] != (length,):
+        partner = f" as {length_name}" if length_name else ""
+        raise ValueError(
+            f"{name} must have length {length}{partner}, got shape {arr.shape}"
+        )
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        bad = arr.ravel()[np.argmax((arr.ravel() < 0) | (arr.ravel() >= size))]
+        raise ValueError(f"{name} must hold indices in [0, {size}), got {int(bad)}")
+    return arr.astype(np.int64, copy=False)
+
+
+def check_mask(mask, name: str, shape: tuple | None = None, *, binary: bool = False) -> np.ndarray:
+    """A float64 weight mask: real, finite, ``>= 0`` (``{0, 1}`` when ``binary``).
+
+    Booleans are accepted here (a mask is naturally boolean). ``shape``, when given, must
+    match exactly.
+    """
+    if mask is None or isinstance(mask, (str, bytes)):
+        raise ArgumentTypeError(f"{name} must be an array of weights, got {_show(mask)}")
+    arr = np.asarray(mask)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.float64)
+    arr = check_finite(arr, name)
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0, got {arr[arr < 0].ravel()[0]}")
+    if binary and np.any((arr != 0) & (arr != 1)):
+        raise ValueError(
+            f"{name} must hold only 0 and 1, got {arr[(arr != 0) & (arr != 1)].ravel()[0]}"
+        )
+    return arr
+
+
+def check_named_tables(tables, name: str, like: np.ndarray, like_name: str) -> dict:
+    """A dict of finite tables of ``like``'s shape (``{"gold": r_star}``); ``None``: ``{}``."""
+    if tables is None:
+        return {}
+    if not isinstance(tables, dict):
+        raise ArgumentTypeError(
+            f"{name} must be a dict of tables, got {type(tables).__name__}"
+        )
+    out = {}
+    for key, table in tables.items():
+        table = check_finite(table, f"{name}[{key!r}]")
+        check_same_shape(table, like, f"{name}[{key!r}]", like_name)
+        out[key] = table
+    return out
 
 
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -7,26 +7,8 @@ Best-of-n draws ``n`` responses i.i.d. from ``pi_ref(.|x)``, scores them with a 
 returns the highest-scoring one, ties broken uniformly at random among the drawn maximal
 samples.
 
-On a table of responses everything is a finite sum:
-
-- :func:`best_of_n_policy`: the exact distribution of the chosen response (ties included);
-- :func:`best_of_n_kl` and :func:`best_of_n_kl_bound`: ``KL(best-of-n || pi_ref)`` and the
-  bound ``log n - (n - 1) / n`` (equality in the continuum limit of distinct rewards);
-- :func:`best_of_n_win_rate`: ``P(best-of-n beats a pi_ref sample)``, ``n / (n + 1)`` in
-  that same limit;
-- :func:`best_of_n_expected_reward` and :func:`best_of_n_sweep`: what best-of-n earns on an
-  evaluation reward (the gold ``r_star``) when it selects with another (the proxy ``r_hat``),
-  for one ``n`` or a whole grid of them;
-- :func:`best_of_n_estimator`: the unbiased estimator of that quantity from ``N >= n``
-  samples (Nakano et al. 2021; Gao et al. 2023), which is how best-of-n curves are measured
-  when the response space cannot be enumerated (and :func:`best_of_n_disjoint_estimator`,
-  the naive higher-variance one it improves on);
-- :func:`kl_matched_beta`: the ``beta`` at which the KL-regularised optimum ``pi*`` has a
-  given KL, to compare the two at matched KL.
-
-Every function works along the last axis (responses) and is vectorised over prompts and
-over a grid of ``n``: responses are sorted by reward once per row and grouped into tie
-classes; the ``n``-dependent part is elementwise.
+On a table of responses everything is a finite sum over tie groups of the reward, along
+the last axis, vectorised over prompts and over a grid of ``n``.
 """
 
 from __future__ import annotations
@@ -38,11 +20,17 @@ import numpy as np
 from scipy.optimize import brentq
 
 from rlhf_toy._validate import (
+    ArgumentTypeError,
     check_distribution,
     check_finite,
+    check_float,
+    check_int,
+    check_named_tables,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
 )
+from rlhf_toy.optimal import reward_kl_frontier
 
 __all__ = [
     "BestOfNSweep",
@@ -66,32 +54,37 @@ _SWEEP_BLOCK = 1 << 20
 # --------------------------------------------------------------------------------------
 
 
+#: Largest ``n`` accepted: integers up to ``2**53`` are exact in float64, where the
+#: ``n``-dependent part is computed.
+MAX_N = 2**53
+
+
 def _check_n(n, name: str = "n"):
-    """``n`` an integer >= 1, or a 1-D array of them; returns (float64 array (K,), is_scalar)."""
-    if isinstance(n, bool):
-        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
-    if isinstance(n, numbers.Integral):
-        if n < 1:
-            raise ValueError(f"{name} must be >= 1, got {n!r}")
-        return np.array([float(n)]), True
+    """``n`` an integer in ``[1, MAX_N]``, or a non-empty 1-D array of them.
+
+    Returns (float64 array (K,), is_scalar). Integer-valued floats are accepted in arrays
+    (grids from ``np.geomspace(...).round()``), never as a scalar.
+    """
+    if isinstance(n, (numbers.Number, str, bytes, bool, np.bool_)) or n is None:
+        return np.array([float(check_int(n, name, minimum=1, maximum=MAX_N))]), True
     arr = np.asarray(n)
-    if arr.ndim == 0:
-        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be an integer or a 1-D array of integers, got shape "
-                         f"{arr.shape}")
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
-                                 or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name} must hold integers >= 1, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr) | (arr < 1) | (arr != np.round(arr))
+        raise ValueError(f"{name} must be an integer or a non-empty 1-D array of integers, "
+                         f"got shape {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise ArgumentTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if np.any(bad):
+            raise ValueError(f"{name} must hold integers, got {arr[np.argmax(bad)]!r}")
+    bad = (arr < 1) | (arr > MAX_N)
     if np.any(bad):
-        raise ValueError(f"{name} must hold integers >= 1, got {arr[np.argmax(bad)]!r}")
-    return arr, False
+        raise ValueError(f"{name} must hold integers in [1, 2**53], got {arr[np.argmax(bad)]!r}")
+    return arr.astype(np.float64), False
 
 
-def _check_tables(pi_ref, reward, reward_name: str = "reward"):
-    pi_ref = check_distribution(pi_ref, "pi_ref")
+def _check_tables(pi_ref, reward, reward_name: str = "reward", ndim=None):
+    pi_ref = check_distribution(pi_ref, "pi_ref", ndim=ndim)
     reward = check_finite(reward, reward_name)
     check_same_shape(pi_ref, reward, "pi_ref", reward_name)
     return pi_ref, reward
@@ -130,6 +123,7 @@ class _Groups:
     below: np.ndarray  # F_<(v) = P(r < v)
     log_f_le: np.ndarray  # log F_<=(v), accurate near 0 and near 1
     log1m_ratio: np.ndarray  # log(1 - q_v / F_<=(v)) = log(F_<(v) / F_<=(v))
+    log_q: np.ndarray  # log q_v, accurate for q_v near 1 too (-inf in empty groups)
     live: np.ndarray  # q_v > 0
 
     def unsort(self, a: np.ndarray) -> np.ndarray:
@@ -154,6 +148,16 @@ class _Groups:
         mass = np.exp(n * self.log_f_le[rows]) * -np.expm1(n * self.log1m_ratio[rows])
         return np.where(self.live[rows], mass, 0.0)  # exact +0.0 in empty groups
 
+    def log_group_mass(self, ns: np.ndarray, rows=slice(None)) -> np.ndarray:
+        """``log P_v = n log F_<= + log(1 - (F_< / F_<=)^n)``; ``-inf`` in empty groups."""
+        n = ns[:, None, None]
+        a = n * self.log1m_ratio[rows]  # log (F_< / F_<=)^n <= 0
+        with np.errstate(divide="ignore"):
+            # log(1 - e^a): log(-expm1(a)) near 0, log1p(-exp(a)) below -log 2 (Maechler 2012)
+            log1m = np.where(a > -np.log(2.0), np.log(-np.expm1(np.minimum(a, -1e-300))),
+                             np.log1p(-np.exp(a)))
+        return np.where(self.live[rows], n * self.log_f_le[rows] + log1m, -np.inf)
+
     def stats(self, ns: np.ndarray, evals=(), kl: bool = False, win: bool = False) -> dict:
         """Per-row functionals of ``pi_bon`` for each ``n``, in blocks: dict of ``(K, M)``.
 
@@ -171,8 +175,6 @@ class _Groups:
             out["win"] = np.empty((k, m))
         rows_per = max(1, _SWEEP_BLOCK // y)
         ns_per = max(1, _SWEEP_BLOCK // (rows_per * y))
-        with np.errstate(divide="ignore"):
-            log_q = np.log(self.q)
         for k0 in range(0, k, ns_per):
             kb = slice(k0, k0 + ns_per)
             for r0 in range(0, m, rows_per):
@@ -184,9 +186,9 @@ class _Groups:
                 if win:
                     out["win"][kb, rows] = (
                         pi_bon * (self.below[rows] + 0.5 * self.q[rows])).sum(-1)
-                if kl:
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        terms = pi_bon * (np.log(p_group) - log_q[rows])
+                if kl:  # log P_v - log q_v from accurate logs: no log(1 - 1e-20) = 0
+                    with np.errstate(invalid="ignore"):
+                        terms = pi_bon * (self.log_group_mass(ns[kb], rows) - self.log_q[rows])
                     out["kl"][kb, rows] = np.where(pi_bon > 0, terms, 0.0).sum(-1)
         if kl:
             out["kl"] = np.maximum(out["kl"], 0.0)
@@ -226,12 +228,18 @@ def _groups(pi_ref: np.ndarray, reward: np.ndarray) -> _Groups:
         f_le = np.where(low, below_eq, 1.0 - above)
         log_f_le = np.where(low, np.log(below_eq), np.log1p(-above))
         ratio = np.clip(q / f_le, 0.0, 1.0)
-        log1m_ratio = np.log1p(-ratio)
+        # log(F_< / F_<=): from F_< itself when it is the small part (no 1 - ratio
+        # cancellation for a group just above a much smaller one)
+        log1m_ratio = np.where(below <= 0.5 * f_le, np.log(below) - log_f_le,
+                               np.log1p(-ratio))
+        # log q_v: from q itself, or as log(1 - F_< - P(r > v)) for a group near one
+        log_q = np.where(q <= 0.5, np.log(q), np.log1p(-(below + above)))
         share = np.where(q > 0, ps / q, 0.0)
     live = q > 0
     return _Groups(shape=shape, order=order, ps=ps, share=share, q=q, below=below,
                    log_f_le=np.where(live, log_f_le, 0.0),
-                   log1m_ratio=np.where(live, log1m_ratio, 0.0), live=live)
+                   log1m_ratio=np.where(live, np.minimum(log1m_ratio, 0.0), 0.0),
+                   log_q=np.where(live, log_q, -np.inf), live=live)
 
 
 def _shape_out(values: np.ndarray, scalar: bool) -> np.ndarray:
@@ -265,8 +273,10 @@ def best_of_n_policy(pi_ref, reward, n) -> np.ndarray:
     Raises
     ------
     ValueError
-        If ``n`` is not an integer ``>= 1`` (or an array of them), ``pi_ref`` is not a
-        probability table, ``reward`` is not finite, or the shapes differ.
+        If ``n`` is not in ``[1, 2**53]``, ``pi_ref`` is not a non-empty probability
+        table, ``reward`` is not finite, or the shapes differ.
+    TypeError
+        If ``n`` is not an integer (a bool, a float, a string), or a table is complex.
 
     See Also
     --------
@@ -478,31 +488,19 @@ def best_of_n_sweep(pi_ref, reward, ns, prompt_probs=None, eval_rewards=None) ->
 
     Notes
     -----
-    The rows are sorted and grouped once; the ``n``-dependent part is processed in blocks
-    of ``n`` values x rows holding at most ``2**20`` elements, so 50 values of ``n`` on a
-    1000 x 1000 table never materialise ``(50, 1000, 1000)`` arrays (and the temporaries
-    stay small enough to be reused rather than freshly page-faulted: about 4x faster than
-    ``2**23``-element blocks on a 2-core laptop).
+    ``kl``, ``reward``, ``win_rate`` and ``extra`` are the per-prompt values of
+    :func:`best_of_n_kl`, :func:`best_of_n_expected_reward` and :func:`best_of_n_win_rate`
+    averaged with ``prompt_probs``. Rows are sorted and grouped once; the ``n``-dependent
+    part runs in blocks of at most ``2**20`` elements.
     """
-    pi_ref, reward = _check_tables(pi_ref, reward)
-    if pi_ref.ndim != 2:
-        raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
+    pi_ref, reward = _check_tables(pi_ref, reward, ndim=2)
     ns, _ = _check_n(ns, "ns")
-    n_prompts = pi_ref.shape[0]
-    if prompt_probs is None:
-        w = np.full(n_prompts, 1.0 / n_prompts)
-    else:
-        w = check_distribution(prompt_probs, "prompt_probs")
-        if w.shape != (n_prompts,):
-            raise ValueError(f"prompt_probs must have shape ({n_prompts},), got {w.shape}")
+    w = check_prompt_probs(prompt_probs, pi_ref.shape[0])
+    evals = check_named_tables(eval_rewards, "eval_rewards", reward, "reward")
     g = _groups(pi_ref, reward)
-    tables = [g.sort(reward)]
-    for name, r in (eval_rewards or {}).items():
-        r = check_finite(r, f"eval_rewards[{name!r}]")
-        check_same_shape(r, reward, f"eval_rewards[{name!r}]", "reward")
-        tables.append(g.sort(r))
+    tables = [g.sort(reward)] + [g.sort(r) for r in evals.values()]
     stats = g.stats(ns, evals=tables, kl=True, win=True)
-    extra = {name: stats["eval", i + 1] @ w for i, name in enumerate(eval_rewards or {})}
+    extra = {name: stats["eval", i + 1] @ w for i, name in enumerate(evals)}
     return BestOfNSweep(ns=ns, kl=stats["kl"] @ w, reward=stats["eval", 0] @ w,
                         win_rate=stats["win"] @ w, extra=extra)
 
@@ -630,8 +628,9 @@ def best_of_n_disjoint_estimator(proxy_samples, eval_samples, n: int) -> np.ndar
     if proxy.ndim == 0:
         raise ValueError("proxy_samples must have at least one axis (the samples)")
     big_n = proxy.shape[-1]
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= big_n:
-        raise ValueError(f"n must be an integer with 1 <= n <= N = {big_n}, got {n!r}")
+    if big_n == 0:
+        raise ValueError(f"proxy_samples must hold at least one sample, got shape {proxy.shape}")
+    n = check_int(n, "n", minimum=1, maximum=big_n)
     groups = big_n // n
     shape = proxy.shape[:-1] + (groups, n)
     p = proxy[..., : groups * n].reshape(shape)
@@ -678,12 +677,14 @@ def kl_matched_beta(pi_ref, reward, kl, prompt_probs=None, *, bracket=(1e-6, 1e6
     so no policy has a larger expected ``reward`` at the same KL: best-of-n can at most
     match it on the reward it selects with; on another reward (the gold) either may win.
     """
-    from rlhf_toy.optimal import reward_kl_frontier
-
-    pi_ref, reward = _check_tables(pi_ref, reward)
-    if pi_ref.ndim != 2:
-        raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
+    pi_ref, reward = _check_tables(pi_ref, reward, ndim=2)
     target = check_positive(kl, "kl")
+    prompt_probs = check_prompt_probs(prompt_probs, pi_ref.shape[0])
+    if not isinstance(bracket, (tuple, list)) or len(bracket) != 2:
+        raise ArgumentTypeError(f"bracket must be a pair (low, high), got {bracket!r}")
+    b_lo = check_positive(bracket[0], "bracket[0]")
+    b_hi = check_float(bracket[1], "bracket[1]", low=b_lo, low_open=True)
+    bracket = (b_lo, b_hi)
 
     def excess(log_beta):
         f = reward_kl_frontier(pi_ref, reward, [np.exp(log_beta)], prompt_probs=prompt_probs)
@@ -693,7 +694,8 @@ def kl_matched_beta(pi_ref, reward, kl, prompt_probs=None, *, bracket=(1e-6, 1e6
     f_lo, f_hi = excess(lo), excess(hi)
     if not f_lo >= 0 >= f_hi:
         raise ValueError(
-            f"kl = {target!r} is not reachable for beta in {bracket}: KL ranges over "
+            f"kl = {target!r} is not reachable with this pi_ref and reward for beta in "
+            f"bracket {bracket}: KL ranges over "
             f"[{f_hi + target:.6g}, {f_lo + target:.6g}]"
         )
     return float(np.exp(brentq(excess, lo, hi, xtol=1e-13, rtol=1e-12)))

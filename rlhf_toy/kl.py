@@ -12,7 +12,19 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import entr, rel_entr
 
-from rlhf_toy._validate import check_distribution, check_same_shape
+from rlhf_toy._validate import (
+    as_real_array,
+    check_distribution,
+    check_finite,
+    check_int,
+    check_same_shape,
+)
+
+__all__ = ["entropy", "kl_divergence", "kl_estimates"]
+
+
+def _check_axis(axis) -> int:
+    return check_int(axis, "axis", minimum=-(1 << 16), maximum=1 << 16)
 
 
 def kl_divergence(p, q, axis: int = -1) -> np.ndarray:
@@ -34,8 +46,10 @@ def kl_divergence(p, q, axis: int = -1) -> np.ndarray:
     Raises
     ------
     ValueError
-        If a table has negative or non-finite entries, a slice not summing to one, or
-        the shapes differ.
+        If a table is empty, has negative or non-finite entries or a slice not summing to
+        one, the shapes differ, or ``axis`` is out of range.
+    TypeError
+        If a table is complex, boolean or not numeric, or ``axis`` is not an integer.
 
     Notes
     -----
@@ -48,6 +62,7 @@ def kl_divergence(p, q, axis: int = -1) -> np.ndarray:
     >>> float(kl_divergence([0.5, 0.5], [0.9, 0.1]).round(4))
     0.5108
     """
+    axis = _check_axis(axis)
     p = check_distribution(p, "p", axis=axis)
     q = check_distribution(q, "q", axis=axis)
     check_same_shape(p, q, "p", "q")
@@ -68,7 +83,18 @@ def entropy(p, axis: int = -1) -> np.ndarray:
     -------
     ndarray
         ``p.shape`` with ``axis`` reduced.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`kl_divergence`.
+
+    Examples
+    --------
+    >>> float(entropy([0.5, 0.5]).round(4))
+    0.6931
     """
+    axis = _check_axis(axis)
     p = check_distribution(p, "p", axis=axis)
     return entr(p).sum(axis=axis)
 
@@ -93,11 +119,16 @@ def kl_estimates(logp_sampled, logp_other) -> dict[str, np.ndarray]:
         - ``k2 = (log r)^2 / 2``: biased, low variance, non-negative;
         - ``k3 = (r - 1) - log r``: unbiased (since ``E_q[r] = 1``) and non-negative.
 
+        ``k1`` is ``+inf`` where ``logp_other = -inf``; values whose true size exceeds
+        the float64 range (``k3`` for ``log r > 709.78``) come back as ``+inf``.
+
     Raises
     ------
     ValueError
         If ``logp_sampled`` is not finite, ``logp_other`` has NaN or ``+inf``, or the
         shapes differ.
+    TypeError
+        If an input is complex, boolean or not numeric.
 
     Notes
     -----
@@ -106,17 +137,14 @@ def kl_estimates(logp_sampled, logp_other) -> dict[str, np.ndarray]:
     adds ``beta * k3`` per token to its loss (see DESIGN.md). ``k3`` is computed as
     ``expm1(log r) - log r`` so that it stays accurate and non-negative for ``r`` near 1.
     """
-    logq = np.asarray(logp_sampled, dtype=np.float64)
-    logp = np.asarray(logp_other, dtype=np.float64)
+    # samples come from q, so their log-probability under it cannot be -inf
+    logq = check_finite(logp_sampled, "logp_sampled")
+    logp = as_real_array(logp_other, "logp_other")
     check_same_shape(logq, logp, "logp_sampled", "logp_other")
-    if not np.all(np.isfinite(logq)):
-        raise ValueError(
-            "logp_sampled must be finite: samples come from that distribution, "
-            "so their log-probability cannot be -inf"
-        )
     if np.any(np.isnan(logp)) or np.any(logp == np.inf):
         raise ValueError("logp_other must be a log-probability (no NaN or +inf)")
-    log_r = logp - logq
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # only where the true value exceeds float64
+        log_r = logp - logq
         k3 = np.expm1(log_r) - log_r
-    return {"k1": -log_r, "k2": 0.5 * log_r**2, "k3": np.maximum(k3, 0.0)}
+        k2 = 0.5 * log_r**2
+    return {"k1": -log_r, "k2": k2, "k3": np.maximum(k3, 0.0)}

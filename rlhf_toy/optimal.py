@@ -21,36 +21,53 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import logsumexp
 
 from rlhf_toy._validate import (
+    as_real_array,
     check_distribution,
     check_finite,
+    check_named_tables,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
 )
 from rlhf_toy.kl import kl_divergence
+
+__all__ = [
+    "Frontier",
+    "log_optimal_policy",
+    "log_partition",
+    "objective",
+    "objective_gradient",
+    "optimal_policy",
+    "optimal_value",
+    "reward_kl_frontier",
+]
 
 #: Largest number of float64 elements one block of the frontier computation holds.
 _FRONTIER_BLOCK = 1 << 20
 
 
-def _check_table(pi_ref, reward):
+def _check_table(pi_ref, reward, ndim=None):
+    """``pi_ref`` a non-empty probability table, ``reward`` finite of the same shape.
+
+    ``ndim``: ``None`` (any), ``2`` (``(X, Y)`` only) or ``"1or2"`` (``(Y,)`` or ``(X, Y)``).
+    """
     pi_ref = check_distribution(pi_ref, "pi_ref")
     reward = check_finite(reward, "reward")
+    if ndim == 2 and pi_ref.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
+    if ndim == "1or2" and pi_ref.ndim not in (1, 2):
+        raise ValueError(f"pi_ref must have shape (Y,) or (X, Y), got {pi_ref.shape}")
     check_same_shape(pi_ref, reward, "pi_ref", "reward")
     return pi_ref, reward
 
 
-def _check_prompt_probs(prompt_probs, n_prompts: int) -> np.ndarray:
-    if prompt_probs is None:
-        return np.full(n_prompts, 1.0 / n_prompts)
-    prompt_probs = check_distribution(prompt_probs, "prompt_probs")
-    if prompt_probs.shape != (n_prompts,):
-        raise ValueError(
-            f"prompt_probs must have shape ({n_prompts},), got {prompt_probs.shape}"
-        )
-    return prompt_probs
+def _prompt_weights(prompt_probs, table: np.ndarray):
+    """``p(x)`` for an ``(X, Y)`` table; ``1.0`` for a single ``(Y,)`` row."""
+    if table.ndim == 1:
+        return float(check_prompt_probs(prompt_probs, 1)[0])
+    return check_prompt_probs(prompt_probs, table.shape[0])
 
 
 def _shifted(pi_ref: np.ndarray, reward: np.ndarray, beta):
@@ -61,12 +78,30 @@ def _shifted(pi_ref: np.ndarray, reward: np.ndarray, beta):
     ``beta`` may be a scalar or an array broadcasting against ``reward[..., None]``'s
     leading axes (the frontier passes shape ``(n_betas, 1, 1)``).
     """
+    support = pi_ref > 0
     with np.errstate(divide="ignore"):
         log_ref = np.log(pi_ref)
-    r_max = np.max(np.where(pi_ref > 0, reward, -np.inf), axis=-1, keepdims=True)
-    s = (reward - r_max) / beta
-    log_z_shifted = logsumexp(log_ref + s, axis=-1, keepdims=True)
+    r_max = np.max(np.where(support, reward, -np.inf), axis=-1, keepdims=True)
+    # s <= 0 on the support; -inf where the true value is below the float64 range (tiny
+    # beta), which exp maps to the exact 0. Off the support s = 0: log_ref = -inf rules.
+    with np.errstate(over="ignore"):
+        s = np.where(support, (reward - r_max) / beta, 0.0)
+    e_sum = (pi_ref * np.exp(s)) @ np.ones(s.shape[-1])
+    log_z_shifted = _log_z_shifted(pi_ref, s, e_sum)[..., None]
     return log_ref, s, r_max, log_z_shifted
+
+
+def _log_z_shifted(pi_ref: np.ndarray, s: np.ndarray, e_sum: np.ndarray) -> np.ndarray:
+    """``log Z_s = log sum_y pi_ref e^s`` (last axis reduced), accurate for every ``beta``.
+
+    ``e_sum`` is ``sum_y pi_ref e^s``, at least ``pi_ref(argmax r) > 0``. Where ``Z_s`` is
+    near one (large ``beta``, ``s`` near 0) ``log`` of it would lose everything below
+    ``1e-16``, which ``beta log Z_s`` multiplies back up; there ``log1p(sum_y pi_ref
+    expm1(s))`` is used instead.
+    """
+    zm1 = (pi_ref * np.expm1(s)) @ np.ones(s.shape[-1])
+    with np.errstate(divide="ignore"):
+        return np.where(zm1 > -0.5, np.log1p(np.maximum(zm1, -0.5)), np.log(e_sum))
 
 
 def log_optimal_policy(pi_ref, reward, beta) -> np.ndarray:
@@ -131,8 +166,9 @@ def log_partition(pi_ref, reward, beta) -> np.ndarray:
     -------
     ndarray of shape ``pi_ref.shape[:-1]``
         ``log Z``. For very small ``beta`` this is ``max r / beta``-sized (1e12 for
-        ``r = 1e4, beta = 1e-8``) and is returned as such; ``beta * log Z`` is the
-        bounded quantity (see :func:`optimal_value`).
+        ``r = 1e4, beta = 1e-8``) and is returned as such, ``+-inf`` once ``max r / beta``
+        leaves the float64 range; ``beta * log Z`` is the bounded quantity (see
+        :func:`optimal_value`).
 
     Notes
     -----
@@ -142,7 +178,8 @@ def log_partition(pi_ref, reward, beta) -> np.ndarray:
     pi_ref, reward = _check_table(pi_ref, reward)
     beta = check_positive(beta, "beta")
     _, _, r_max, log_z_shifted = _shifted(pi_ref, reward, beta)
-    return (log_z_shifted + r_max / beta)[..., 0]
+    with np.errstate(over="ignore"):
+        return (log_z_shifted + r_max / beta)[..., 0]
 
 
 def objective(pi, pi_ref, reward, beta, prompt_probs=None) -> float:
@@ -164,11 +201,11 @@ def objective(pi, pi_ref, reward, beta, prompt_probs=None) -> float:
     float
         ``J(pi)``; ``-inf`` if ``pi`` puts mass where ``pi_ref`` has none.
     """
-    pi_ref, reward = _check_table(pi_ref, reward)
+    pi_ref, reward = _check_table(pi_ref, reward, ndim="1or2")
     pi = check_distribution(pi, "pi")
     check_same_shape(pi, pi_ref, "pi", "pi_ref")
     beta = check_positive(beta, "beta")
-    w = _check_prompt_probs(prompt_probs, pi.shape[0]) if pi.ndim == 2 else 1.0
+    w = _prompt_weights(prompt_probs, pi)
     per_prompt = (pi * reward).sum(-1) - beta * kl_divergence(pi, pi_ref)
     return float(np.sum(w * per_prompt))
 
@@ -179,11 +216,11 @@ def optimal_value(pi_ref, reward, beta, prompt_probs=None) -> float:
     Parameters are those of :func:`objective` (without ``pi``). This is the largest
     value :func:`objective` takes over all policies.
     """
-    pi_ref, reward = _check_table(pi_ref, reward)
+    pi_ref, reward = _check_table(pi_ref, reward, ndim="1or2")
     beta = check_positive(beta, "beta")
+    w = _prompt_weights(prompt_probs, pi_ref)
     _, _, r_max, log_z_shifted = _shifted(pi_ref, reward, beta)
     per_prompt = (r_max + beta * log_z_shifted)[..., 0]
-    w = _check_prompt_probs(prompt_probs, pi_ref.shape[0]) if pi_ref.ndim == 2 else 1.0
     return float(np.sum(w * per_prompt))
 
 
@@ -200,18 +237,22 @@ def objective_gradient(pi, pi_ref, reward, beta, prompt_probs=None) -> np.ndarra
 
     Returns
     -------
-    ndarray of shape (X, Y)
+    ndarray of shape (X, Y), or (Y,) for a single row
+        Zero on prompts of probability zero (even where the derivative is infinite).
     """
-    pi_ref, reward = _check_table(pi_ref, reward)
+    pi_ref, reward = _check_table(pi_ref, reward, ndim="1or2")
     pi = check_distribution(pi, "pi")
     check_same_shape(pi, pi_ref, "pi", "pi_ref")
     beta = check_positive(beta, "beta")
-    w = _check_prompt_probs(prompt_probs, pi.shape[0])[:, None] if pi.ndim == 2 else 1.0
+    w = _prompt_weights(prompt_probs, pi)
+    w = w[:, None] if pi.ndim == 2 else np.float64(w)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(pi) - np.log(pi_ref)
     log_ratio = np.where((pi == 0) & (pi_ref > 0), -np.inf, log_ratio)
     log_ratio = np.where(pi_ref == 0, np.inf, log_ratio)
-    return w * (reward - beta * (log_ratio + 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        grad = reward - beta * (log_ratio + 1.0)
+        return np.where(w > 0, w * grad, 0.0)
 
 
 @dataclass(frozen=True)
@@ -268,24 +309,22 @@ def reward_kl_frontier(pi_ref, reward, betas, prompt_probs=None, eval_rewards=No
     ``KL = E_{pi*}[s] - log Z_s`` (no cancellation of ``1e12``-sized terms at tiny
     ``beta``) and ``J = E_x [r_max + beta log Z_s]``.
     """
-    pi_ref, reward = _check_table(pi_ref, reward)
-    if pi_ref.ndim != 2:
-        raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
-    betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
-    if betas.ndim != 1 or not np.all(np.isfinite(betas)) or np.any(betas <= 0):
-        raise ValueError(f"betas must be a 1-D array of finite values > 0, got {betas}")
-    w = _check_prompt_probs(prompt_probs, pi_ref.shape[0])
-    evals = {}
-    for name, r in (eval_rewards or {}).items():
-        r = check_finite(r, f"eval_rewards[{name!r}]")
-        check_same_shape(r, reward, f"eval_rewards[{name!r}]", "reward")
-        evals[name] = r
+    pi_ref, reward = _check_table(pi_ref, reward, ndim=2)
+    betas = np.atleast_1d(as_real_array(betas, "betas"))
+    if betas.ndim != 1 or betas.size == 0:
+        raise ValueError(f"betas must be a non-empty 1-D array, got shape {betas.shape}")
+    if not np.all(np.isfinite(betas)) or np.any(betas <= 0):
+        bad = betas[~(np.isfinite(betas) & (betas > 0))][0]
+        raise ValueError(f"betas must be finite and > 0, got {bad}")
+    w = check_prompt_probs(prompt_probs, pi_ref.shape[0])
+    evals = check_named_tables(eval_rewards, "eval_rewards", reward, "reward")
 
     # Per prompt, shift the reward by its max on the support: d = r - r_max <= 0 there, and
     # 0 off the support (where pi_ref = 0 zeroes every term anyway, with no inf * 0).
     support = pi_ref > 0
     r_max = np.max(np.where(support, reward, -np.inf), axis=-1)  # (X,)
-    d = np.where(support, reward - r_max[:, None], 0.0)  # (X, Y)
+    with np.errstate(over="ignore"):
+        d = np.where(support, reward - r_max[:, None], 0.0)  # (X, Y)
     # Z_s = sum_y pi_ref e^{d / beta} >= pi_ref(argmax) > 0: no max-shift is needed, and
     # one exp per element serves Z, pi* and every expectation.
     others = [reward, *evals.values()]
@@ -296,12 +335,15 @@ def reward_kl_frontier(pi_ref, reward, betas, prompt_probs=None, eval_rewards=No
     expected = np.empty((len(others), n_betas))
     for start in range(0, n_betas, block):
         sl = slice(start, start + block)
-        inv_b = 1.0 / betas[sl, None, None]  # (nb, 1, 1)
-        s = d * inv_b  # (nb, X, Y)
+        # d / beta, not d * (1 / beta): 1 / beta overflows for subnormal beta, and
+        # 0 * inf would be NaN. s = -inf where the true value is below -1.8e308.
+        with np.errstate(over="ignore"):
+            s = d / betas[sl, None, None]  # (nb, X, Y)
         e = np.exp(s)  # (nb, X, Y)
         e *= pi_ref  # unnormalised pi*: pi_ref e^s
-        z = e @ ones  # (nb, X)
-        log_z = np.log(z)  # (nb, X)
+        z = e @ ones  # (nb, X), >= pi_ref(argmax) > 0
+        log_z = _log_z_shifted(pi_ref, s, z)  # (nb, X)
+        s[e == 0] = 0.0  # s e = 0 there (exactly, and no -inf * 0)
         s *= e
         kl[sl] = (s @ ones / z - log_z) @ w  # E_{pi*}[s] - log Z_s
         value[sl] = (r_max + betas[sl, None] * log_z) @ w  # beta log Z

@@ -26,10 +26,19 @@ losses and gradients.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import numpy as np
 from scipy.special import expit, log_expit
 
-from rlhf_toy._validate import check_finite, check_positive, check_same_shape
+from rlhf_toy._validate import (
+    check_finite,
+    check_float,
+    check_mask,
+    check_positive,
+    check_same_shape,
+)
 
 __all__ = [
     "implicit_reward",
@@ -46,23 +55,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-
-
-def _check_real(value, name: str, low: float = -np.inf, high: float = np.inf) -> float:
-    """A finite scalar in ``[low, high]``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < low or v > high:
-        if np.isfinite(low) and np.isfinite(high):
-            rule = f"in [{low:g}, {high:g}]"
-        elif np.isfinite(low):
-            rule = f">= {low:g}"
-        else:
-            rule = "finite"
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
-    return v
 
 
 def _check_broadcast(a, name: str, shape: tuple, target: str = "the pairs'") -> np.ndarray:
@@ -97,8 +89,19 @@ def _check_lengths(length, name: str, shape: tuple) -> np.ndarray:
 
 
 def _log_ratio_margin(policy_chosen, policy_rejected, ref_chosen, ref_rejected):
-    """``h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))``."""
-    return (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    """``h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))``.
+
+    ``+-inf`` when finite inputs overflow one way (the losses' limits are then exact);
+    ``inf - inf`` has no meaning and raises ``ValueError`` (the hinge would hide it as 0).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    if np.any(np.isnan(h)):
+        raise ValueError(
+            "policy_chosen, policy_rejected, ref_chosen, ref_rejected overflow float64: "
+            "their log-ratio margin is inf - inf"
+        )
+    return h
 
 
 def _log1mexp(a):
@@ -117,14 +120,28 @@ def _log1mexp(a):
     return out
 
 
-def _finite(loss_name: str, *arrays):
-    """Guard: never return NaN or inf silently."""
-    for a in arrays:
-        if not np.all(np.isfinite(a)):
-            raise FloatingPointError(
-                f"{loss_name} produced a non-finite value; inputs are out of the float64 range"
-            )
-    return arrays
+def _guarded(fn):
+    """Run ``fn`` with float64 overflow silenced, then refuse a non-finite result.
+
+    Finite inputs can still overflow float64 together (a margin ``beta h`` or a squared
+    IPO residual past ``1.8e308``, ``inf - inf`` in ``h``): that raises ``ValueError``
+    naming the inputs, never a NaN or inf returned silently.
+    """
+    names = ", ".join(inspect.signature(fn).parameters)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = fn(*args, **kwargs)
+        for a in out if isinstance(out, tuple) else (out,):
+            if not np.all(np.isfinite(a)):
+                raise ValueError(
+                    f"{fn.__name__}: the inputs ({names}) overflow float64; got "
+                    f"{np.asarray(a)[~np.isfinite(a)].ravel()[0]} in the result"
+                )
+        return out
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------------------
@@ -132,6 +149,7 @@ def _finite(loss_name: str, *arrays):
 # --------------------------------------------------------------------------------------
 
 
+@_guarded
 def implicit_reward(policy_logp, ref_logp, beta):
     """DPO's implicit reward ``beta * (log pi(y|x) - log pi_ref(y|x))``.
 
@@ -174,6 +192,7 @@ def implicit_reward(policy_logp, ref_logp, beta):
     return beta * (policy_logp - ref_logp)
 
 
+@_guarded
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
     """Direct Preference Optimization loss per pair, with its gradient.
 
@@ -199,7 +218,10 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
     ------
     ValueError
         If ``beta`` is not finite and > 0, a log-prob is NaN or inf, the policy arrays
-        differ in shape, or a reference array does not broadcast to them.
+        differ in shape, a reference array does not broadcast to them, or the inputs
+        overflow float64 together (no NaN or inf is ever returned).
+    TypeError
+        If a number is a string, a bool or complex.
 
     See Also
     --------
@@ -208,19 +230,19 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
 
     Notes
     -----
-    Chapter, *DPO as Implicit Reward Model*. Substituting the implicit reward
-    ``h_y = beta log(pi(y|x)/pi_ref(y|x))`` into the Bradley-Terry loss gives
+    Chapter, *DPO as Implicit Reward Model*. With the log-ratio margin
+    ``h = log(pi(y_w)/pi_ref(y_w)) - log(pi(y_l)/pi_ref(y_l))`` (unscaled, as everywhere
+    in this module), substituting the implicit reward ``r_theta(y) = beta log(pi(y|x) /
+    pi_ref(y|x))`` into the Bradley-Terry loss gives
 
     .. math::
 
-        L = -\\log\\sigma\\Big(\\beta\\Big[\\log\\frac{\\pi(y_w)}{\\pi_{ref}(y_w)}
-            - \\log\\frac{\\pi(y_l)}{\\pi_{ref}(y_l)}\\Big]\\Big)
-          = -\\log\\sigma(h_w - h_l).
+        L = -\\log\\sigma\\big(r_\\theta(y_w) - r_\\theta(y_l)\\big) = -\\log\\sigma(\\beta h).
 
-    Gradient (the chapter's exercise): ``dL/d log pi(y_w) = -beta sigma(h_l - h_w)`` and
-    ``dL/d log pi(y_l) = +beta sigma(h_l - h_w)``: minimising raises the chosen log-prob and
-    lowers the rejected one, weighted by ``sigma(h_l - h_w)``, the probability the implicit
-    reward gives to the *wrong* ranking. At ``pi = pi_ref`` the loss is ``log 2``.
+    Gradient (the chapter's exercise): ``dL/d log pi(y_w) = -beta sigma(-beta h)`` and
+    ``dL/d log pi(y_l) = +beta sigma(-beta h)``, weighted by ``sigma(-beta h)``, the
+    probability the implicit reward gives to the wrong ranking. At ``pi = pi_ref``,
+    ``L = log 2``.
 
     References
     ----------
@@ -238,10 +260,10 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
     pc, pr, rc, rr = _check_pairs(
         policy_chosen, policy_rejected, ref_chosen=ref_chosen, ref_rejected=ref_rejected
     )
-    z = beta * _log_ratio_margin(pc, pr, rc, rr)  # h_w - h_l
+    z = beta * _log_ratio_margin(pc, pr, rc, rr)  # beta h = r_theta(y_w) - r_theta(y_l)
     loss = -log_expit(z)
     wrong = expit(-z)  # sigma(h_l - h_w)
-    return _finite("dpo_loss", loss, -beta * wrong, beta * wrong)
+    return loss, -beta * wrong, beta * wrong
 
 
 # --------------------------------------------------------------------------------------
@@ -249,6 +271,7 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
 # --------------------------------------------------------------------------------------
 
 
+@_guarded
 def ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
     """Identity Preference Optimization (IPO) loss per pair, with its gradient.
 
@@ -295,9 +318,10 @@ def ipo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
         policy_chosen, policy_rejected, ref_chosen=ref_chosen, ref_rejected=ref_rejected
     )
     residual = _log_ratio_margin(pc, pr, rc, rr) - 1.0 / (2.0 * beta)
-    return _finite("ipo_loss", residual**2, 2.0 * residual, -2.0 * residual)
+    return residual**2, 2.0 * residual, -2.0 * residual
 
 
+@_guarded
 def cdpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, label_smoothing):
     """Conservative DPO (label-smoothed DPO) loss per pair, with its gradient.
 
@@ -339,16 +363,17 @@ def cdpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta, la
     ``0 <= eps <= 0.5`` (TRL's ``loss_type="robust"`` is a different, unbiased estimator).
     """
     beta = check_positive(beta, "beta")
-    eps = _check_real(label_smoothing, "label_smoothing", 0.0, 0.5)
+    eps = check_float(label_smoothing, "label_smoothing", low=0.0, high=0.5)
     pc, pr, rc, rr = _check_pairs(
         policy_chosen, policy_rejected, ref_chosen=ref_chosen, ref_rejected=ref_rejected
     )
     z = beta * _log_ratio_margin(pc, pr, rc, rr)
     loss = -(1.0 - eps) * log_expit(z) - eps * log_expit(-z)
     dloss_dz = eps * expit(z) - (1.0 - eps) * expit(-z)
-    return _finite("cdpo_loss", loss, beta * dloss_dz, -beta * dloss_dz)
+    return loss, beta * dloss_dz, -beta * dloss_dz
 
 
+@_guarded
 def hinge_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
     """Hinge (SLiC / RSO) loss on the log-ratio margin per pair, with its gradient.
 
@@ -396,7 +421,7 @@ def hinge_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
     active = slack > 0
     loss = np.where(active, slack, 0.0)
     grad = np.where(active, beta, 0.0)
-    return _finite("hinge_loss", loss, -grad, grad)
+    return loss, -grad, grad
 
 
 # --------------------------------------------------------------------------------------
@@ -404,6 +429,7 @@ def hinge_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
 # --------------------------------------------------------------------------------------
 
 
+@_guarded
 def simpo_loss(policy_chosen, policy_rejected, beta, gamma, len_chosen=1, len_rejected=1):
     """Simple Preference Optimization (SimPO) loss per pair, with its gradient.
 
@@ -447,16 +473,17 @@ def simpo_loss(policy_chosen, policy_rejected, beta, gamma, len_chosen=1, len_re
     Reward" (arXiv 2405.14734, 2024).
     """
     beta = check_positive(beta, "beta")
-    gamma = _check_real(gamma, "gamma")
+    gamma = check_float(gamma, "gamma")
     pc, pr = _check_pairs(policy_chosen, policy_rejected)
     len_c = _check_lengths(len_chosen, "len_chosen", pc.shape)
     len_r = _check_lengths(len_rejected, "len_rejected", pc.shape)
     z = beta * pc / len_c - beta * pr / len_r - gamma
     loss = -log_expit(z)
     wrong = expit(-z)
-    return _finite("simpo_loss", loss, -beta / len_c * wrong, beta / len_r * wrong)
+    return loss, -beta / len_c * wrong, beta / len_r * wrong
 
 
+@_guarded
 def orpo_loss(policy_chosen, policy_rejected, lam, len_chosen=1, len_rejected=1):
     """Odds Ratio Preference Optimization (ORPO) loss per pair, with its gradient.
 
@@ -512,7 +539,7 @@ def orpo_loss(policy_chosen, policy_rejected, lam, len_chosen=1, len_rejected=1)
     Hong, Lee and Thorne, "ORPO: Monolithic Preference Optimization without Reference
     Model" (arXiv 2403.07691, 2024).
     """
-    lam = _check_real(lam, "lam", low=0.0)
+    lam = check_float(lam, "lam", low=0.0)
     pc, pr = _check_pairs(policy_chosen, policy_rejected)
     len_c = _check_lengths(len_chosen, "len_chosen", pc.shape)
     len_r = _check_lengths(len_rejected, "len_rejected", pc.shape)
@@ -537,7 +564,7 @@ def orpo_loss(policy_chosen, policy_rejected, lam, len_chosen=1, len_rejected=1)
         pull_w = pull_l = np.zeros_like(m)
     grad_c = (-1.0 - pull_w) / len_c
     grad_r = pull_l / len_r
-    return _finite("orpo_loss", loss, grad_c, grad_r)
+    return loss, grad_c, grad_r
 
 
 # --------------------------------------------------------------------------------------
@@ -545,6 +572,7 @@ def orpo_loss(policy_chosen, policy_rejected, lam, len_chosen=1, len_rejected=1)
 # --------------------------------------------------------------------------------------
 
 
+@_guarded
 def kto_loss(policy_logp, ref_logp, desirable, beta, kl_ref=0.0, lambda_d=1.0, lambda_u=1.0):
     """Kahneman-Tversky Optimization (KTO) loss per example, with its gradient.
 
@@ -609,15 +637,7 @@ def kto_loss(policy_logp, ref_logp, desirable, beta, kl_ref=0.0, lambda_d=1.0, l
     shape = logp.shape
     ref = _check_broadcast(ref_logp, "ref_logp", shape, target="policy_logp's")
     z0 = _check_broadcast(kl_ref, "kl_ref", shape, target="policy_logp's")
-    labels = np.asarray(desirable)
-    if labels.dtype != bool:
-        if not np.issubdtype(labels.dtype, np.number):
-            raise ValueError(f"desirable must hold booleans (or 0/1), got dtype {labels.dtype}")
-        bad = (labels != 0) & (labels != 1)
-        if np.any(bad):
-            first = np.atleast_1d(labels)[tuple(np.argwhere(np.atleast_1d(bad))[0])]
-            raise ValueError(f"desirable must hold booleans (or 0/1), got {first}")
-        labels = labels.astype(bool)
+    labels = check_mask(desirable, "desirable", binary=True).astype(bool)
     try:
         labels = np.broadcast_to(labels, shape)
     except ValueError:
@@ -631,4 +651,4 @@ def kto_loss(policy_logp, ref_logp, desirable, beta, kl_ref=0.0, lambda_d=1.0, l
     loss = weight * expit(-u)  # lambda_y (1 - sigma(u))
     slope = np.exp(log_expit(u) + log_expit(-u))  # sigma'(u) = sigma(u) sigma(-u)
     grad = -sign * weight * beta * slope
-    return _finite("kto_loss", loss, grad)
+    return loss, grad

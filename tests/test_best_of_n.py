@@ -305,7 +305,7 @@ def test_disjoint_groups_estimator_is_unbiased_but_noisier():
             # Rao-Blackwellised: strictly less variance (at n = N only through the ties,
             # which the naive one breaks by draw order and the other one averages)
             assert var_smart < var_naive
-    with pytest.raises(ValueError, match="n must be an integer with 1 <= n <= N = 6"):
+    with pytest.raises(ValueError, match="n must be <= 6, got 7"):
         best_of_n_disjoint_estimator(proxy[draws], gold[draws], 7)
 
 
@@ -347,3 +347,101 @@ def test_bad_inputs_raise():
         kl_matched_beta(PI_REF[1:], REWARD[1:], 50.0)
     with pytest.raises(ValueError, match="prompt_probs must have shape"):
         best_of_n_sweep(PI_REF, REWARD, [1, 2], prompt_probs=[1.0])
+
+
+# --- precision at the edges, each against an independent 50-digit reference -------------
+
+
+def _reference_best_of_n(pi_ref, reward, n):
+    """``pi_bon``, ``KL`` and win rate of one row by the definitions, in 50-digit mpmath,
+    from the float inputs exactly as given (renormalised there)."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    p = [mpmath.mpf(float(v)) for v in pi_ref]
+    total = sum(p)
+    p = [v / total for v in p]
+    values = sorted(set(float(r) for r in reward))
+    mass = {v: sum(pv for pv, r in zip(p, reward, strict=True) if r == v) for v in values}
+    below = {v: sum(mass[u] for u in values if u < v) for v in values}
+    pv = {v: (below[v] + mass[v]) ** n - below[v] ** n for v in values}
+    pi_bon = [pv[r] * pi / mass[r] if pi > 0 else mpmath.mpf(0) for pi, r in zip(p, reward,
+                                                                                 strict=True)]
+    kl = sum(pv[v] * mpmath.log(pv[v] / mass[v]) for v in values if pv[v] > 0)
+    win = sum(pv[v] * (below[v] + mass[v] / 2) for v in values)
+    return [float(v) for v in pi_bon], float(kl), float(win)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 10**6, 10**12, 2**53])
+@pytest.mark.parametrize("pi_ref, reward", [
+    ([1.0 - 1e-20, 1e-20], [0.0, 1.0]),  # a tiny group on top
+    ([1e-20, 1.0 - 1e-20], [0.0, 1.0]),  # a tiny group at the bottom
+    ([0.5, 1e-25, 1e-18, 0.5], [0.0, 3.0, 2.0, 1.0]),  # two tiny groups above a big one
+    ([0.25, 0.25, 0.5], [1.0, 1.0, 0.0]),  # a tie on top
+])
+def test_tiny_groups_and_huge_n_match_a_50_digit_reference(pi_ref, reward, n):
+    want_pi, want_kl, want_win = _reference_best_of_n(pi_ref, reward, n)
+    pi_ref, reward = np.array(pi_ref), np.array(reward)
+    np.testing.assert_allclose(best_of_n_policy(pi_ref, reward, n), want_pi, rtol=1e-10,
+                               atol=0)
+    kl = best_of_n_kl(pi_ref, reward, n)
+    assert kl == pytest.approx(want_kl, rel=1e-9, abs=1e-30)
+    assert best_of_n_win_rate(pi_ref, reward, n) == pytest.approx(want_win, rel=1e-13)
+
+
+def test_rows_are_renormalised_before_the_powers():
+    # a row summing to 1 + 4e-7 passes validation; best-of-n must use pi_ref / sum
+    pi_ref = np.array([[0.3, 0.3, 0.4 + 4e-7], [0.2, 0.5 + 4e-7, 0.3]])
+    reward = np.array([[0.0, 1.0, 2.0], [2.0, 0.0, 1.0]])
+    exact = pi_ref / pi_ref.sum(-1, keepdims=True)
+    for n in (1, 7, 10**9):
+        got = best_of_n_policy(pi_ref, reward, n)
+        np.testing.assert_allclose(got.sum(-1), 1.0, atol=2e-16)
+        np.testing.assert_allclose(got, best_of_n_policy(exact, reward, n), rtol=1e-14)
+    np.testing.assert_allclose(best_of_n_policy(pi_ref, reward, 1), exact, rtol=1e-15)
+    np.testing.assert_allclose(best_of_n_kl(pi_ref, reward, 1), 0.0, atol=1e-15)
+
+
+def test_sweep_weights_every_statistic_by_prompt_probs():
+    rng = np.random.default_rng(11)
+    pi_ref = softmax(rng.standard_normal((3, 12)), axis=-1)
+    r_hat = rng.standard_normal((3, 12))
+    r_star = r_hat + rng.standard_normal((3, 12))
+    ns = np.array([1, 4, 32])
+    w = np.array([0.7, 0.25, 0.05])
+    sweep = best_of_n_sweep(pi_ref, r_hat, ns, prompt_probs=w, eval_rewards={"gold": r_star})
+    per_kl = best_of_n_kl(pi_ref, r_hat, ns)
+    assert not np.allclose(per_kl @ w, per_kl.mean(-1))  # the weights matter here
+    np.testing.assert_allclose(sweep.kl, per_kl @ w, rtol=1e-13)
+    np.testing.assert_allclose(sweep.reward, best_of_n_expected_reward(pi_ref, r_hat, r_hat, ns)
+                               @ w, rtol=1e-13)
+    np.testing.assert_allclose(sweep.win_rate, best_of_n_win_rate(pi_ref, r_hat, ns) @ w,
+                               rtol=1e-13)
+    np.testing.assert_allclose(sweep.extra["gold"],
+                               best_of_n_expected_reward(pi_ref, r_hat, r_star, ns) @ w,
+                               rtol=1e-12)
+
+
+@pytest.mark.parametrize("target", [1e-8, 1e-10])
+def test_kl_matched_beta_far_above_1e3(target):
+    """Small KL targets need beta of 1e4..1e5, where KL = E_x Var_ref(r) / (2 beta^2)."""
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    reward = np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]])
+    w = np.array([0.3, 0.7])
+    beta = kl_matched_beta(pi_ref, reward, target, prompt_probs=w)
+    assert beta > 1e3
+    kl = reward_kl_frontier(pi_ref, reward, [beta], prompt_probs=w).kl[0]
+    assert kl == pytest.approx(target, rel=1e-8)
+    var = ((pi_ref * reward**2).sum(-1) - (pi_ref * reward).sum(-1) ** 2) @ w
+    assert beta == pytest.approx(np.sqrt(var / (2 * target)), rel=1e-3)
+
+
+def test_huge_n_is_refused_with_a_value_error_not_overflow():
+    for n in (2**53 + 1, 10**400):
+        with pytest.raises(ValueError, match="n must be <= "):
+            best_of_n_policy([0.5, 0.5], [0.0, 1.0], n)
+    for n in (2.0, "3", True):
+        with pytest.raises(TypeError, match="n must be an integer"):
+            best_of_n_policy([0.5, 0.5], [0.0, 1.0], n)
+    with pytest.raises(ValueError, match="pi_ref must not be empty"):
+        best_of_n_sweep(np.zeros((0, 3)), np.zeros((0, 3)), [1, 2])

@@ -185,3 +185,36 @@ def test_k_estimators_with_minus_inf_other_logp():
 def test_invalid_inputs_raise_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("axis", [0, 1, -2])
+def test_entropy_and_kl_along_a_non_default_axis(axis):
+    rng = np.random.default_rng(axis + 5)
+    raw = rng.random((3, 4, 5))
+    p = raw / raw.sum(axis=axis, keepdims=True)
+    raw_q = rng.random((3, 4, 5))
+    q = raw_q / raw_q.sum(axis=axis, keepdims=True)
+    pm, qm = np.moveaxis(p, axis, -1), np.moveaxis(q, axis, -1)
+    h = entropy(p, axis=axis)
+    assert h.shape == pm.shape[:-1]
+    np.testing.assert_allclose(h, -(pm * np.log(pm)).sum(-1), rtol=1e-14)
+    np.testing.assert_allclose(kl_divergence(p, q, axis=axis),
+                               (pm * np.log(pm / qm)).sum(-1), rtol=1e-13)
+    other = 0 if axis != 0 else 1
+    with pytest.raises(ValueError, match=f"along axis {other}"):
+        entropy(p, axis=other)  # those slices do not sum to one
+    with pytest.raises(ValueError, match="axis 3 is out of range"):
+        entropy(p, axis=3)
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        entropy(p, axis=1.0)
+
+
+def test_wrong_kinds_and_empty_tables_are_refused():
+    with pytest.raises(TypeError, match="p must be real"):
+        entropy(np.array([0.5, 0.5]) + 0j)
+    with pytest.raises(TypeError, match="p must hold numbers, got booleans"):
+        entropy(np.array([True, False]))
+    with pytest.raises(ValueError, match="p must not be empty"):
+        entropy(np.zeros((0, 3)))
+    with pytest.raises(TypeError, match="logp_other must be real"):
+        kl_estimates([-1.0], [-1.0 + 1j])

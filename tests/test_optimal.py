@@ -267,3 +267,71 @@ def test_objective_and_gradient_validate_their_inputs():
         reward_kl_frontier(GOOD_REF, GOOD_R, [1.0, np.nan])
     with pytest.raises(ValueError, match="eval_rewards"):
         reward_kl_frontier(GOOD_REF, GOOD_R, [1.0], eval_rewards={"g": [[np.nan, 0], [0, 0]]})
+
+
+# --- exact for every beta validation accepts, and the infinite derivatives ---------------
+
+PI_REF = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+REWARD = np.array([[0.0, 1.0, 9.0], [3.0, -2.0, 3.0]])
+
+
+@pytest.mark.parametrize("beta", [5e-324, 1e-310, 1e-300, 1e-8])
+def test_frontier_at_tiny_beta_is_the_argmax_limit(beta):
+    """``beta -> 0``: pi* is pi_ref on the reward maximisers of its support, KL = -log mass."""
+    f = reward_kl_frontier(PI_REF, REWARD, [beta], eval_rewards={"r": REWARD})
+    want_kl = np.mean([-np.log(0.5), -np.log(0.7)])  # row 2: a tie of 0.2 + 0.5 on top
+    assert f.kl[0] == pytest.approx(want_kl, rel=1e-12)
+    assert f.reward[0] == pytest.approx(2.0, rel=1e-12)  # mean of 1 and 3; 9 is off support
+    assert f.extra["r"][0] == f.reward[0]
+    assert f.objective[0] == pytest.approx(2.0 - beta * want_kl, rel=1e-12)
+    assert optimal_value(PI_REF, REWARD, beta) == pytest.approx(f.objective[0], rel=1e-12)
+    pi_star = optimal_policy(PI_REF, REWARD, beta)
+    np.testing.assert_allclose(pi_star, [[0.0, 1.0, 0.0], [2 / 7, 0.0, 5 / 7]], atol=1e-15)
+
+
+@pytest.mark.parametrize("beta", [1e4, 1e8, 1e300])
+def test_frontier_at_huge_beta_has_the_small_kl_expansion(beta):
+    """``KL(pi*_beta || pi_ref) = Var_ref(r) / (2 beta^2) + O(beta^-3)`` and
+    ``J = E_ref r + Var_ref(r) / (2 beta) + O(beta^-2)``, to full relative precision."""
+    mean = (PI_REF * REWARD).sum(-1)
+    var = (PI_REF * REWARD**2).sum(-1) - mean**2
+    f = reward_kl_frontier(PI_REF, REWARD, [beta])
+    rel = max(1e-13, 100 / beta / beta)  # the next terms of the expansions
+    if beta < 1e150:
+        assert f.kl[0] == pytest.approx(np.mean(var) / (2 * beta**2), rel=1e-3)
+    assert f.objective[0] == pytest.approx(np.mean(mean + var / (2 * beta)), rel=rel)
+    assert optimal_value(PI_REF, REWARD, beta) == pytest.approx(f.objective[0], rel=1e-13)
+    assert f.reward[0] == pytest.approx(np.mean(mean + var / beta), rel=rel)
+
+
+def test_gradient_is_plus_inf_where_pi_is_zero_and_pi_ref_is_not():
+    pi = np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
+    g = objective_gradient(pi, PI_REF, REWARD, beta=0.5)
+    # pi = 0 < pi_ref: +inf (mass there pays off without bound); pi_ref = 0: -inf (where
+    # pi = 0 too: any mass there would cost infinite KL)
+    assert g[0, 0] == np.inf and g[1, 1] == np.inf
+    assert g[0, 2] == -np.inf
+    w = 0.5
+    assert g[0, 1] == pytest.approx(w * (1.0 - 0.5 * (np.log(1.0 / 0.5) + 1.0)), rel=1e-15)
+    assert g[1, 0] == pytest.approx(w * (3.0 - 0.5 * (np.log(0.5 / 0.2) + 1.0)), rel=1e-15)
+    # a prompt of probability zero has zero gradient everywhere, infinite entries included
+    g0 = objective_gradient(pi, PI_REF, REWARD, beta=0.5, prompt_probs=[1.0, 0.0])
+    np.testing.assert_array_equal(g0[1], 0.0)
+    assert g0[0, 0] == np.inf
+
+
+def test_empty_tables_and_wrong_kinds_are_refused():
+    empty = np.zeros((0, 3))
+    for call in (lambda: optimal_policy(empty, empty, 1.0),
+                 lambda: optimal_value(empty, empty, 1.0),
+                 lambda: reward_kl_frontier(empty, empty, [1.0])):
+        with pytest.raises(ValueError, match="pi_ref must not be empty"):
+            call()
+    with pytest.raises(ValueError, match="betas must be a non-empty"):
+        reward_kl_frontier(PI_REF, REWARD, [])
+    with pytest.raises(TypeError, match="beta must be a real number"):
+        optimal_policy(PI_REF, REWARD, "0.5")
+    with pytest.raises(TypeError, match="reward must be real"):
+        optimal_policy(PI_REF, REWARD + 1j, 0.5)
+    with pytest.raises(TypeError, match="eval_rewards must be a dict"):
+        reward_kl_frontier(PI_REF, REWARD, [1.0], eval_rewards=[REWARD])

@@ -420,3 +420,54 @@ def test_kto_rejects_bad_labels_and_weights():
         kto_loss([-1.0], [-1.0], True, 0.1, lambda_u=-1.0)
     with pytest.raises(ValueError, match="kl_ref"):
         kto_loss([-1.0], [-1.0], True, 0.1, kl_ref=np.nan)
+
+
+# --- the overflow guard: finite inputs whose losses leave float64 -----------------------
+
+_FOUR = ("dpo_loss", "ipo_loss", "cdpo_loss", "hinge_loss")
+
+
+@pytest.mark.parametrize("name", _FOUR)
+def test_an_inf_minus_inf_margin_is_refused(name):
+    fn = globals()[name]
+    extra = (0.1,) if name == "cdpo_loss" else ()
+    with pytest.raises(ValueError, match="overflow float64"):
+        fn([1e308, -1.0], [1e308, -2.0], [-1e308, -1.0], [-1e308, -2.0], 1.0, *extra)
+
+
+@pytest.mark.parametrize("name", _FOUR)
+def test_a_one_sided_infinite_margin_gives_the_exact_limit(name):
+    """``h = +inf`` from finite inputs: DPO/cDPO/hinge saturate; IPO's square overflows."""
+    fn = globals()[name]
+    extra = (0.1,) if name == "cdpo_loss" else ()
+    args = ([1e308], [-1e308], [-1e308], [1e308], 1.0, *extra)
+    if name == "ipo_loss":
+        with pytest.raises(ValueError, match="ipo_loss: the inputs .* overflow float64"):
+            fn(*args)
+        return
+    if name == "cdpo_loss":  # eps log sigma(-inf) = -inf: the loss itself is infinite
+        with pytest.raises(ValueError, match="overflow float64"):
+            fn(*args)
+        return
+    loss, g_w, g_l = fn(*args)
+    assert loss[0] == 0.0 and g_w[0] == 0.0 and g_l[0] == 0.0
+
+
+def test_overflowing_reference_free_losses_are_refused():
+    with pytest.raises(ValueError, match="simpo_loss: the inputs"):
+        simpo_loss([-1e308], [1e308], 1e8, 0.0)  # z = -inf: the loss is +inf
+    with pytest.raises(ValueError, match="implicit_reward: the inputs"):
+        implicit_reward([1e308], [-1e308], 2.0)
+    # KTO saturates instead: u = +inf is its exact limit, loss and gradient 0
+    loss, grad = kto_loss([1e308], [-1e308], [True], 1.0, kl_ref=[1e308])
+    assert loss[0] == 0.0 and grad[0] == 0.0
+
+
+def test_scalars_that_are_not_numbers_are_type_errors():
+    for bad in ("0.1", True, 0.1j, None):
+        with pytest.raises(TypeError, match="beta must be a real number"):
+            dpo_loss(-1.0, -2.0, -1.0, -2.0, bad)
+    with pytest.raises(TypeError, match="label_smoothing"):
+        cdpo_loss(-1.0, -2.0, -1.0, -2.0, 0.1, "0.1")
+    with pytest.raises(TypeError, match="policy_chosen must be real"):
+        dpo_loss([-1.0 + 1j], [-2.0], [-1.0], [-2.0], 0.1)

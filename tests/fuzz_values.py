@@ -1,0 +1,347 @@
+"""Valid example calls of the public functions, and the bad values the fuzz suite tries.
+
+``REGISTRY`` maps ``"module.function"`` to an :class:`Entry`: a factory of valid keyword
+arguments (a fresh copy per call) and what the function documents about infinities. The
+fuzz suite (``tests/test_fuzz.py``) replaces one argument at a time by each value of
+:func:`bad_values` for that argument's kind and checks the promise of the conventions: a
+``ValueError`` / ``TypeError`` whose message names the argument, or a finite result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HUGE_INT = 10**400
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A valid call and the documented exceptions to "finite result".
+
+    Attributes
+    ----------
+    kwargs : callable returning dict
+        A valid call's keyword arguments.
+    inf_result : bool
+        The function documents ``+-inf`` results (a KL where ``q = 0 < p``).
+    inf_args : tuple of str
+        Arguments where ``-inf`` / ``+inf`` entries are documented as valid input.
+    count_args : tuple of str
+        Integer arrays that are counts (a grid of ``n``), not indices into a table.
+    """
+
+    kwargs: Callable[[], dict]
+    inf_result: bool = False
+    inf_args: tuple = ()
+    count_args: tuple = field(default=())
+
+
+# --------------------------------------------------------------------------------------
+# the bad values, per kind of argument
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A bad value: ``must_fail`` means only a named error keeps the promise;
+    ``type_error`` that the error must be a ``TypeError`` (a value of the wrong kind)."""
+
+    label: str
+    value: object
+    must_fail: bool = True
+    type_error: bool = False
+
+
+def _float_bads():
+    return [
+        Bad("nan", float("nan")),
+        Bad("inf", float("inf")),
+        Bad("-inf", float("-inf")),
+        Bad("negative", -1.0, must_fail=False),
+        Bad("zero", 0.0, must_fail=False),
+        Bad("subnormal", 5e-324, must_fail=False),
+        Bad("1e308", 1e308, must_fail=False),
+        Bad("str", "0.5", type_error=True),
+        Bad("bool", True, type_error=True),
+        Bad("complex", 0.5 + 0.5j, type_error=True),
+        Bad("None", None, type_error=True),
+        Bad("list", [0.5], type_error=True),
+        Bad("huge int", HUGE_INT),
+    ]
+
+
+def _int_bads():
+    return [
+        Bad("2.7", 2.7, type_error=True),
+        Bad("3.0", 3.0, type_error=True),
+        Bad("str", "3", type_error=True),
+        Bad("bool", True, type_error=True),
+        Bad("None", None, type_error=True),
+        Bad("nan", float("nan"), type_error=True),
+        Bad("zero", 0, must_fail=False),
+        Bad("negative", -1, must_fail=False),
+        Bad("huge int", HUGE_INT),
+        Bad("-huge int", -HUGE_INT, must_fail=False),
+    ]
+
+
+def _array_bads(a: np.ndarray, inf_ok: bool):
+    first = (0,) * a.ndim
+    out = []
+    for label, v in (("nan entry", np.nan), ("+inf entry", np.inf), ("-inf entry", -np.inf)):
+        b = a.copy()
+        b[first] = v
+        out.append(Bad(label, b, must_fail=not (inf_ok and label != "nan entry")))
+    big = a.copy()
+    big[first] = 1e308
+    out.append(Bad("1e308 entry", big, must_fail=False))
+    tiny = a.copy()
+    tiny[first] = 5e-324
+    out.append(Bad("subnormal entry", tiny, must_fail=False))
+    out.append(Bad("-1e308 entry", -big, must_fail=False))
+    out.append(Bad("empty", np.zeros((0,) + a.shape[1:]), must_fail=False))
+    wide = np.concatenate([a, np.zeros(a.shape[:-1] + (1,))], axis=-1)
+    out.append(Bad("extra column", wide, must_fail=False))
+    if a.ndim >= 2:
+        out.append(Bad("one row", a[:1], must_fail=False))
+        out.append(Bad("flattened", a.ravel(), must_fail=False))
+    out.append(Bad("extra axis", a[None], must_fail=False))
+    out.append(Bad("0-d", np.float64(a.ravel()[0]), must_fail=False))
+    out.append(Bad("list", a.tolist(), must_fail=False))
+    out.append(Bad("bools", a > a.mean(), type_error=True))
+    out.append(Bad("strings", a.astype(str), type_error=True))
+    out.append(Bad("complex", a + 1j, type_error=True))
+    out.append(Bad("None", None, type_error=True))
+    out.append(Bad("ragged", [[0.5], [0.5, 0.5]], must_fail=True))
+    return out
+
+
+def _count_bads(a: np.ndarray):
+    return [
+        Bad("zero", np.zeros_like(a), must_fail=False),
+        Bad("negative", -a, must_fail=False),
+        Bad("huge", np.full_like(a, 2**62), must_fail=False),
+        Bad("non-integer floats", a + 0.5),
+        Bad("nan", np.full(a.shape, np.nan)),
+        Bad("bools", a > 1, type_error=True),
+        Bad("strings", a.astype(str), type_error=True),
+        Bad("complex", a + 0j, type_error=True),
+        Bad("empty", np.zeros(0, dtype=np.int64), must_fail=False),
+        Bad("2-D", a[None], must_fail=False),
+        Bad("list", a.tolist(), must_fail=False),
+    ]
+
+
+def _index_bads(a: np.ndarray):
+    return [
+        Bad("out of range", a + 10**6),
+        Bad("negative", a - 10**6),
+        Bad("huge", np.full_like(a, 2**62)),
+        Bad("float dtype", a.astype(np.float64) + 0.5, type_error=True),
+        Bad("bools", a > 0, type_error=True),
+        Bad("strings", a.astype(str), type_error=True),
+        Bad("empty", np.zeros(0, dtype=np.int64), must_fail=False),
+        Bad("one fewer", a[:-1], must_fail=False),
+        Bad("2-D", a[None], must_fail=False),
+        Bad("list", a.tolist(), must_fail=False),
+        Bad("None", None, type_error=True),
+    ]
+
+
+def _dict_bads(d: dict):
+    key, value = next(iter(d.items()))
+    v = np.asarray(value, dtype=np.float64)
+    nan = v.copy()
+    nan.flat[0] = np.nan
+    return [
+        Bad("nan table", {key: nan}),
+        Bad("wrong shape", {key: v[..., :-1]}, must_fail=False),
+        Bad("complex table", {key: v + 1j}, type_error=True),
+        Bad("not a dict", "gold", type_error=True),
+        Bad("list of tables", [v], type_error=True),
+    ]
+
+
+def _rng_bads():
+    return [
+        Bad("None", None, type_error=True),
+        Bad("float", 1.5, type_error=True),
+        Bad("str", "0", type_error=True),
+        Bad("bool", True, type_error=True),
+        Bad("negative", -1),
+        Bad("huge int", HUGE_INT),
+    ]
+
+
+def bad_values(value, inf_ok: bool = False, count: bool = False) -> list[Bad]:
+    """The bad values to try in place of ``value`` (its kind inferred from it)."""
+    if isinstance(value, np.random.Generator):
+        return _rng_bads()
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, float):
+        return _float_bads()
+    if isinstance(value, int):
+        return _int_bads()
+    if isinstance(value, dict):
+        return _dict_bads(value)
+    if isinstance(value, tuple):
+        return [Bad("short", value[:1]), Bad("nan", (np.nan,) * len(value)),
+                Bad("reversed", value[::-1]), Bad("str", ("a",) * len(value), type_error=True)]
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iu":
+            return _count_bads(value) if count else _index_bads(value)
+        if value.dtype.kind == "b":
+            return [Bad("strings", value.astype(str), type_error=True),
+                    Bad("nan", np.where(value, np.nan, 0.0)),
+                    Bad("2", value * 2.0), Bad("complex", value + 1j, type_error=True)]
+        return _array_bads(value, inf_ok)
+    return []
+
+
+def joint_bads(base: dict, optional: set) -> list[tuple[str, dict]]:
+    """Bad values that only make sense together: every table empty at once (zero prompts),
+    optional arguments at their defaults."""
+    tables = {k: v for k, v in base.items()
+              if isinstance(v, np.ndarray) and v.ndim >= 1 and v.dtype.kind == "f"}
+    if not tables:
+        return []
+    empty = {k: (None if k in optional else v) for k, v in base.items()}
+    for k, v in tables.items():
+        if k not in optional:
+            empty[k] = np.zeros((0,) + v.shape[1:])
+    return [("every table empty", empty)]
+
+
+# --------------------------------------------------------------------------------------
+# valid calls
+# --------------------------------------------------------------------------------------
+
+
+def _pi_ref():
+    return np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+
+
+def _pi():
+    return np.array([[0.1, 0.6, 0.3], [0.4, 0.4, 0.2]])
+
+
+def _reward():
+    return np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]])
+
+
+def _gold():
+    return np.array([[0.5, 1.5, -1.0], [0.0, 2.0, 1.0]])
+
+
+def _pairs():
+    return dict(policy_chosen=np.array([-1.0, -2.5, -0.5]),
+                policy_rejected=np.array([-2.0, -1.0, -3.0]),
+                ref_chosen=np.array([-1.2, -2.0, -0.7]),
+                ref_rejected=np.array([-1.8, -1.5, -2.0]))
+
+
+def _comparisons():
+    return dict(x=np.array([0, 0, 1, 1, 1, 0]), y_w=np.array([2, 1, 0, 0, 2, 2]),
+                y_l=np.array([0, 0, 1, 2, 1, 1]))
+
+
+REGISTRY: dict[str, Entry] = {
+    # kl
+    "rlhf_toy.kl.kl_divergence": Entry(lambda: dict(p=_pi(), q=_pi_ref(), axis=-1)),
+    "rlhf_toy.kl.entropy": Entry(lambda: dict(p=_pi(), axis=-1)),
+    "rlhf_toy.kl.kl_estimates": Entry(
+        lambda: dict(logp_sampled=np.log(_pi()), logp_other=np.log(_pi_ref())),
+        inf_result=True, inf_args=("logp_other",)),
+    # optimal
+    "rlhf_toy.optimal.log_optimal_policy": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5), inf_result=True),
+    "rlhf_toy.optimal.optimal_policy": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5)),
+    "rlhf_toy.optimal.log_partition": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5), inf_result=True),
+    "rlhf_toy.optimal.objective": Entry(
+        lambda: dict(pi=_pi(), pi_ref=_pi_ref(), reward=_reward(), beta=0.5,
+                     prompt_probs=np.array([0.3, 0.7])), inf_result=True),
+    "rlhf_toy.optimal.optimal_value": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5,
+                     prompt_probs=np.array([0.3, 0.7]))),
+    "rlhf_toy.optimal.objective_gradient": Entry(
+        lambda: dict(pi=_pi(), pi_ref=_pi_ref(), reward=_reward(), beta=0.5,
+                     prompt_probs=np.array([0.3, 0.7])), inf_result=True),
+    "rlhf_toy.optimal.reward_kl_frontier": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), betas=np.array([0.1, 1.0, 10.0]),
+                     prompt_probs=np.array([0.3, 0.7]), eval_rewards={"gold": _gold()})),
+    # best_of_n
+    "rlhf_toy.best_of_n.best_of_n_policy": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), n=4)),
+    "rlhf_toy.best_of_n.best_of_n_kl": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), n=4)),
+    "rlhf_toy.best_of_n.best_of_n_kl_bound": Entry(lambda: dict(n=4)),
+    "rlhf_toy.best_of_n.best_of_n_win_rate": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), n=4)),
+    "rlhf_toy.best_of_n.best_of_n_expected_reward": Entry(
+        lambda: dict(pi_ref=_pi_ref(), select_reward=_reward(), eval_reward=_gold(), n=4)),
+    "rlhf_toy.best_of_n.best_of_n_sweep": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), ns=np.array([1, 2, 8]),
+                     prompt_probs=np.array([0.3, 0.7]), eval_rewards={"gold": _gold()}),
+        count_args=("ns",)),
+    "rlhf_toy.best_of_n.best_of_n_estimator": Entry(
+        lambda: dict(proxy_samples=np.array([[0.1, 0.5, 0.2, 0.9], [1.0, 0.0, 1.0, 2.0]]),
+                     eval_samples=np.array([[1.0, 0.0, 2.0, 0.5], [0.3, 0.1, 0.2, 0.4]]),
+                     n=2)),
+    "rlhf_toy.best_of_n.best_of_n_disjoint_estimator": Entry(
+        lambda: dict(proxy_samples=np.array([[0.1, 0.5, 0.2, 0.9], [1.0, 0.0, 1.0, 2.0]]),
+                     eval_samples=np.array([[1.0, 0.0, 2.0, 0.5], [0.3, 0.1, 0.2, 0.4]]),
+                     n=2)),
+    "rlhf_toy.best_of_n.kl_matched_beta": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), kl=0.05,
+                     prompt_probs=np.array([0.3, 0.7]), bracket=(1e-6, 1e6))),
+    # preference losses
+    "rlhf_toy.preference_losses.implicit_reward": Entry(
+        lambda: dict(policy_logp=np.array([-1.0, -2.0]), ref_logp=np.array([-1.5, -1.0]),
+                     beta=0.1)),
+    "rlhf_toy.preference_losses.dpo_loss": Entry(lambda: dict(**_pairs(), beta=0.1)),
+    "rlhf_toy.preference_losses.ipo_loss": Entry(lambda: dict(**_pairs(), beta=0.1)),
+    "rlhf_toy.preference_losses.cdpo_loss": Entry(
+        lambda: dict(**_pairs(), beta=0.1, label_smoothing=0.1)),
+    "rlhf_toy.preference_losses.hinge_loss": Entry(lambda: dict(**_pairs(), beta=0.1)),
+    "rlhf_toy.preference_losses.simpo_loss": Entry(
+        lambda: dict(policy_chosen=np.array([-3.0, -6.0]), policy_rejected=np.array([-4.0, -2.0]),
+                     beta=2.0, gamma=0.5, len_chosen=np.array([3.0, 4.0]),
+                     len_rejected=np.array([2.0, 5.0]))),
+    "rlhf_toy.preference_losses.orpo_loss": Entry(
+        lambda: dict(policy_chosen=np.array([-3.0, -6.0]), policy_rejected=np.array([-4.0, -2.0]),
+                     lam=0.5, len_chosen=np.array([3.0, 4.0]),
+                     len_rejected=np.array([2.0, 5.0]))),
+    "rlhf_toy.preference_losses.kto_loss": Entry(
+        lambda: dict(policy_logp=np.array([-1.0, -2.0, -0.5]),
+                     ref_logp=np.array([-1.5, -1.0, -0.5]),
+                     desirable=np.array([True, False, True]), beta=0.1,
+                     kl_ref=np.array([0.2, 0.1, 0.0]),
+                     lambda_d=1.0, lambda_u=1.5)),
+    # bradley_terry
+    "rlhf_toy.bradley_terry.preference_probability": Entry(
+        lambda: dict(r_chosen=np.array([0.0, 2.0]), r_rejected=np.array([1.0, -1.0]))),
+    "rlhf_toy.bradley_terry.sample_comparisons": Entry(
+        lambda: dict(pi=_pi_ref(), reward=_reward(), n_pairs=16, rng=np.random.default_rng(0),
+                     prompt_probs=np.array([0.3, 0.7]))),
+    "rlhf_toy.bradley_terry.bradley_terry_nll": Entry(
+        lambda: dict(reward=_reward(), **_comparisons(), l2=0.1)),
+    "rlhf_toy.bradley_terry.bradley_terry_grad": Entry(
+        lambda: dict(reward=_reward(), **_comparisons(), l2=0.1)),
+    "rlhf_toy.bradley_terry.fit_bradley_terry": Entry(
+        lambda: dict(**_comparisons(), n_prompts=2, n_responses=3, l2=0.1)),
+    # optim
+    "rlhf_toy.optim.clip_grad_norm": Entry(
+        lambda: dict(grads={"w": np.array([3.0, 4.0])}, max_norm=1.0)),
+    "rlhf_toy.optim.lr_schedule": Entry(
+        lambda: dict(step=5, lr=0.1, total_steps=100, warmup_steps=10, min_lr=0.01)),
+}
+
+#: Modules whose every public function must have an entry.
+OBJECTIVES = ("rlhf_toy.kl", "rlhf_toy.optimal", "rlhf_toy.bradley_terry",
+              "rlhf_toy.preference_losses", "rlhf_toy.best_of_n")
