@@ -29,9 +29,9 @@ trainer's ~40 / ~50 ms for the same steps).
 ``enumerate`` times :func:`rlhf_toy.gpt.enumerate_continuations` for 32 prompts x all 2801
 continuations of <= 4 tokens over the 8 symbols (target: about a second).
 
-``stage_seconds`` in the JSON is the hook for per-stage pipeline times: :data:`STAGES` maps
-a stage name to a callable ``quick -> seconds``; it is empty until the pipeline registers its
-stages there.
+``stage_seconds`` times one whole ``rlhf-toy pipeline`` run (``--quick`` with ``--quick``,
+the default config otherwise): the wall time of each stage and of the run (targets: 60 s for
+the default run, 15 s for ``--quick``).
 """
 
 from __future__ import annotations
@@ -53,9 +53,8 @@ ALLOWED, EOS, PAD = np.arange(8), 7, 31
 DPO_PAIRS, DPO_PROMPT, DPO_RESPONSE, DPO_BETA = 16, 8, 13, 0.1
 GRPO_PROMPTS, GRPO_GROUP, GRPO_PROMPT, GRPO_NEW, GRPO_BETA = 8, 8, 8, 8, 0.04
 TARGETS_MS = {"dpo_step_ms": 13.0, "grpo_step_ms": 17.0}
-#: Per-stage pipeline timings: name -> callable(quick: bool) -> seconds. Filled by the
-#: pipeline (e.g. ``STAGES["sft"] = ...``); reported under ``stage_seconds``.
-STAGES: dict = {}
+#: Wall-time targets of one pipeline run, seconds.
+PIPELINE_TARGET_S = {"default": 60.0, "quick": 15.0}
 
 
 class Timer:
@@ -241,7 +240,7 @@ def matmul_floor_ms(B: int, T: int, repeats: int) -> float:
 
 
 def run(quick: bool, repeats: int, warmup: int) -> dict:
-    """Time both steps (and any registered stages); returns the report."""
+    """Time both steps and one pipeline run; returns the report."""
     from rlhf_toy.gpt import get_num_threads
 
     report = {
@@ -261,9 +260,27 @@ def run(quick: bool, repeats: int, warmup: int) -> dict:
     report["dpo"], report["grpo"] = dpo, grpo
     report["enumerate"] = enumerate_ms(repeats)
     report["dpo_step_ms"], report["grpo_step_ms"] = dpo["median_ms"], grpo["median_ms"]
-    report["stage_seconds"] = {name: fn(quick) for name, fn in STAGES.items()}
+    report["stage_seconds"] = pipeline_seconds(quick)
     report["machine"]["loadavg_at_end"] = loadavg()
     return report
+
+
+def pipeline_seconds(quick: bool) -> dict:
+    """Wall seconds of each stage of one pipeline run, and ``"total"`` for the whole run."""
+    import tempfile
+
+    from rlhf_toy.pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig.quick() if quick else PipelineConfig()
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        metrics = run_pipeline(config, out)
+        total = time.perf_counter() - t0
+    seconds = {"sft": metrics["methods"]["sft"]["seconds"],
+               "reward_model": metrics["reward_model"]["seconds"]}
+    seconds.update({name: m["seconds"] for name, m in metrics["methods"].items() if name != "sft"})
+    seconds["total"] = total
+    return seconds
 
 
 def blas_kernel(machine: dict) -> str:
@@ -316,8 +333,11 @@ def print_table(report: dict, file=sys.stdout) -> None:
         f"max |sum p - 1| = {e['max_abs_prob_sum_error']:.1e}",
         file=file,
     )
-    for name, s in report["stage_seconds"].items():
-        print(f"stage {name}: {s:.2f} s", file=file)
+    stages = report["stage_seconds"]
+    target = PIPELINE_TARGET_S["quick" if report["quick"] else "default"]
+    print("pipeline (" + ("--quick" if report["quick"] else "default") + "): "
+          + ", ".join(f"{name} {s:.1f} s" for name, s in stages.items() if name != "total")
+          + f"; total {stages['total']:.1f} s (target {target:.0f} s)", file=file)
 
 
 def main(argv=None) -> int:

@@ -74,3 +74,15 @@ def test_bench_gpt_quick_writes_its_table(tmp_path, capsys):
     assert floor["numpy_best"] < step["numpy_best"]
     assert report["machine"]["rlhf_toy_threads"] >= 1
     assert "train_matmuls" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_pipeline_quick_writes_steps_and_stages(tmp_path, capsys):
+    out = tmp_path / "pipeline.json"
+    assert main(["bench", "pipeline", "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["dpo_step_ms"] > 0 and report["grpo_step_ms"] > 0
+    stages = report["stage_seconds"]
+    assert {"sft", "reward_model", "ppo", "dpo", "grpo", "rloo", "best_of_n"} <= set(stages)
+    assert stages["total"] >= sum(s for name, s in stages.items() if name != "total")
+    assert "pipeline (--quick)" in capsys.readouterr().out
