@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from rlhf_toy.grading.core import CALL_LIMIT, MAX_EXAMPLES
+
 #: The source checkout's exercises folder (beside the package), used when the current
 #: directory has none.
 CHECKOUT_EXERCISES = Path(__file__).resolve().parent.parent.parent / "exercises"
@@ -80,10 +82,11 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "the source checkout)")
     parser.add_argument("--all", action="store_true", help="grade every exercise")
     parser.add_argument("--list", action="store_true", help="list the exercises and exit")
-    parser.add_argument("--examples", type=int, default=40, metavar="K",
-                        help="random inputs tried per check (default: 40)")
-    parser.add_argument("--time-limit", type=float, default=2.0, metavar="S",
-                        help="seconds one call of your function may take (default: 2)")
+    parser.add_argument("--examples", type=int, default=MAX_EXAMPLES, metavar="K",
+                        help=f"random inputs tried per check (default: {MAX_EXAMPLES})")
+    parser.add_argument("--time-limit", type=float, default=CALL_LIMIT, metavar="S",
+                        help="seconds one call of your function may take "
+                             f"(default: {CALL_LIMIT:g})")
     parser.set_defaults(run=run)
     return parser
 

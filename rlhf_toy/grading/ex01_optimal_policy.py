@@ -89,9 +89,10 @@ def _extreme(student, ex):
     _finite(pi, ex, hint=OVERFLOW_HINT)
     sums = pi.sum(-1)
     if np.any(np.abs(sums - 1) > 1e-9):
-        raise CheckFailed(f"rows of pi sum to {sums}", hint=OVERFLOW_HINT)
+        big = np.max(np.abs(ex["reward"])) / ex["beta"] > 700
+        raise CheckFailed(f"rows of pi sum to {sums}", hint=OVERFLOW_HINT if big else None)
     require_close(pi, reference(ex["pi_ref"], ex["reward"], ex["beta"]), "pi",
-                  rtol=1e-6, atol=1e-12, hint=OVERFLOW_HINT)
+                  rtol=1e-6, atol=1e-12)
 
 
 _moderate = bandit(allow_zeros=True, scale=3.0, beta=(0.1, 10.0))
@@ -125,7 +126,7 @@ EXERCISE = Exercise(
         Check("large rewards and small beta",
               "for |r| up to 1e3 and beta down to 1e-4, pi* is finite, sums to one and is "
               "correct (r / beta reaches 1e7)",
-              OVERFLOW_HINT,
+              "the inputs here are extreme; if other checks fail too, fix those first",
               _extreme, _large),
     ),
 )
