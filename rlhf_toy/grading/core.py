@@ -324,8 +324,9 @@ def require_close(value, reference, what: str, rtol: float = 1e-7, atol: float =
     value = np.asarray(value, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     require_finite(value, what, hint)
-    err = np.abs(value - reference)
-    bad = err > atol + rtol * np.abs(reference)
+    with np.errstate(all="ignore"):
+        err = np.abs(value - reference)
+        bad = ~(err <= atol + rtol * np.abs(reference))
     if np.any(bad):
         if value.ndim:
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -333,7 +334,8 @@ def require_close(value, reference, what: str, rtol: float = 1e-7, atol: float =
             where = f" at index {idx}"
         else:
             e, scale, where = float(err), abs(float(reference)), ""
-        rel = e / scale if scale > 0 else np.inf
+        with np.errstate(all="ignore"):
+            rel = e / scale if scale > 0 else np.inf
         raise CheckFailed(f"{what} is wrong{where}: absolute error {e:.3g}, relative error "
                           f"{rel:.3g} (allowed {atol:g} + {rtol:g} x |value|)", hint=hint)
 
