@@ -6,7 +6,12 @@ Chapter: "RLHF uses reverse KL, which is mode-seeking".
 
 $\mathrm{KL}(p\,\|\,q) = \sum_y p(y)\log\frac{p(y)}{q(y)}$ is an average under $p$ of the log
 ratio. Its terms are $0$ where $p = 0$ (since $t\log t \to 0$) and large where $p > 0$ while
-$q \to 0$ (infinite if $q = 0$).
+$q \to 0$ (infinite if $q = 0$). For the target $t$ and the model $q$ on the grid:
+
+$$
+\mathrm{KL}(q\,\|\,t) = \sum_i q_i \log\frac{q_i}{t_i}, \qquad
+\mathrm{KL}(t\,\|\,q) = \underbrace{\sum_i t_i \log t_i}_{\text{fixed}} - \sum_i t_i \log q_i .
+$$
 
 - **Reverse**, $\mathrm{KL}(q\,\|\,t)$ with the model $q$ on the left: every place where
   $q$ has mass and $t$ has almost none costs $q \log(q/t)$, huge. A single Gaussian cannot

@@ -15,6 +15,7 @@ Results travel from the child process as JSON text, never as pickles.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -452,12 +453,36 @@ class _Child:
     timed_out: bool = False
 
 
+#: Strategies already drawn from once in this process (see :func:`_warm_up`).
+_WARM: set = set()
+
+
+def _warm_up(checks) -> None:
+    """Draw one input from each check's strategy here, before forking.
+
+    Hypothesis builds its machinery and each strategy's caches lazily, on first use; doing
+    that once in the parent saves every forked child from doing it again.
+    """
+    from hypothesis import HealthCheck, Phase, Verbosity, find, settings
+
+    config = settings(max_examples=1, database=None, deadline=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+                      phases=[Phase.generate])
+    for check in checks:
+        if check.examples is not None and id(check.examples) not in _WARM:
+            find(check.examples, lambda _: True, settings=config)
+            _WARM.add(id(check.examples))
+
+
 def _spawn(check: Check, path, call_limit, check_limit, max_examples, shrink_limit) -> _Child:
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     t0 = time.perf_counter()
+    gc.freeze()  # the child's collector then leaves the inherited objects (and pages) alone
     pid = os.fork()
+    if pid:
+        gc.unfreeze()
     if pid == 0:  # child: run the check, write its JSON result, exit without cleanup
         os.close(read_fd)
         code = 0
@@ -507,17 +532,24 @@ def run_checks(checks, path, *, call_limit: float = CALL_LIMIT,
                shrink_limit: int = SHRINK_LIMIT, jobs: int = 2) -> list:
     """Run ``checks`` on the file ``path``, each in its own forked child, ``jobs`` at a time.
 
-    Returns one :class:`CheckResult` per check, in order; never raises because of the
-    student's code.
+    ``path`` is one file for every check, or a list of files, one per check (to grade many
+    files in one parallel batch). Returns one :class:`CheckResult` per check, in order;
+    never raises because of the student's code.
     """
     checks = list(checks)
+    paths = [path] * len(checks) if isinstance(path, str | os.PathLike) else list(path)
+    if len(paths) != len(checks):
+        raise ValueError(f"path must be one file or one per check, got {len(paths)} files "
+                         f"for {len(checks)} checks")
+    _warm_up(checks)
     results: list = [None] * len(checks)
     running: dict = {}  # fd -> (index, child)
     todo = list(enumerate(checks))
     while todo or running:
         while todo and len(running) < max(1, jobs):
             i, check = todo.pop(0)
-            child = _spawn(check, path, call_limit, check_limit, max_examples, shrink_limit)
+            child = _spawn(check, paths[i], call_limit, check_limit, max_examples,
+                           shrink_limit)
             running[child.fd] = (i, child)
         timeout = max(0.0, min(c.deadline for _, c in running.values()) - time.monotonic())
         ready, _, _ = select.select(list(running), [], [], timeout)

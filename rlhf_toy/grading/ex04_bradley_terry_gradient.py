@@ -67,9 +67,11 @@ def _untouched_zero(student, ex):
 
 
 def _one_comparison(student, ex):
-    ex = {**ex, "x": ex["x"][:1], "y_w": ex["y_w"][:1], "y_l": ex["y_l"][:1]}
-    if ex["y_w"][0] == ex["y_l"][0]:
-        return
+    n_responses = ex["reward"].shape[1]
+    y_l = ex["y_l"][:1]
+    if y_l[0] == ex["y_w"][0]:  # a pair with itself carries no information: pick another
+        y_l = (y_l + 1) % n_responses
+    ex = {**ex, "x": ex["x"][:1], "y_w": ex["y_w"][:1], "y_l": y_l}
     g = _grad(student, ex)
     x, w, lo = int(ex["x"][0]), int(ex["y_w"][0]), int(ex["y_l"][0])
     if not g[x, w] < 0 < g[x, lo]:
