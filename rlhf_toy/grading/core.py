@@ -319,8 +319,8 @@ def require_close(value, reference, what: str, rtol: float = 1e-7, atol: float =
                   hint: str | None = None) -> None:
     """:class:`CheckFailed` unless ``|value - reference| <= atol + rtol |reference|``.
 
-    The message gives the first offending index and the size of the error, never the
-    reference value itself.
+    The message gives the first offending index and the size of the error (relative, to two
+    digits), never the reference value itself.
     """
     value = np.asarray(value, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
@@ -337,8 +337,9 @@ def require_close(value, reference, what: str, rtol: float = 1e-7, atol: float =
             e, scale, where = float(err), abs(float(reference)), ""
         with np.errstate(all="ignore"):
             rel = e / scale if scale > 0 else np.inf
-        raise CheckFailed(f"{what} is wrong{where}: absolute error {e:.3g}, relative error "
-                          f"{rel:.3g} (allowed {atol:g} + {rtol:g} x |value|)", hint=hint)
+        size = f"relative error {rel:.2g}" if np.isfinite(rel) else f"absolute error {e:.2g}"
+        raise CheckFailed(f"{what} is wrong{where}: {size} (allowed: {rtol:g} relative, "
+                          f"{atol:g} absolute)", hint=hint)
 
 
 def format_example(example: dict) -> str:
