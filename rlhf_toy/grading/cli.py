@@ -38,9 +38,10 @@ def run(args) -> int:
     try:
         from rlhf_toy.grading import exercises, get_exercise
         from rlhf_toy.grading.core import grade
+
+        table = exercises()
     except ImportError as err:  # hypothesis missing
         return _usage_error(f"grading needs hypothesis ({err}); pip install -e '.[dev]'")
-    table = exercises()
     if args.list:
         for ex in table.values():
             print(f"{ex.number:2d}  {ex.stem:28s} {ex.title}")
