@@ -10,9 +10,10 @@ model learned. RLHF optimises the proxy: its policy is ``pi*_beta = pi_ref exp(r
     overestimation(beta) = mean_x E_{y ~ pi*_beta(.|x)} [r_hat(x, y) - r_star(x, y)].
 
 Derive ``d overestimation / d(1/beta)`` (differentiate ``pi*`` in ``t = 1/beta``; the answer
-is a covariance under ``pi*``), and show that when ``eps`` is independent of ``r_star``
-under ``pi_ref`` and Gaussian, the overestimation is ``Var(eps) / beta`` (up to the table's
-own ``E_{pi_ref}[eps]``): it grows as ``beta`` shrinks.
+is a covariance under ``pi*``). Then show that for a large response set on which, under
+``pi_ref``, ``r_star`` and ``eps`` are independent Gaussians, the overestimation is
+``Var(eps) / beta``: it grows as ``beta`` shrinks. (On a small table the tilt runs out of
+responses at small ``beta``: the grader checks the exact formulas, not this limit.)
 
 What to implement
 -----------------
