@@ -216,6 +216,7 @@ class Student:
         self.show_stopped_input = False  # whether the input of the stopping call matters
 
     def load(self) -> None:
+        sys.dont_write_bytecode = True  # leave no __pycache__ beside the student's file
         spec = importlib.util.spec_from_file_location(f"student_{self.path.stem}", self.path)
         if spec is None or spec.loader is None:
             raise CheckFailed(f"cannot load {self.path} as a Python module")
