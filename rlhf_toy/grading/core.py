@@ -284,8 +284,14 @@ def _copy(value):
 # --------------------------------------------------------------------------------------
 
 
+def _not_none(value, what: str) -> None:
+    if value is None:
+        raise CheckFailed(f"{what} returned None", hint="did you forget the return statement?")
+
+
 def as_array(value, shape, what: str) -> np.ndarray:
     """The student's output as a float64 array of ``shape``, or :class:`CheckFailed`."""
+    _not_none(value, what)
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -299,6 +305,7 @@ def as_array(value, shape, what: str) -> np.ndarray:
 
 def as_scalar(value, what: str) -> float:
     """The student's output as a Python float, or :class:`CheckFailed`."""
+    _not_none(value, what)
     a = as_array(value, np.shape(value), what) if np.ndim(value) == 0 else None
     if a is None:
         raise CheckFailed(f"{what} has shape {np.shape(value)}, expected a single number",
@@ -393,8 +400,14 @@ def _run_check(check: Check, path: Path, call_limit: float, max_examples: int,
         try:
             check.test(student, example)
         except CheckFailed:
-            shrinking["last"] = example  # hypothesis only tries inputs smaller than its best
+            if shrinking["last"] is None or _size(example) < _size(shrinking["last"]):
+                shrinking["last"] = example  # the smallest failing input seen so far
             return True
+        except _CallTimeout:  # the alarm fired just as the student's function returned
+            student.stopped = student.stopped or CheckFailed(
+                f"a call did not return within {call_limit:g} s",
+                hint="look for a loop whose condition never becomes false")
+            raise _StopSearch from None
         except _StopSearch:
             if was_running and student.show_stopped_input:
                 stopped_on.update(example)
@@ -426,6 +439,20 @@ def _run_check(check: Check, path: Path, call_limit: float, max_examples: int,
     return _failure(CheckFailed("the property failed on this input in the search, but not on "
                                 "a second run: does your code use global state or randomness?"),
                     example)
+
+
+def _size(example: dict) -> tuple:
+    """How big an input looks: number of entries, then their total magnitude, then its text."""
+    count, magnitude = 0, 0.0
+    for value in example.values():
+        try:
+            a = np.abs(np.asarray(value, dtype=np.float64))
+        except (TypeError, ValueError):
+            count += 1
+            continue
+        count += a.size
+        magnitude += float(np.sum(np.where(np.isfinite(a), a, np.inf)))
+    return count, magnitude, len(format_example(example))
 
 
 def _failure(err: CheckFailed, example: dict, hint: str | None = None) -> dict:
