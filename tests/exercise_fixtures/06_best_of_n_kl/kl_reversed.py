@@ -1,0 +1,25 @@
+"""Wrong: KL(pi_ref || pi_bon), the arguments swapped."""
+
+import numpy as np
+
+FAILS = "KL matches the library"
+
+
+def best_of_n_policy(pi_ref, reward, n):
+    order = np.argsort(reward, axis=-1)
+    p = np.take_along_axis(pi_ref, order, axis=-1)
+    f_le = np.cumsum(p, axis=-1)
+    out = np.empty_like(p)
+    np.put_along_axis(out, order, f_le**n - np.clip(f_le - p, 0, None) ** n, axis=-1)
+    return out
+
+
+def best_of_n_kl(pi_ref, reward, n):
+    p = best_of_n_policy(pi_ref, reward, n)
+    live = pi_ref > 0
+    return np.where(live, pi_ref * np.log(np.where(live, pi_ref / np.where(live, p, 1), 1)),
+                    0).sum(-1)
+
+
+def kl_bound(n):
+    return float(np.log(n) - (n - 1) / n)

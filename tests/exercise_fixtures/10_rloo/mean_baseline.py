@@ -1,0 +1,13 @@
+"""Wrong: the plain group mean as baseline (it contains r_i itself)."""
+
+import numpy as np
+
+FAILS = "leave-one-out identity"
+
+
+def rloo_advantages(rewards):
+    """``r_i - (S - r_i) / (G - 1)`` per row, ``S`` the row sum."""
+    r = np.asarray(rewards, dtype=np.float64)
+    g = r.shape[-1]
+    total = r.sum(axis=-1, keepdims=True)
+    return r - total / g
