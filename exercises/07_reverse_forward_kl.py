@@ -28,7 +28,7 @@ Gaussians at ``-d`` and ``d`` (``d`` in [2.5, 4], widths in [0.5, 0.8]).
 Hints
 -----
 - Compute ``log q`` with a log-sum-exp so narrow Gaussians do not underflow to 0.
-- Do not import ``rlhf_toy.kl`` or ``rlhf_toy.bandit.modes``.
+- Do not import ``rlhf_toy.kl`` or ``rlhf_toy.bandit.experiments.modes``.
 
 Check your work with ``rlhf-toy check 7`` (or ``rlhf-toy check 7 --file path/to/yours.py``).
 """

@@ -4,7 +4,8 @@ Subcommands (``rlhf-toy SUB --help`` for each):
 
 - ``pipeline``: the end-to-end RLHF run on the numpy GPT (the main job);
 - ``figures``: regenerate the chapter's figures as PNG files plus an index;
-- ``bench``: run a speed benchmark from ``benchmarks/`` and print its table.
+- ``bench``: run a speed benchmark from ``benchmarks/`` and print its table;
+- ``check``: grade an exercise of ``exercises/`` (``rlhf-toy check N``, ``--all``, ``--list``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from rlhf_toy import __version__
+from rlhf_toy.grading.cli import add_check_parser
 from rlhf_toy.pipeline.cli import add_parser as add_pipeline_parser
 
 #: The benchmark scripts ``rlhf-toy bench`` knows, by short name.
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("which", choices=sorted(BENCHMARKS), help="which benchmark")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the script")
     bench.set_defaults(run=_bench)
+
+    add_check_parser(sub)
     return parser
 
 

@@ -201,7 +201,7 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
         Replace the exact gradient of the KL term by another *expected* penalty gradient:
         ``kl_gradient(log_pi, log_ref) -> (X, Y)``, the gradient wrt the logits of each
         prompt's penalty (no prompt weighting; e.g. GRPO's k3 in the loss, ``pi - pi_ref``,
-        see :func:`rlhf_toy.bandit.kl_study.kl_gradients`). The step is then
+        see :func:`rlhf_toy.bandit.experiments.kl_study.kl_gradients`). The step is then
         ``p(x) [pi (r - E_pi r) - beta kl_gradient]``. ``None`` (default): the true
         gradient of ``J``. The recorded ``"objective"`` is ``J`` in both cases.
     verbose : bool, default False

@@ -40,8 +40,10 @@ def run(args) -> int:
         from rlhf_toy.grading.core import grade
 
         table = exercises()
-    except ImportError as err:  # hypothesis missing
-        return _usage_error(f"grading needs hypothesis ({err}); pip install -e '.[dev]'")
+    except ModuleNotFoundError as err:
+        if err.name != "hypothesis":
+            raise
+        return _usage_error("grading needs hypothesis: pip install -e '.[exercises]'")
     if args.list:
         for ex in table.values():
             print(f"{ex.number:2d}  {ex.stem:28s} {ex.title}")

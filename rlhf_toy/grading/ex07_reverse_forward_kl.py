@@ -3,7 +3,7 @@ reverse KL, which is mode-seeking").
 
 The student writes ``kl(p, q)``, ``gaussian_divergence(target, grid, mean, std, divergence)``
 and ``fit_gaussian(target, grid, divergence)``; the references are
-:func:`rlhf_toy.kl.kl_divergence` and :mod:`rlhf_toy.bandit.modes`.
+:func:`rlhf_toy.kl.kl_divergence` and :mod:`rlhf_toy.bandit.experiments.modes`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from rlhf_toy.bandit.modes import gaussian_divergence, two_mode_target
+from rlhf_toy.bandit.experiments.modes import gaussian_divergence, two_mode_target
 from rlhf_toy.grading._inputs import log_uniform, policies
 from rlhf_toy.grading.core import (
     Check,
