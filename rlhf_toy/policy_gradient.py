@@ -796,7 +796,7 @@ def kl_penalty_rewards(logp, logp_ref, mask, beta, estimator="k1"):
     ``k2 = (log r)^2 / 2``, ``k3 = (r - 1) - log r`` (:func:`rlhf_toy.kl.kl_estimates`).
     Summed over a sequence, k1 is an unbiased estimate of the sequence-level
     ``KL(pi || pi_ref)`` and, as a reward, yields its exact gradient in expectation
-    (``rlhf_toy/bandit/experiments/kl_study.py``, :func:`~rlhf_toy.bandit.experiments.kl_study.kl_gradients`).
+    (:func:`rlhf_toy.bandit.experiments.kl_study.kl_gradients`).
     """
     lp, lp_ref, m = _check_kl_inputs(logp, logp_ref, mask, estimator)
     beta = check_nonnegative(beta, "beta")
@@ -844,7 +844,7 @@ def kl_loss(logp, logp_ref, mask, estimator="k3", agg="token_mean", max_len=None
     estimates. In expectation over ``y ~ pi``: **k3** follows the gradient of the
     **forward** ``KL(pi_ref || pi)``; **k2** that of the reverse ``KL(pi || pi_ref)``
     (the objective's); **k1** has zero expected gradient. Derived and shown exactly on a
-    table in ``rlhf_toy/bandit/experiments/kl_study.py`` (:func:`~rlhf_toy.bandit.experiments.kl_study.kl_gradients`).
+    table by :func:`rlhf_toy.bandit.experiments.kl_study.kl_gradients`.
     """
     lp, lp_ref, m = _check_kl_inputs(logp, logp_ref, mask, estimator)
     w = _agg_weights(m, agg, max_len)
