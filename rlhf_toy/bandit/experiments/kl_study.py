@@ -2,7 +2,7 @@
 
 Implements the estimator discussion of the chapter's section "RLHF uses reverse KL,
 which is mode-seeking" (it cites Schulman, *Approximating KL Divergence*, 2020) and the
-KL penalties of PPO-RLHF and GRPO (DESIGN.md). For samples ``y ~ q`` and
+KL penalties of PPO-RLHF (Stage 3) and GRPO (Modern RL for LLMs). For samples ``y ~ q`` and
 ``r = p(y) / q(y)`` the per-sample estimators of ``KL(q || p)`` are
 ``k1 = -log r``, ``k2 = (log r)^2 / 2`` and ``k3 = (r - 1) - log r``
 (:func:`rlhf_toy.kl.kl_estimates`). On a table everything about them is a finite sum:

@@ -1,8 +1,8 @@
 """Reverse versus forward KL: mode-seeking and mass-covering, on a 1-D response grid.
 
-Implements the chapter's section "RLHF uses reverse KL, which is mode-seeking" (and
-DESIGN.md's restatement): the RLHF penalty ``KL(pi || pi_ref)`` has the policy on the
-left. Two experiments make the asymmetry concrete.
+Implements the chapter's section "RLHF uses reverse KL, which is mode-seeking": the
+RLHF penalty ``KL(pi || pi_ref)`` has the policy on the left. Two
+experiments make the asymmetry concrete.
 
 1. **Fitting one Gaussian to two modes.** :func:`fit_gaussian` projects a target
    distribution ``t`` on a grid onto the family of discretised Gaussians ``q``, either
@@ -11,8 +11,8 @@ left. Two experiments make the asymmetry concrete.
    Reverse KL is *zero-forcing*: ``q`` must be small wherever ``t`` is small, so it
    locks onto one mode. Forward KL is *zero-avoiding* (mass-covering): ``q`` must be
    large wherever ``t`` has mass, so it straddles both modes. The chapter's text calls
-   forward KL "zero-forcing"; the two labels are swapped there (DESIGN.md states it
-   correctly).
+   forward KL "zero-forcing"; the two labels are swapped there (its description of
+   what each divergence does is right).
 2. **The RLHF picture.** On a 1-D response grid with a multi-modal ``pi_ref``:
 
    - the exact optimum ``pi* = pi_ref exp(r / beta) / Z`` (:func:`rlhf_mode_sweep`)
