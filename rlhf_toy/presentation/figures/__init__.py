@@ -16,10 +16,11 @@ from rlhf_toy.presentation.figures import kl
 from rlhf_toy.presentation.figures import policy_gradient
 from rlhf_toy.presentation.figures import on_off_policy
 from rlhf_toy.presentation.figures import multi_objective
+from rlhf_toy.presentation.figures import pitfalls
 # isort: on
 
 #: The builder modules, one per chapter section, in the order of the chapter.
 SECTIONS = [preferences, dpo, goodhart, best_of_n, kl, policy_gradient, on_off_policy,
-            multi_objective]
+            multi_objective, pitfalls]
 
 __all__ = ["FIGURES", "SECTIONS", "FigureSpec", "register", "write_figures"]

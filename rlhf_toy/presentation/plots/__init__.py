@@ -38,6 +38,7 @@ from rlhf_toy.presentation.plots.kl import (
 )
 from rlhf_toy.presentation.plots.multi_objective import plot_pareto_front
 from rlhf_toy.presentation.plots.on_off_policy import plot_on_off_policy
+from rlhf_toy.presentation.plots.pitfalls import plot_length_bias, plot_negative_kl
 from rlhf_toy.presentation.plots.policy_gradient import (
     plot_estimator_variance,
     plot_grpo_difficulty,
@@ -89,4 +90,6 @@ __all__ = [
     "plot_grpo_difficulty",
     "plot_on_off_policy",
     "plot_pareto_front",
+    "plot_negative_kl",
+    "plot_length_bias",
 ]
