@@ -186,7 +186,6 @@ def test_gradient_ascent_with_a_kl_gradient_reaches_each_penalty_fixpoint(env):
     base = gradient_ascent(env.pi_ref, env.r_hat, BETA, **kw)
     rev = gradient_ascent(env.pi_ref, env.r_hat, BETA, kl_gradient=reverse, **kw)
     np.testing.assert_allclose(rev.policy.probs, base.policy.probs, atol=1e-10)
-    np.testing.assert_array_equal(base.history["steps"], base.history["step"])
     fwd = gradient_ascent(env.pi_ref, env.r_hat, BETA, kl_gradient=forward, **kw)
     fix = forward_kl_regularised_policy(env.pi_ref, env.r_hat, BETA)
     np.testing.assert_allclose(fwd.policy.probs, fix, atol=1e-6)

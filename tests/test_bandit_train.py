@@ -47,7 +47,7 @@ def test_gradient_ascent_history_is_exact_and_consistent():
     res = gradient_ascent(env.r_star * 0 + env.pi_ref, env.r_hat, beta, steps=45, lr=3.0,
                           prompt_probs=w, record_every=10, eval_rewards={"gold": env.r_star})
     h = res.history
-    np.testing.assert_array_equal(h["step"], [0, 10, 20, 30, 40, 45])
+    np.testing.assert_array_equal(h["steps"], [0, 10, 20, 30, 40, 45])
     assert h["probs"].shape == (6, 3, 6)
     for key in ("objective", "kl", "reward", "gold"):
         assert h[key].shape == (6,)
@@ -59,7 +59,7 @@ def test_gradient_ascent_history_is_exact_and_consistent():
         assert gold == pytest.approx(w @ (probs * env.r_star).sum(1), rel=1e-12)
         assert obj == pytest.approx(objective(probs, env.pi_ref, env.r_hat, beta, w), rel=1e-12)
     every = gradient_ascent(env.pi_ref, env.r_hat, beta, steps=45, lr=3.0, prompt_probs=w)
-    assert "probs" not in every.history and every.history["step"].shape == (46,)
+    assert "probs" not in every.history and every.history["steps"].shape == (46,)
     np.testing.assert_array_equal(every.policy.probs, res.policy.probs)
 
 

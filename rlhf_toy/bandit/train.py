@@ -59,8 +59,7 @@ class TrainResult:
         The policy after the last step.
     history : dict of str to ndarray
         One entry per recorded step, all of the same length: ``"steps"`` (the number of
-        updates done when the record was taken; 0 is the initial policy; also under the
-        older key ``"step"``, kept until every caller reads ``"steps"``) and the exact
+        updates done when the record was taken; 0 is the initial policy) and the exact
         scalars each loop documents; ``"probs"`` of shape ``(n_records, X, Y)`` when
         ``record_every > 0``; ``history[name]`` for each reward of ``eval_rewards``.
     """
@@ -128,7 +127,7 @@ class _History:
     """Accumulates the records of a training loop into lists, then numpy arrays."""
 
     def __init__(self, keys, record_every: int, eval_rewards: dict, prompt_probs: np.ndarray):
-        self.rows = {key: [] for key in ("step", *keys)}
+        self.rows = {key: [] for key in ("steps", *keys)}
         self.keep_probs = record_every > 0
         self.eval_rewards = eval_rewards
         self.w = prompt_probs
@@ -140,7 +139,7 @@ class _History:
             self.rows[name] = []
 
     def add(self, step: int, pi: np.ndarray, **values) -> None:
-        self.rows["step"].append(step)
+        self.rows["steps"].append(step)
         for key, value in values.items():
             self.rows[key].append(value)
         if self.keep_probs:
@@ -149,9 +148,7 @@ class _History:
             self.rows[name].append(float(self.w @ (pi * r).sum(-1)))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {key: np.asarray(value) for key, value in self.rows.items()}
-        out["steps"] = out["step"]  # the project's spelling; "step" is the older alias
-        return out
+        return {key: np.asarray(value) for key, value in self.rows.items()}
 
 
 def _expected_kl(pi: np.ndarray, pi_ref: np.ndarray, w: np.ndarray) -> float:
