@@ -17,7 +17,7 @@ from rlhf_toy.gpt import GPT
 from rlhf_toy.pipeline import run as run_module
 from rlhf_toy.pipeline import sft as sft_module
 from rlhf_toy.pipeline.cli import main_pipeline, summary_table
-from rlhf_toy.pipeline.config import PipelineConfig
+from rlhf_toy.pipeline.config import METHODS, PipelineConfig
 from rlhf_toy.pipeline.run import STAGES, StageOutput, register_stage, run_pipeline
 
 
@@ -120,7 +120,8 @@ def test_rerun_from_config_reproduces_metrics(finished, tmp_path):
     assert strip_seconds(again) == strip_seconds(metrics)  # bit for bit but the wall clock
 
 
-def test_unregistered_method_fails_before_training(tmp_path):
+def test_unregistered_method_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.delitem(STAGES, "ppo")
     with pytest.raises(ValueError, match="no stage registered for \\['ppo'\\]"):
         run_pipeline(tiny_config(methods=("ppo",)), tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing written, nothing trained
@@ -165,11 +166,17 @@ def test_non_finite_loss_names_stage_and_step(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_cli_exit_codes(tmp_path, capsys):
+def test_every_method_has_a_stage():
+    assert set(STAGES) == set(METHODS) - {"sft"}
+
+
+def test_cli_exit_codes(tmp_path, capsys, monkeypatch):
     assert main_pipeline(["--beta", "-1", "--out", str(tmp_path / "a")]) == 2
     assert "beta must be > 0" in capsys.readouterr().err
     assert main_pipeline(["--methods", "magic", "--out", str(tmp_path / "b")]) == 2
-    assert main_pipeline(["--methods", "ppo", "--quick", "--out", str(tmp_path / "c")]) == 2
+    with monkeypatch.context() as mp:
+        mp.delitem(STAGES, "ppo")
+        assert main_pipeline(["--methods", "ppo", "--quick", "--out", str(tmp_path / "c")]) == 2
     assert "no stage registered" in capsys.readouterr().err
     config = tiny_config()
     config.to_json(tmp_path / "config.json")
