@@ -8,12 +8,15 @@ collapses; a stronger KL penalty reduces the fall. Best-of-n against the same re
 proxy rises. Asserted on each of three seeds (SFT, reward model and PPO seeded by the run's
 seed).
 
-Not shown: a *peak* of the gold reward along PPO's own trajectory. On the quick config the
-reward model separates a correct one-digit answer from a wrong one far less than it rewards
-length, and the GPT's updates lengthen every prompt's answers at once, so PPO's gold reward
-falls from the first update (``test_ppo_gold_peaks_before_it_falls`` records this as an
-expected failure). The exact optimum ``pi*_beta`` does peak (by +0.01 to +0.02 at ``beta``
-near 1), and so does best-of-n.
+Not shown on every seed: a *peak* of the gold reward along PPO's own trajectory. The reward
+model of the quick config separates a correct one-digit answer from a wrong one less than
+it rewards length, and the GPT's updates lengthen every prompt's answers at once, so PPO's
+gold reward falls from the first update on seeds 0 and 2 (0.273 -> 0.004 and
+0.355 -> 0.001); seed 1 peaks (0.371 -> 0.407 after two updates -> 0.007).
+``test_ppo_gold_peaks_before_it_falls`` records this as a non-strict expected failure. The
+exact optimum ``pi*_beta`` does peak (seed 0: gold 0.288 at ``beta`` 1.85 against
+``pi_sft``'s 0.273), and so does best-of-n (seed 0: 0.273, 0.319, 0.295, ... 0.005 for
+``n`` = 1, 2, 4, ... 64).
 """
 
 from __future__ import annotations
@@ -115,8 +118,8 @@ def test_best_of_n_gold_peaks_then_falls_while_the_proxy_rises(seed_runs):
 
 
 @pytest.mark.xfail(
-    reason="on the quick config PPO's gold reward falls from the first update (see the "
-    "module docstring)",
+    reason="on the quick config PPO's gold reward falls from the first update on seeds 0 "
+    "and 2 (see the module docstring)",
     strict=False,
 )
 def test_ppo_gold_peaks_before_it_falls(seed_runs):
