@@ -1,7 +1,7 @@
 """Input validation shared by every public function.
 
-Each check names the caller's argument and the bad value, as the conventions of
-``DESIGN.md`` ask (``beta must be > 0, got -1.0``; ``pi_ref row 3 sums to 0.7``), and
+Each check names the caller's argument and the bad value, as the project's
+conventions ask (``beta must be > 0, got -1.0``; ``pi_ref row 3 sums to 0.7``), and
 returns the validated value so that callers can write ``p = check_distribution(p, "pi_ref")``.
 
 A value of the wrong *kind* (a string, a bool or ``None`` where a number is expected, a

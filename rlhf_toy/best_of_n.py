@@ -357,7 +357,7 @@ def best_of_n_kl_bound(n) -> np.ndarray | float:
 
     Notes
     -----
-    Chapter, best-of-n (DESIGN.md, "Best-of-n"). The formula is the exact KL when the
+    Chapter, section "Best-of-n". The formula is the exact KL when the
     reward has a continuous distribution under ``pi_ref``: the chosen reward quantile
     ``U`` has density ``n u^(n-1)`` on ``[0, 1]`` and ``KL = E[log(n U^(n-1))] =
     log n - (n-1)/n``. For discrete rewards it is an upper bound (Beirami et al. 2024).

@@ -134,7 +134,7 @@ def kl_estimates(logp_sampled, logp_other) -> dict[str, np.ndarray]:
     -----
     In RLHF, ``q`` is the policy ``pi`` and ``p`` the reference ``pi_ref``: the samples
     are the policy's own responses and the estimates target ``KL(pi || pi_ref)``. GRPO
-    adds ``beta * k3`` per token to its loss (see DESIGN.md). ``k3`` is computed as
+    adds ``beta * k3`` per token to its loss (Shao et al. 2024). ``k3`` is computed as
     ``expm1(log r) - log r`` so that it stays accurate and non-negative for ``r`` near 1.
     """
     # samples come from q, so their log-probability under it cannot be -inf

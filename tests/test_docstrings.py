@@ -148,17 +148,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "rlhf_toy.bandit.rl": {"method_name"},
     "rlhf_toy.bradley_terry": {"comparison_counts"},
     "rlhf_toy.gao": {"gao_curve"},
-    "rlhf_toy.gpt.checkpoint": {"export_hf", "load", "save"},
-    "rlhf_toy.gpt.layers": {
-        "attention_backward", "block_backward", "encoder_backward", "gelu_backward",
-        "gelu_forward", "layernorm_backward", "log_softmax", "matmul_backward", "softmax"
-    },
-    "rlhf_toy.gpt.model": {"check_finite_grads", "param_spec"},
-    "rlhf_toy.gpt.parallel": {
-        "blas_single_thread", "get_num_threads", "map_shards", "row_shards", "set_num_threads",
-        "single_threaded_blas"
-    },
-    "rlhf_toy.gpt.train": {"digit_batches"},
     "rlhf_toy.rl.grpo": {"dr_grpo_config"},
     "rlhf_toy.rl.protocol": {"Critic"},
     "rlhf_toy.rl.rollout": {"apply_gradients", "sequence_sum"},

@@ -69,10 +69,15 @@ def _overall_digest(config_json: str, dtype: str, heads_json: str, tensor_digest
 
 
 def save(model, path) -> None:
-    """Write ``model`` (a :class:`~rlhf_toy.gpt.GPT`) to ``path`` as safetensors, with its
-    config and digests in the metadata.
+    """Write ``model`` (a :class:`~rlhf_toy.gpt.GPT`) to ``path`` as safetensors.
 
-    Loading it back gives the same parameters bit for bit.
+    Its config and digests go in the metadata. Loading it back gives the same parameters
+    bit for bit.
+
+    Parameters
+    ----------
+    model : GPT
+    path : str or pathlib.Path
 
     Raises
     ------
@@ -114,6 +119,15 @@ def save(model, path) -> None:
 
 def read_checkpoint(path) -> Checkpoint:
     """Read and verify a checkpoint written by :func:`save` (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+
+    Returns
+    -------
+    Checkpoint
+        The config, dtype, heads and parameters read from ``path``.
 
     Raises
     ------
@@ -203,6 +217,12 @@ def export_hf(model, folder) -> Path:
     imported here::
 
         GPT2LMHeadModel.from_pretrained(folder)  # same logits as model.forward
+
+    Parameters
+    ----------
+    model : GPT
+    folder : str or pathlib.Path
+        Created if missing.
 
     Returns
     -------

@@ -56,6 +56,16 @@ def param_spec(config: GPTConfig, heads=()) -> list[tuple[str, tuple[int, ...]]]
 
     Gradients and optimiser states use the same names and order, so AdamW is one loop.
     The block's entries come from :func:`rlhf_toy.gpt.layers.block_param_spec`.
+
+    Parameters
+    ----------
+    config : GPTConfig
+    heads : str or iterable of str, default ()
+        Extra scalar heads (a subset of :data:`HEADS`).
+
+    Returns
+    -------
+    list of (str, tuple of int)
     """
     V, T, C = config.vocab_size, config.n_ctx, config.n_embd
     spec = [("wte", (V, C)), ("wpe", (T, C))]
@@ -70,6 +80,14 @@ def param_spec(config: GPTConfig, heads=()) -> list[tuple[str, tuple[int, ...]]]
 
 def check_heads(heads) -> tuple[str, ...]:
     """A subset of :data:`HEADS` in canonical order, duplicates dropped.
+
+    Parameters
+    ----------
+    heads : str or iterable of str
+
+    Returns
+    -------
+    tuple of str
 
     Raises
     ------
@@ -87,6 +105,14 @@ def check_heads(heads) -> tuple[str, ...]:
 
 def check_dtype(dtype) -> np.dtype:
     """float32 or float64 as a ``numpy.dtype``.
+
+    Parameters
+    ----------
+    dtype : numpy dtype-like
+
+    Returns
+    -------
+    numpy.dtype
 
     Raises
     ------

@@ -47,8 +47,23 @@ class Continuations:
 
 
 def count_continuations(n_symbols: int, max_new_tokens: int, has_eos: bool) -> int:
-    """Number of continuations: ``sum_{l=1}^{M} (K-1)^(l-1) + (K-1)^M`` with an EOS among
-    the ``K`` symbols, ``K^M`` without.
+    """Number of continuations of at most ``M`` tokens over ``K`` symbols.
+
+    ``sum_{l=1}^{M} (K-1)^(l-1) + (K-1)^M`` with an EOS among the ``K`` symbols, ``K^M``
+    without.
+
+    Parameters
+    ----------
+    n_symbols : int
+        ``K``.
+    max_new_tokens : int
+        ``M``.
+    has_eos : bool
+        Whether one of the symbols is an EOS that ends a continuation.
+
+    Returns
+    -------
+    int
 
     Examples
     --------

@@ -132,6 +132,13 @@ def encoder_forward(tokens, wte, wpe):
 def encoder_backward(dout, cache):
     """Gradients of :func:`encoder_forward`: scatter-add into the used rows.
 
+    Parameters
+    ----------
+    dout : ndarray of shape (B, T, C)
+        Gradient of the loss with respect to the embeddings.
+    cache : tuple
+        ``(tokens, V, n_ctx)`` from :func:`encoder_forward`.
+
     Returns
     -------
     dwte : ndarray of shape (V, C)
@@ -186,6 +193,12 @@ def layernorm_backward(dout, cache):
 
     With ``g = dout * w``: ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``.
 
+    Parameters
+    ----------
+    dout : ndarray of shape (..., C)
+    cache : tuple
+        ``(xhat, rstd, w)`` from :func:`layernorm_forward`.
+
     Returns
     -------
     dx : ndarray of shape (..., C)
@@ -234,6 +247,12 @@ def matmul_forward(x, w, b):
 def matmul_backward(dout, cache):
     """Gradients of :func:`matmul_forward`.
 
+    Parameters
+    ----------
+    dout : ndarray of shape (..., OC)
+    cache : tuple
+        ``(x, w)`` from :func:`matmul_forward`.
+
     Returns
     -------
     dx : ndarray of shape (..., IC)
@@ -259,6 +278,10 @@ def gelu_forward(x):
     ``x * sigmoid(2 u)`` (the same function: ``0.5 (1 + tanh(u)) = sigmoid(2 u)``), which
     costs one ``exp`` instead of a slower ``tanh``.
 
+    Parameters
+    ----------
+    x : ndarray of any shape
+
     Returns
     -------
     out : ndarray, shape of ``x``
@@ -282,6 +305,16 @@ def gelu_backward(dout, cache):
     With ``s = sigmoid(2u)``: ``d out / dx = s + x s (1 - s) 2 du/dx``, where
     ``du/dx = sqrt(2 / pi) (1 + 3 * 0.044715 x^2)`` (equal to the tanh form
     ``0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) du/dx``).
+
+    Parameters
+    ----------
+    dout : ndarray, shape of ``x``
+    cache : tuple
+        ``(x, s)`` from :func:`gelu_forward`.
+
+    Returns
+    -------
+    dx : ndarray, shape of ``x``
     """
     x, s = cache
     local = x * x  # (..., D)
@@ -303,6 +336,16 @@ def softmax(x, out=None):
 
     ``out`` (optional) receives the result; ``softmax(x, out=x)`` works in place, which saves
     a temporary when ``x`` is itself a temporary (the attention scores).
+
+    Parameters
+    ----------
+    x : ndarray of shape (..., K)
+    out : ndarray of shape (..., K), optional
+
+    Returns
+    -------
+    ndarray of shape (..., K)
+        Rows summing to 1 (``out`` when given).
     """
     e = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)  # shape of x
     np.exp(e, out=e)
@@ -355,7 +398,17 @@ def causal_softmax(scores, t_past=0):
 
 
 def log_softmax(x, axis=-1):
-    """Numerically stable log-softmax along ``axis``: ``x - logsumexp(x)``."""
+    """Numerically stable log-softmax along ``axis``: ``x - logsumexp(x)``.
+
+    Parameters
+    ----------
+    x : ndarray
+    axis : int, default -1
+
+    Returns
+    -------
+    ndarray, shape of ``x``
+    """
     s = x - x.max(axis=axis, keepdims=True)
     s -= np.log(np.exp(s).sum(axis=axis, keepdims=True))
     return s
@@ -446,6 +499,16 @@ def attention_backward(dout, cache):
 
     Softmax backward: ``dpre = att * (datt - sum(datt * att, keys))``; masked entries have
     ``att = 0`` and so receive no gradient.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (B, T, C)
+    cache : AttentionCache
+        ``(q, k, v, att)`` from :func:`attention_forward` (run without ``kv``).
+
+    Returns
+    -------
+    dqkv : ndarray of shape (B, T, 3C)
     """
     q, k, v, att = cache
     B, NH, T, hs = q.shape
@@ -468,8 +531,19 @@ def attention_backward(dout, cache):
 
 
 def block_param_spec(n_embd: int) -> list[tuple[str, tuple[int, ...]]]:
-    """The ``(name, shape)`` list of one block's parameters, in GPT-2's order (prefix
-    ``h.{i}.`` in the model): the one place the block's shapes are written."""
+    """The ``(name, shape)`` list of one block's parameters, in GPT-2's order.
+
+    Prefix ``h.{i}.`` in the model: the one place the block's shapes are written.
+
+    Parameters
+    ----------
+    n_embd : int
+        Width ``C``.
+
+    Returns
+    -------
+    list of (str, tuple of int)
+    """
     C = n_embd
     return [
         ("ln_1.weight", (C,)),
@@ -544,6 +618,12 @@ def block_forward(x, p, n_head, kv: LayerKV | None = None):
 
 def block_backward(dout, cache: BlockCache):
     """Gradients of :func:`block_forward`.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (B, T, C)
+    cache : BlockCache
+        From :func:`block_forward` (run without ``kv``).
 
     Returns
     -------

@@ -71,6 +71,12 @@ def _init_std(name: str, n_layer: int) -> float | None:
 def check_finite_grads(grads, step) -> None:
     """Raise unless every gradient is finite; training loops call this once per step.
 
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+    step : int
+        The step, for the error message.
+
     Raises
     ------
     FloatingPointError
@@ -88,6 +94,12 @@ def check_finite_grads(grads, step) -> None:
 def check_finite_params(params, step) -> None:
     """Raise unless every parameter is finite (a training loop's check after its last update).
 
+    Parameters
+    ----------
+    params : dict of str to ndarray
+    step : int
+        The step, for the error message.
+
     Raises
     ------
     FloatingPointError
@@ -104,6 +116,16 @@ def check_allowed_tokens(allowed_tokens, vocab_size: int) -> np.ndarray | None:
     """Validate a restricted output alphabet: sorted unique token ids in ``[0, V)``.
 
     ``None`` (every token) stays ``None``.
+
+    Parameters
+    ----------
+    allowed_tokens : array_like of int of shape (K,), or None
+    vocab_size : int
+        ``V``.
+
+    Returns
+    -------
+    ndarray of intp of shape (K,), or None
 
     Raises
     ------
@@ -130,6 +152,18 @@ def check_allowed_tokens(allowed_tokens, vocab_size: int) -> np.ndarray | None:
 def check_token_id(token, name: str, vocab_size: int) -> int | None:
     """``None``, or a token id in ``[0, V)`` (an EOS or PAD option).
 
+    Parameters
+    ----------
+    token : int or None
+    name : str
+        The argument's name, for the error message.
+    vocab_size : int
+        ``V``.
+
+    Returns
+    -------
+    int or None
+
     Raises
     ------
     ValueError
@@ -144,8 +178,9 @@ def check_token_id(token, name: str, vocab_size: int) -> int | None:
 
 
 def restricted_log_softmax(logits, allowed, tau=1.0, targets=None):
-    """``log_softmax(z / tau)`` over the allowed columns of ``logits (..., V)``: the
-    next-token log-distribution with a restricted output alphabet.
+    """``log_softmax(z / tau)`` over the allowed columns of ``logits (..., V)``.
+
+    The next-token log-distribution with a restricted output alphabet.
 
     Parameters
     ----------
@@ -810,5 +845,14 @@ class GPT:
 
 
 def load(path) -> GPT:
-    """Read a checkpoint: ``GPT.load(path)``."""
+    """Read a checkpoint: ``GPT.load(path)``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+
+    Returns
+    -------
+    GPT
+    """
     return GPT.load(path)

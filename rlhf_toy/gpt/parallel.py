@@ -68,6 +68,11 @@ def get_num_threads() -> int:
 
     Defaults to the environment variable ``RLHF_TOY_NUM_THREADS`` if set, else the number
     of cores this process may run on.
+
+    Returns
+    -------
+    int
+        At least 1.
     """
     if _state["threads"] is None:
         _state["threads"] = _default_threads()
@@ -78,6 +83,11 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads from now on (``1`` turns data parallelism off).
 
     Results then change only by floating-point rounding (the order of the gradient sums).
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, ``>= 1``.
     """
     n = check_int(n, "n")
     with _lock:
@@ -95,14 +105,20 @@ def _pool() -> ThreadPoolExecutor:
 
 @contextlib.contextmanager
 def single_blas_thread():
-    """Limit BLAS to one thread inside the block, restored on exit; also a decorator
-    (``@single_blas_thread()``).
+    """Limit BLAS to one thread inside the block, restored on exit.
+
+    Also a decorator (``@single_blas_thread()``).
 
     Wrapped around every computing method of the GPT and around sampling: no BLAS call of
     the model ever wakes a second BLAS thread (an idle OpenBLAS worker spins for a while
     after a multi-threaded call and would steal a core from the next shards; the small
     products of decoding lose more to the hand-off than they gain). Nested uses cost
     nothing: only the outermost one sets and restores the limit.
+
+    Returns
+    -------
+    context manager
+        Usable as a ``with`` block or a decorator.
     """
     depth = getattr(_local, "depth", 0)
     if depth:  # already limited by an enclosing call
@@ -133,6 +149,18 @@ def row_shards(n_rows: int, n_positions: int) -> list[slice]:
     :data:`MIN_TOKENS_PER_SHARD`-token pieces (so small batches stay whole). Shard sizes
     differ by at most one row.
 
+    Parameters
+    ----------
+    n_rows : int
+        Batch size ``B``.
+    n_positions : int
+        Tokens per row ``T``.
+
+    Returns
+    -------
+    list of slice
+        Contiguous row ranges covering ``range(n_rows)``.
+
     Examples
     --------
     >>> import rlhf_toy.gpt.parallel as par
@@ -157,6 +185,17 @@ def map_shards(fn, args: list) -> list:
 
     Call it under :func:`single_blas_thread` (the GPT's methods are). Exceptions
     propagate.
+
+    Parameters
+    ----------
+    fn : callable
+    args : list of tuple
+        The positional arguments of each call.
+
+    Returns
+    -------
+    list
+        The results, in the order of ``args``.
     """
     if len(args) == 1:
         return [fn(*args[0])]

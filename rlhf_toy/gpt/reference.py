@@ -26,7 +26,19 @@ def _gelu(x):
 
 
 def reference_hidden(params, config, tokens) -> np.ndarray:
-    """Final hidden states after ``ln_f``, shape (B, T, C), for int ``tokens`` (B, T)."""
+    """Final hidden states after ``ln_f``, shape (B, T, C), for int ``tokens`` (B, T).
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The model's parameters (:func:`~rlhf_toy.gpt.config.param_spec` names).
+    config : GPTConfig
+    tokens : ndarray of int of shape (B, T)
+
+    Returns
+    -------
+    ndarray of shape (B, T, C)
+    """
     C, NH = config.n_embd, config.n_head
     hs = C // NH
     out = []
@@ -54,13 +66,41 @@ def reference_hidden(params, config, tokens) -> np.ndarray:
 
 
 def reference_logits(params, config, tokens) -> np.ndarray:
-    """Next-token logits ``ln_f(x) @ wte.T``, shape (B, T, V)."""
+    """Next-token logits ``ln_f(x) @ wte.T``, shape (B, T, V).
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The model's parameters (:func:`~rlhf_toy.gpt.config.param_spec` names).
+    config : GPTConfig
+    tokens : ndarray of int of shape (B, T)
+
+    Returns
+    -------
+    ndarray of shape (B, T, V)
+    """
     return reference_hidden(params, config, tokens) @ params["wte"].T
 
 
 def reference_logprobs(params, config, tokens, allowed_tokens=None, temperature=1.0):
-    """``log pi(tokens[:, t + 1] | tokens[:, :t + 1])``, shape (B, T - 1): the logits outside
-    ``allowed_tokens`` set to ``-inf``, divided by ``temperature``, log-softmax."""
+    """``log pi(tokens[:, t + 1] | tokens[:, :t + 1])``, shape (B, T - 1).
+
+    The logits outside ``allowed_tokens`` set to ``-inf``, divided by ``temperature``,
+    log-softmax.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+        The model's parameters (:func:`~rlhf_toy.gpt.config.param_spec` names).
+    config : GPTConfig
+    tokens : ndarray of int of shape (B, T)
+    allowed_tokens : array_like of int of shape (K,), optional
+    temperature : float, default 1.0
+
+    Returns
+    -------
+    ndarray of shape (B, T - 1)
+    """
     z = reference_logits(params, config, tokens)[:, :-1] / temperature  # (B, T-1, V)
     if allowed_tokens is not None:
         outside = ~np.isin(np.arange(config.vocab_size), allowed_tokens)

@@ -12,7 +12,7 @@ Order of a run (one seed; each stage draws from its own stream derived from it):
    :func:`register_stage`), evaluated exactly against ``pi_sft`` and ``pi*``;
 5. ``metrics.json``, figures and ``README.md``.
 
-The run folder (``DESIGN.md``)::
+The run folder::
 
     RUN/config.json             every setting; --config reruns it
     RUN/metrics.json            {"task", "beta", "methods": {NAME: {...}}, "optimum": {...}, ...}

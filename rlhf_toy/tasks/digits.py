@@ -113,6 +113,20 @@ def digit_batches(rng, batch_size: int, n_digits: int = 4, task: str = "reverse"
     """Endless fresh batches ``(tokens, targets, mask)`` of the digit language.
 
     The mask scores the answer tokens only; prompts are ``n_digits + 1`` tokens long.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator or int
+    batch_size : int
+        ``B``.
+    n_digits : int, default 4
+    task : str, default "reverse"
+
+    Yields
+    ------
+    tokens, targets : ndarray of int of shape (B, L - 1)
+        A batch of sequences of length ``L``, shifted by one.
+    mask : ndarray of shape (B, L - 1)
     """
     rng = as_rng(rng)
     batch_size = check_int(batch_size, "batch_size")
