@@ -583,6 +583,10 @@ def comparison_counts(x, y_w, y_l, n_prompts, n_responses) -> np.ndarray:
     --------
     >>> comparison_counts([0, 0], [1, 1], [0, 2], 1, 3).tolist()
     [[1, 2, 1]]
+
+    Notes
+    -----
+    ``N[x, y] = #{i : x_i = x, y_w_i = y} + #{i : x_i = x, y_l_i = y}``.
     """
     n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
     n_responses = check_int(n_responses, "n_responses", minimum=1)

@@ -63,6 +63,18 @@ def gao_curve(d, a, b, form="bon") -> np.ndarray:
 
     ``d (a - b d)`` for ``form="bon"`` (best-of-n), ``d (a - b log d)`` for ``form="rl"``
     (with ``d log d = 0`` at ``d = 0``).
+
+    Parameters
+    ----------
+    d : array_like
+        ``sqrt(KL)``, ``>= 0``.
+    a, b : float
+        The coefficients of the form.
+    form : {"bon", "rl"}, default "bon"
+
+    Returns
+    -------
+    ndarray, shape of ``d``
     """
     d = np.asarray(d, dtype=np.float64)
     if form == "bon":

@@ -108,6 +108,20 @@ def log_optimal_policy(pi_ref, reward, beta) -> np.ndarray:
     """``log pi*(y|x) = log pi_ref(y|x) + r(x, y) / beta - log Z(x)``; ``-inf`` off the support.
 
     Parameters and exceptions are those of :func:`optimal_policy`.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (..., Y)
+        Reference policy; rows sum to one, zeros allowed.
+    reward : array_like of the same shape
+        Reward ``r(x, y)``; finite.
+    beta : float
+        KL coefficient, ``> 0``.
+
+    Returns
+    -------
+    ndarray of the input shape
+        ``log pi*``; ``-inf`` where ``pi_ref`` is zero.
     """
     pi_ref, reward = _check_table(pi_ref, reward)
     beta = check_positive(beta, "beta")
@@ -215,6 +229,22 @@ def optimal_value(pi_ref, reward, beta, prompt_probs=None) -> float:
 
     Parameters are those of :func:`objective` (without ``pi``). This is the largest
     value :func:`objective` takes over all policies.
+
+    Parameters
+    ----------
+    pi_ref : array_like of shape (X, Y)
+        Reference policy; rows sum to one.
+    reward : array_like of shape (X, Y)
+        Reward table.
+    beta : float
+        KL coefficient, ``> 0``.
+    prompt_probs : array_like of shape (X,), optional
+        Prompt distribution; uniform if omitted.
+
+    Returns
+    -------
+    float
+        ``max_pi J(pi)``.
     """
     pi_ref, reward = _check_table(pi_ref, reward, ndim="1or2")
     beta = check_positive(beta, "beta")
@@ -234,6 +264,17 @@ def objective_gradient(pi, pi_ref, reward, beta, prompt_probs=None) -> np.ndarra
     optimality condition of the chapter's exercise 1. Off the interior the derivative is
     infinite: ``+inf`` where ``pi = 0 < pi_ref`` (which is why ``pi*`` keeps the whole
     support of ``pi_ref``) and ``-inf`` where ``pi_ref = 0`` (mass there costs infinite KL).
+
+    Parameters
+    ----------
+    pi, pi_ref : array_like of shape (X, Y)
+        Policy and reference policy; rows sum to one.
+    reward : array_like of shape (X, Y)
+        Reward table.
+    beta : float
+        KL coefficient, ``> 0``.
+    prompt_probs : array_like of shape (X,), optional
+        Prompt distribution; uniform if omitted.
 
     Returns
     -------

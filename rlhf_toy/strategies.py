@@ -38,7 +38,20 @@ __all__ = [
 
 
 def shapes(max_prompts: int = 4, max_responses: int = 8, min_responses: int = 2):
-    """Table shapes ``(X, Y)`` with ``1 <= X <= max_prompts``, ``min_responses <= Y``."""
+    """Table shapes ``(X, Y)`` with ``1 <= X <= max_prompts``, ``min_responses <= Y``.
+
+    Parameters
+    ----------
+    max_prompts : int, default 4
+    max_responses : int, default 8
+        Upper bound on ``Y``.
+    min_responses : int, default 2
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of ``(int, int)`` tuples.
+    """
     return st.tuples(st.integers(1, max_prompts), st.integers(min_responses, max_responses))
 
 
@@ -48,6 +61,19 @@ def policy_tables(draw, shape=None, allow_zeros: bool = False, min_prob: float =
 
     Rows are softmaxes of logits in ``[-5, 5]``; with ``allow_zeros`` some entries of
     each row (never all) are set exactly to zero and the row renormalised.
+
+    Parameters
+    ----------
+    shape : tuple of int ``(X, Y)``, optional
+        Drawn from :func:`shapes` if omitted.
+    allow_zeros : bool, default False
+    min_prob : float, default 0.0
+        If ``> 0``, mixed with the uniform row: ``(p + min_prob) / (1 + min_prob Y)``.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of ndarrays of shape ``shape``.
     """
     if shape is None:
         shape = draw(shapes())
@@ -64,29 +90,89 @@ def policy_tables(draw, shape=None, allow_zeros: bool = False, min_prob: float =
 
 
 def distributions(n: int, allow_zeros: bool = False):
-    """Probability vectors of length ``n``."""
+    """Probability vectors of length ``n``.
+
+    Parameters
+    ----------
+    n : int
+    allow_zeros : bool, default False
+        As in :func:`policy_tables`.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of ndarrays of shape (n,).
+    """
     return policy_tables(shape=(1, n), allow_zeros=allow_zeros).map(lambda p: p[0])
 
 
 def reward_tables(shape, scale: float = 3.0):
-    """Finite reward tables of the given shape with entries in ``[-scale, scale]``."""
+    """Finite reward tables of the given shape with entries in ``[-scale, scale]``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    scale : float, default 3.0
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of float64 ndarrays of shape ``shape``.
+    """
     return hnp.arrays(np.float64, shape, elements=st.floats(-scale, scale))
 
 
 def log_probs(shape, low: float = -20.0, high: float = 0.0):
-    """Arrays of log-probabilities (finite, ``<= 0``) of the given shape."""
+    """Arrays of log-probabilities (finite, ``<= 0``) of the given shape.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    low, high : float, default -20.0 and 0.0
+        Range of the entries.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of float64 ndarrays of shape ``shape``.
+    """
     return hnp.arrays(np.float64, shape, elements=st.floats(low, high))
 
 
 def betas(low: float = 0.05, high: float = 20.0):
-    """KL coefficients drawn log-uniformly from ``[low, high]``."""
+    """KL coefficients drawn log-uniformly from ``[low, high]``.
+
+    Parameters
+    ----------
+    low, high : float, default 0.05 and 20.0
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of floats.
+    """
     return st.floats(np.log(low), np.log(high)).map(np.exp)
 
 
 @st.composite
 def bandit_tables(draw, max_prompts: int = 4, max_responses: int = 8, allow_zeros=False,
                   scale: float = 3.0):
-    """A pair ``(pi_ref, reward)`` of matching ``[X, Y]`` tables."""
+    """A pair ``(pi_ref, reward)`` of matching ``[X, Y]`` tables.
+
+    Parameters
+    ----------
+    max_prompts, max_responses : int, default 4 and 8
+        Bounds of the shape, as in :func:`shapes`.
+    allow_zeros : bool, default False
+        Zeros in ``pi_ref``, as in :func:`policy_tables`.
+    scale : float, default 3.0
+        Rewards in ``[-scale, scale]``.
+
+    Returns
+    -------
+    hypothesis.strategies.SearchStrategy
+        Of ``(pi_ref, reward)`` pairs of float64 ndarrays of shape (X, Y).
+    """
     shape = draw(shapes(max_prompts, max_responses))
     pi_ref = draw(policy_tables(shape=shape, allow_zeros=allow_zeros))
     reward = draw(reward_tables(shape, scale))

@@ -145,16 +145,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "rlhf_toy.bandit.experiments.pg_study": {"exact_gradient"},
     "rlhf_toy.bandit.experiments.proxy_error": {"excess_overestimation", "proxy_error_under"},
     "rlhf_toy.bandit.experiments.rft": {"curve_arrays", "matched_kl_comparison", "round_arrays"},
-    "rlhf_toy.bandit.rl": {"method_name"},
-    "rlhf_toy.bradley_terry": {"comparison_counts"},
-    "rlhf_toy.gao": {"gao_curve"},
-    "rlhf_toy.rl.grpo": {"dr_grpo_config"},
-    "rlhf_toy.rl.protocol": {"Critic"},
-    "rlhf_toy.rl.rollout": {"apply_gradients", "sequence_sum"},
-    "rlhf_toy.strategies": {
-        "bandit_tables", "betas", "distributions", "log_probs", "policy_tables",
-        "reward_tables", "shapes"
-    },
 }
 
 MODULES = _modules()

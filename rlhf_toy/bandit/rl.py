@@ -47,8 +47,19 @@ STEPS = {ReinforceConfig: reinforce_step, RLOOConfig: rloo_step, GRPOConfig: grp
 
 
 def method_name(config) -> str:
-    """``"reinforce"``, ``"reinforce_mean"``, ``"rloo"``, ``"grpo"``, ``"dr_grpo"``,
-    ``"ppo"`` or ``"online_dpo"``: a label for a step config."""
+    """A label for a step config.
+
+    ``"reinforce"``, ``"reinforce_mean"``, ``"rloo"``, ``"grpo"``, ``"dr_grpo"``, ``"ppo"``
+    or ``"online_dpo"``.
+
+    Parameters
+    ----------
+    config : ReinforceConfig, RLOOConfig, GRPOConfig, PPOConfig or OnlineDPOConfig
+
+    Returns
+    -------
+    str
+    """
     if isinstance(config, ReinforceConfig):
         return "reinforce" if config.baseline is None else f"reinforce_{config.baseline}"
     if isinstance(config, GRPOConfig):

@@ -98,6 +98,15 @@ def dr_grpo_config(**overrides) -> GRPOConfig:
     """Dr. GRPO's settings (Liu et al. 2025): no std division, constant normaliser.
 
     ``GRPOConfig(scale="none", agg="constant", **overrides)``.
+
+    Parameters
+    ----------
+    **overrides
+        Any other :class:`GRPOConfig` field.
+
+    Returns
+    -------
+    GRPOConfig
     """
     return GRPOConfig(**{"scale": "none", "agg": "constant", **overrides})
 

@@ -78,8 +78,11 @@ class Policy(Protocol):
 
 @runtime_checkable
 class Critic(Protocol):
-    """PPO's value function ``V(x, y_<t)``: a per-prompt table on the bandit, a value head
-    on the GPT. ``params`` are updated in place by the critic's optimiser."""
+    """PPO's value function ``V(x, y_<t)``.
+
+    A per-prompt table on the bandit, a value head on the GPT. ``params`` are updated in
+    place by the critic's optimiser.
+    """
 
     params: dict[str, np.ndarray]
 

@@ -19,7 +19,18 @@ __all__ = ["apply_gradients", "collect_rollout", "sequence_sum"]
 
 
 def sequence_sum(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``sum_t mask * x`` per row: a per-token array ``[B, T]`` summed to ``[B]``."""
+    """``sum_t mask * x`` per row: a per-token array ``[B, T]`` summed to ``[B]``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (B, T)
+        Per-token values; entries where ``mask == 0`` are ignored (even if not finite).
+    mask : ndarray of shape (B, T)
+
+    Returns
+    -------
+    ndarray of shape (B,)
+    """
     return np.sum(np.where(mask > 0, x, 0.0), axis=1)
 
 
@@ -81,6 +92,17 @@ def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,
 def apply_gradients(optimiser, grads: dict[str, np.ndarray], max_grad_norm: float | None,
                     where: str) -> float:
     """Check ``grads`` are finite, clip them to ``max_grad_norm`` (if set), step the optimiser.
+
+    Parameters
+    ----------
+    optimiser : AdamW
+        Stepped with ``grads`` (see :mod:`rlhf_toy.optim`).
+    grads : dict of str to ndarray
+        Modified in place when clipped.
+    max_grad_norm : float or None
+        Global-norm clip; ``None`` for none.
+    where : str
+        Names the step in the error message.
 
     Returns
     -------
