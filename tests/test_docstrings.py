@@ -133,18 +133,6 @@ def offenders(module_name) -> dict[str, list[str]]:
 
 #: Today's offenders, by module (modules of other parts of the project; fix and delete).
 KNOWN_OFFENDERS: dict[str, set[str]] = {
-    "rlhf_toy.bandit.experiments.dpo": {
-        "dpo_on_sampled_pairs", "dpo_uncovered", "uncovered_example"
-    },
-    "rlhf_toy.bandit.experiments.ensembles": {"ensemble_study"},
-    "rlhf_toy.bandit.experiments.goodhart": {
-        "check_betas", "gao_panels", "heavy_tail_sweeps", "mean_curve"
-    },
-    "rlhf_toy.bandit.experiments.on_off_policy": {"sampled_rl_stage"},
-    "rlhf_toy.bandit.experiments.overestimation": {"exercise3_curves"},
-    "rlhf_toy.bandit.experiments.pg_study": {"exact_gradient"},
-    "rlhf_toy.bandit.experiments.proxy_error": {"excess_overestimation", "proxy_error_under"},
-    "rlhf_toy.bandit.experiments.rft": {"curve_arrays", "matched_kl_comparison", "round_arrays"},
 }
 
 MODULES = _modules()

@@ -69,6 +69,11 @@ def uncovered_example():
     """The four-response prompt of the coverage failure: ``(pi_ref, r_star, covered)``.
 
     Response 2 (the worst, reward -3) is never shown to the labelers.
+
+    Returns
+    -------
+    pi_ref, r_star : ndarray of shape (1, 4)
+    covered : ndarray of bool of shape (1, 4)
     """
     pi_ref = np.array([[0.05, 0.60, 0.30, 0.05]])
     r_star = np.array([[1.0, -1.0, -3.0, 0.0]])
@@ -78,6 +83,12 @@ def uncovered_example():
 
 def dpo_uncovered(beta: float = 1.0, *, steps: int = 100, lr: float = 2.0) -> dict:
     """DPO on :func:`uncovered_example`: all pairs of the covered responses, none of the rest.
+
+    Parameters
+    ----------
+    beta : float, default 1.0
+    steps : int, default 100
+    lr : float, default 2.0
 
     Returns
     -------
@@ -104,6 +115,16 @@ def dpo_uncovered(beta: float = 1.0, *, steps: int = 100, lr: float = 2.0) -> di
 
 def dpo_on_sampled_pairs(env, n_pairs: int, beta: float, *, steps: int = 1000, rng=0):
     """DPO on ``n_pairs`` Bradley-Terry comparisons of responses sampled from ``pi_ref``.
+
+    Parameters
+    ----------
+    env : BanditEnv
+    n_pairs : int
+        Number of comparisons.
+    beta : float
+        KL coefficient, ``> 0``.
+    steps : int, default 1000
+    rng : numpy.random.Generator or int, default 0
 
     Returns
     -------

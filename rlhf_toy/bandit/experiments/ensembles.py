@@ -308,6 +308,18 @@ def ensemble_study(env, betas, *, k: int = 10, n_comparisons: int = 30000, l2: f
     :func:`ensemble_sweep` with randomised priors of scale ``1/sqrt(l2)`` (seed ``rng``),
     plus a bootstrap-only ensemble on the same comparisons (seed ``rng + 1``).
 
+    Parameters
+    ----------
+    env : BanditEnv
+    betas : array_like of shape (n_betas,)
+    k : int, default 10
+        Ensemble size.
+    n_comparisons : int, default 30000
+    l2 : float, default 0.03
+    lam : float, default 1.0
+        Variance weight of ``"uwo"``.
+    rng : int, default 0
+
     Returns
     -------
     dict

@@ -126,7 +126,16 @@ class GoodhartCurve:
 
 
 def check_betas(betas) -> np.ndarray:
-    """A non-empty 1-D float64 array of finite ``beta > 0``, else ``ValueError``."""
+    """A non-empty 1-D float64 array of finite ``beta > 0``, else ``ValueError``.
+
+    Parameters
+    ----------
+    betas : float or array_like
+
+    Returns
+    -------
+    ndarray of shape (n_betas,)
+    """
     betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
     if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or np.any(
         betas <= 0
@@ -294,6 +303,15 @@ def mean_curve(curves) -> GoodhartCurve:
     ``kl``, ``proxy``, ``gold`` and the reference values are averaged; ``d`` is
     ``sqrt(mean kl)``. Peaks of the average curve are not the average of the peaks.
 
+    Parameters
+    ----------
+    curves : iterable of GoodhartCurve
+        Of one kind, on one parameter grid.
+
+    Returns
+    -------
+    GoodhartCurve
+
     Raises
     ------
     ValueError
@@ -318,6 +336,17 @@ def heavy_tail_sweeps(betas, seeds=range(20), *, n_prompts=16, n_responses=1000,
                       noise_scale=0.2, df=1.5):
     """:func:`seed_sweeps` of Student-t and of Gaussian proxy noise of the same scale.
 
+    Parameters
+    ----------
+    betas : array_like of shape (k,)
+    seeds : iterable of int, default range(20)
+    n_prompts, n_responses : int, default 16 and 1000
+        World shape.
+    noise_scale : float, default 0.2
+        Scale of the proxy noise.
+    df : float, default 1.5
+        Degrees of freedom of the Student-t noise.
+
     Returns
     -------
     heavy, gauss : list of GoodhartCurve
@@ -339,6 +368,19 @@ def heavy_tail_sweeps(betas, seeds=range(20), *, n_prompts=16, n_responses=1000,
 def gao_panels(env, ns, betas, *, beta: float = 0.003, steps: int = 400, lr: float = 0.5,
                record_every: int = 4) -> dict[str, dict]:
     """Gao et al.'s forms fitted to best-of-n, to ``pi*_beta`` and to a gradient-ascent run.
+
+    Parameters
+    ----------
+    env : BanditEnv
+    ns : array_like of int
+        Best-of-n sizes.
+    betas : array_like
+        KL coefficients of the ``pi*_beta`` sweep.
+    beta : float, default 0.003
+        KL coefficient of the gradient-ascent run.
+    steps : int, default 400
+    lr : float, default 0.5
+    record_every : int, default 4
 
     Returns
     -------

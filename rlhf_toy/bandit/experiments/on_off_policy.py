@@ -284,8 +284,9 @@ def reward_model_then_rl(pi_ref, r_star, beta, *, budget, l2=1.0, rl=None, promp
 
 
 def sampled_rl_stage(config=None, *, steps: int = 150, lr: float = 0.05) -> Callable:
-    """The RL stage of :func:`reward_model_then_rl` as a sampled run of
-    :func:`rlhf_toy.bandit.rl.train_rl` against the fitted reward model.
+    """The RL stage of :func:`reward_model_then_rl` as a sampled run.
+
+    A run of :func:`rlhf_toy.bandit.rl.train_rl` against the fitted reward model.
 
     Parameters
     ----------

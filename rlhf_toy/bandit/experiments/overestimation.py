@@ -178,6 +178,14 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
 def exercise3_curves(inv_beta, *, n_draws: int = 4000, rng=7) -> dict:
     """The three overestimation curves of exercise 3 against ``1/beta``.
 
+    Parameters
+    ----------
+    inv_beta : array_like
+        Values of ``1/beta``, ``> 0``.
+    n_draws : int, default 4000
+        Random worlds of the Monte Carlo curve.
+    rng : numpy.random.Generator or int, default 7
+
     Returns
     -------
     dict

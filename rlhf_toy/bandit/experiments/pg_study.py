@@ -107,6 +107,19 @@ def exact_gradient(pi, pi_ref, reward, beta) -> np.ndarray:
 
     :func:`rlhf_toy.optimal.objective_gradient` (prompts uniform) pushed through the
     softmax; shape (X, Y).
+
+    Parameters
+    ----------
+    pi, pi_ref : array_like of shape (X, Y)
+        Policy and reference policy; rows sum to one.
+    reward : array_like of shape (X, Y)
+    beta : float
+        KL coefficient, ``> 0``.
+
+    Returns
+    -------
+    ndarray of shape (X, Y)
+        The gradient with respect to the logits ``z``.
     """
     pol = TabularPolicy.from_probs(pi)
     return pol.logits_grad_from_probs(objective_gradient(pol.probs, pi_ref, reward, beta))

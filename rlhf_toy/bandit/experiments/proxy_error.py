@@ -93,7 +93,7 @@ def overestimation(env, betas, *, align=False) -> np.ndarray:
 
 
 def proxy_error_under(env, pi, *, align=True) -> dict[str, float]:
-    """The proxy's error weighted by a policy: where the policy goes, how wrong is ``r_hat``?
+    """The proxy's error weighted by a policy: where the policy goes, how wrong is ``r_hat``.
 
     Parameters
     ----------
@@ -164,6 +164,15 @@ def excess_overestimation(env, betas) -> np.ndarray:
     Removes the table's own ``E_{pi_ref}[r_hat - r_star]``, so that for Gaussian rewards and
     noise of variance ``sigma^2`` in a large response set it is ``sigma^2 / beta`` (see
     :func:`overestimation`).
+
+    Parameters
+    ----------
+    env : BanditEnv
+    betas : array_like of shape (k,)
+
+    Returns
+    -------
+    ndarray of shape (k,)
     """
     env = check_env(env)
     return (overestimation(env, betas)

@@ -303,6 +303,12 @@ def best_of_n_vs_optimal(env: BanditEnv, ns, betas):
 def curve_arrays(sweep, frontier) -> dict[str, np.ndarray]:
     """The arrays of a best-of-n sweep and a ``pi*`` frontier, as the figures take them.
 
+    Parameters
+    ----------
+    sweep : BestOfNSweep
+    frontier : Frontier
+        Both from :func:`best_of_n_vs_optimal`.
+
     Returns
     -------
     dict
@@ -315,7 +321,17 @@ def curve_arrays(sweep, frontier) -> dict[str, np.ndarray]:
 
 
 def round_arrays(result) -> dict:
-    """KL, gold and proxy of each round of an :class:`RFTResult`, labelled ``k=.. (n=..)``."""
+    """KL, gold and proxy of each round of an :class:`RFTResult`, labelled ``k=.. (n=..)``.
+
+    Parameters
+    ----------
+    result : RFTResult
+
+    Returns
+    -------
+    dict
+        ``"kl"``, ``"gold"``, ``"proxy"`` (one entry per round) and ``"labels"`` (list of str).
+    """
     labels = [f"k={k + 1} (n={result.n ** (k + 1)})" for k in range(len(result.kl))]
     return {"kl": result.kl, "gold": result.gold, "proxy": result.proxy, "labels": labels}
 
@@ -349,6 +365,16 @@ def matched_kl_comparison(env: BanditEnv, ns) -> MatchedKL:
     ``beta`` comes from :func:`rlhf_toy.best_of_n.kl_matched_beta`. On the proxy ``pi*``
     always wins (it maximises ``E r_hat`` at its KL); the gold column is the question.
     ``n = 1`` (KL 0) is matched with ``pi_ref`` itself (``beta = inf``).
+
+    Parameters
+    ----------
+    env : BanditEnv
+    ns : array_like of int
+        Best-of-n sizes, ``>= 1``.
+
+    Returns
+    -------
+    MatchedKL
     """
     sweep = best_of_n_sweep(env.pi_ref, env.r_hat, ns, env.prompt_probs,
                             eval_rewards={"gold": env.r_star})
