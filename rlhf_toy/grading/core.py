@@ -64,6 +64,11 @@ class CheckFailed(Exception):
 
     Raised by a check's test function (through the helpers :func:`as_array`,
     :func:`require_close`, ... or directly).
+
+    Parameters
+    ----------
+    message : str
+    hint : str, optional
     """
 
     def __init__(self, message: str, hint: str | None = None):
@@ -206,6 +211,13 @@ class Student:
     into its inputs cannot corrupt the grader's), runs the function with an alarm of
     ``call_limit`` seconds, and turns anything it raises into :class:`CheckFailed`, naming the
     exception and the line of the student's file it came from.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The student's file.
+    call_limit : float, default :data:`CALL_LIMIT`
+        Seconds each call may take.
     """
 
     def __init__(self, path: Path, call_limit: float = CALL_LIMIT):
@@ -290,7 +302,21 @@ def _not_none(value, what: str) -> None:
 
 
 def as_array(value, shape, what: str) -> np.ndarray:
-    """The student's output as a float64 array of ``shape``, or :class:`CheckFailed`."""
+    """The student's output as a float64 array of ``shape``, or :class:`CheckFailed`.
+
+    Parameters
+    ----------
+    value : object
+        What the student's function returned.
+    shape : tuple of int
+        The expected shape.
+    what : str
+        Names the output in the message.
+
+    Returns
+    -------
+    ndarray of float64 of shape ``shape``
+    """
     _not_none(value, what)
     try:
         a = np.asarray(value, dtype=np.float64)
@@ -304,7 +330,19 @@ def as_array(value, shape, what: str) -> np.ndarray:
 
 
 def as_scalar(value, what: str) -> float:
-    """The student's output as a Python float, or :class:`CheckFailed`."""
+    """The student's output as a Python float, or :class:`CheckFailed`.
+
+    Parameters
+    ----------
+    value : object
+        What the student's function returned.
+    what : str
+        Names the output in the message.
+
+    Returns
+    -------
+    float
+    """
     _not_none(value, what)
     a = as_array(value, np.shape(value), what) if np.ndim(value) == 0 else None
     if a is None:
@@ -314,7 +352,15 @@ def as_scalar(value, what: str) -> float:
 
 
 def require_finite(a, what: str, hint: str | None = None) -> None:
-    """:class:`CheckFailed` if ``a`` has a NaN or an infinity."""
+    """:class:`CheckFailed` if ``a`` has a NaN or an infinity.
+
+    Parameters
+    ----------
+    a : array_like
+    what : str
+        Names the value in the message.
+    hint : str, optional
+    """
     a = np.asarray(a, dtype=np.float64)
     bad = ~np.isfinite(a)
     if np.any(bad):
@@ -329,6 +375,14 @@ def require_close(value, reference, what: str, rtol: float = 1e-7, atol: float =
 
     The message gives the first offending index and the size of the error (relative, to two
     digits), never the reference value itself.
+
+    Parameters
+    ----------
+    value, reference : array_like of one shape
+    what : str
+        Names the value in the message.
+    rtol, atol : float, default 1e-7 and 1e-10
+    hint : str, optional
     """
     value = np.asarray(value, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
@@ -351,7 +405,16 @@ def require_close(value, reference, what: str, rtol: float = 1e-7, atol: float =
 
 
 def format_example(example: dict) -> str:
-    """The named values of an example, one per line, as copy-pasteable Python."""
+    """The named values of an example, one per line, as copy-pasteable Python.
+
+    Parameters
+    ----------
+    example : dict of str to object
+
+    Returns
+    -------
+    str
+    """
     lines = []
     with np.printoptions(floatmode="unique", suppress=False, threshold=200, linewidth=88):
         for k, v in example.items():
@@ -564,6 +627,25 @@ def run_checks(checks, path, *, call_limit: float = CALL_LIMIT,
     ``path`` is one file for every check, or a list of files, one per check (to grade many
     files in one parallel batch). Returns one :class:`CheckResult` per check, in order;
     never raises because of the student's code.
+
+    Parameters
+    ----------
+    checks : iterable of Check
+    path : str, pathlib.Path or list of them
+    call_limit : float, default :data:`CALL_LIMIT`
+        Seconds per call of a student's function.
+    check_limit : float, default :data:`CHECK_LIMIT`
+        Seconds per check.
+    max_examples : int, default :data:`MAX_EXAMPLES`
+        Random inputs per check.
+    shrink_limit : int, default :data:`SHRINK_LIMIT`
+        Calls spent shrinking a failing input.
+    jobs : int, default 2
+        Checks run at a time.
+
+    Returns
+    -------
+    list of CheckResult
     """
     checks = list(checks)
     paths = [path] * len(checks) if isinstance(path, str | os.PathLike) else list(path)
@@ -602,6 +684,17 @@ def run_check(check: Check, path, **limits) -> CheckResult:
     """Run one check on the file ``path`` in a forked child process; never raises.
 
     ``limits`` are the keyword arguments of :func:`run_checks`.
+
+    Parameters
+    ----------
+    check : Check
+    path : str or pathlib.Path
+    **limits
+        ``call_limit``, ``check_limit``, ``max_examples``, ``shrink_limit``.
+
+    Returns
+    -------
+    CheckResult
     """
     return run_checks([check], path, **{**limits, "jobs": 1})[0]
 

@@ -45,7 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``pipeline`` sub-command to an ``argparse`` subparsers object."""
+    """Add the ``pipeline`` sub-command to an ``argparse`` subparsers object.
+
+    Parameters
+    ----------
+    subparsers : argparse subparsers action
+        From ``ArgumentParser.add_subparsers()``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The sub-command's parser.
+    """
     p = subparsers.add_parser("pipeline", help="the end-to-end RLHF run", description=DESCRIPTION)
     add_arguments(p)
     p.set_defaults(run=run_from_args)
@@ -53,8 +64,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def build_config(args) -> PipelineConfig:
-    """The config of parsed ``args``: ``--config`` (or the default / ``--quick`` preset)
-    with the explicit flags applied on top. ``ValueError`` names a bad option."""
+    """The config of parsed ``args``.
+
+    ``--config`` (or the default / ``--quick`` preset) with the explicit flags applied on
+    top. ``ValueError`` names a bad option.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    PipelineConfig
+    """
     changes = {}
     if args.task is not None:
         changes["task"] = args.task
@@ -73,7 +95,17 @@ def build_config(args) -> PipelineConfig:
 
 
 def summary_table(metrics: dict) -> str:
-    """One row per method: gold, proxy, KL, distance to the optimum, length, seconds."""
+    """One row per method: gold, proxy, KL, distance to the optimum, length, seconds.
+
+    Parameters
+    ----------
+    metrics : dict
+        The run's ``metrics.json`` content.
+
+    Returns
+    -------
+    str
+    """
     head = f"{'method':<12}{'gold':>8}{'proxy':>8}{'KL':>8}{'KL to pi*':>11}{'length':>8}{'s':>7}"
     rows = [head, "-" * len(head)]
     for name, m in metrics["methods"].items():
@@ -91,8 +123,19 @@ def summary_table(metrics: dict) -> str:
 
 
 def run_from_args(args) -> int:
-    """Run the pipeline for parsed ``args``; exit status 0, 1 on failure, 2 on a bad
-    option, 130 on Ctrl-C."""
+    """Run the pipeline for parsed ``args``.
+
+    Exit status 0, 1 on failure, 2 on a bad option, 130 on Ctrl-C.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     try:
         config = build_config(args)
     except (ValueError, OSError) as e:
@@ -115,7 +158,18 @@ def run_from_args(args) -> int:
 
 
 def main_pipeline(argv=None) -> int:
-    """``rlhf-toy pipeline`` as a stand-alone program."""
+    """``rlhf-toy pipeline`` as a stand-alone program.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Defaults to ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     p = argparse.ArgumentParser(prog="rlhf-toy pipeline", description=DESCRIPTION)
     add_arguments(p)
     return run_from_args(p.parse_args(argv))

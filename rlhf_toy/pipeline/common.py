@@ -23,7 +23,21 @@ __all__ = ["Optimizer", "check_loss", "new_model", "progress", "task_policy"]
 
 
 def new_model(task, config, rng, heads=()) -> GPT:
-    """A fresh GPT shaped by ``config`` for ``task``'s vocabulary (float32)."""
+    """A fresh GPT shaped by ``config`` for ``task``'s vocabulary (float32).
+
+    Parameters
+    ----------
+    task : Task
+    config : PipelineConfig
+        Its ``n_ctx``, ``n_embd``, ``n_layer`` and ``n_head``.
+    rng : numpy.random.Generator or int
+        The initialisation seed.
+    heads : tuple of str, default ()
+
+    Returns
+    -------
+    GPT
+    """
     shape = GPTConfig(
         vocab_size=task.vocab_size,
         n_ctx=config.n_ctx,
@@ -35,8 +49,20 @@ def new_model(task, config, rng, heads=()) -> GPT:
 
 
 def task_policy(model: GPT, task) -> GPTPolicy:
-    """``model`` as a policy over ``task``'s responses: the response alphabet only, EOS
-    ends a response, PAD after it, ``max_response_len`` tokens at most."""
+    """``model`` as a policy over ``task``'s responses.
+
+    The response alphabet only, EOS ends a response, PAD after it, ``max_response_len``
+    tokens at most.
+
+    Parameters
+    ----------
+    model : GPT
+    task : Task
+
+    Returns
+    -------
+    GPTPolicy
+    """
     return GPTPolicy(
         model,
         task.max_response_len,
@@ -48,7 +74,18 @@ def task_policy(model: GPT, task) -> GPTPolicy:
 
 
 def check_loss(stage: str, step: int, loss) -> float:
-    """``float(loss)``, or ``FloatingPointError`` naming ``stage`` and ``step``."""
+    """``float(loss)``, or ``FloatingPointError`` naming ``stage`` and ``step``.
+
+    Parameters
+    ----------
+    stage : str
+    step : int
+    loss : float or 0-d ndarray
+
+    Returns
+    -------
+    float
+    """
     value = float(loss)
     if not np.isfinite(value):
         raise FloatingPointError(f"{stage}: non-finite loss at step {step}: {value}")
@@ -104,6 +141,18 @@ class Optimizer:
 
 
 def progress(steps: int, desc: str, verbose: bool):
-    """``tqdm(range(steps))``, shown only when ``verbose`` and on a terminal or notebook."""
+    """``tqdm(range(steps))``, shown only when ``verbose`` and on a terminal or notebook.
+
+    Parameters
+    ----------
+    steps : int
+    desc : str
+    verbose : bool
+
+    Returns
+    -------
+    tqdm.tqdm
+        An iterable over ``range(steps)``.
+    """
     show = verbose and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     return tqdm(range(steps), desc=desc, disable=not show, leave=False)
