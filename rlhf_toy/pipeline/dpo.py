@@ -80,7 +80,20 @@ DEFAULTS = {
 
 
 def sequence_logp(policy, prompts, responses, mask) -> np.ndarray:
-    """``log pi(y | x) = sum_t logp_t`` of many rows, in chunks, float64 (B,) (no backward)."""
+    """``log pi(y | x) = sum_t logp_t`` of many rows, in chunks, float64 (B,) (no backward).
+
+    Parameters
+    ----------
+    policy : GPTPolicy
+    prompts : ndarray of int of shape (B, P)
+    responses : ndarray of int of shape (B, L)
+    mask : ndarray of shape (B, L)
+        1 on the response's tokens (EOS included), 0 on padding.
+
+    Returns
+    -------
+    ndarray of float64 of shape (B,)
+    """
     out = np.empty(len(prompts))
     for s in range(0, len(prompts), CHUNK):
         sl = slice(s, s + CHUNK)
@@ -93,6 +106,16 @@ def pair_losses(loss, pc, pr, rc, rr, len_c, len_r, beta, opts):
 
     ``pc, pr``: policy log-probs of the chosen and rejected; ``rc, rr``: the reference's;
     ``len_c, len_r``: token counts (EOS included); ``opts``: the :data:`DEFAULTS` keys.
+
+    Parameters
+    ----------
+    loss : str
+        The offline loss's name.
+    pc, pr, rc, rr : ndarray of shape (B,)
+    len_c, len_r : ndarray of shape (B,)
+    beta : float
+        KL coefficient, ``> 0``.
+    opts : dict
 
     Returns
     -------

@@ -73,6 +73,16 @@ class ExactEval:
 def policy_logp(policy: GPTPolicy, task, prompts) -> np.ndarray:
     """``log pi(y | x)`` of every response of ``task`` (its ``all_responses`` order), (X, N).
 
+    Parameters
+    ----------
+    policy : GPTPolicy
+    task : Task
+    prompts : ndarray of int of shape (X, P)
+
+    Returns
+    -------
+    ndarray of shape (X, N)
+
     Raises
     ------
     ValueError
@@ -153,6 +163,11 @@ def build_exact_eval(task, sft_policy: GPTPolicy, reward_model: GPTRewardModel, 
 def evaluate_logp(ev: ExactEval, logp) -> dict:
     """Exact metrics of the policy whose response log-probs are ``logp`` (X, N).
 
+    Parameters
+    ----------
+    ev : ExactEval
+    logp : array_like of shape (X, N)
+
     Returns
     -------
     dict
@@ -193,12 +208,32 @@ def _normalised(logp) -> np.ndarray:
 
 
 def evaluate_policy(ev: ExactEval, policy: GPTPolicy) -> dict:
-    """:func:`evaluate_logp` of a GPT policy, enumerated on the evaluation prompts."""
+    """:func:`evaluate_logp` of a GPT policy, enumerated on the evaluation prompts.
+
+    Parameters
+    ----------
+    ev : ExactEval
+    policy : GPTPolicy
+
+    Returns
+    -------
+    dict
+        As :func:`evaluate_logp`.
+    """
     return evaluate_logp(ev, policy_logp(policy, ev.task, ev.prompts))
 
 
 def optimum_metrics(ev: ExactEval) -> dict:
-    """``{"gold", "proxy", "kl"}`` of ``pi*`` at ``ev.beta`` (the ``optimum`` of metrics.json)."""
+    """``{"gold", "proxy", "kl"}`` of ``pi*`` at ``ev.beta`` (the ``optimum`` of metrics.json).
+
+    Parameters
+    ----------
+    ev : ExactEval
+
+    Returns
+    -------
+    dict of str to float
+    """
     m = evaluate_logp(ev, ev.log_pi_star)
     return {"gold": m["gold"], "proxy": m["proxy"], "kl": m["kl"]}
 
@@ -210,6 +245,17 @@ def demonstrator_cross_entropy(task, policy: GPTPolicy, prompts) -> float:
     the SFT loss in expectation, never below the demonstrator's own level
     (:func:`rlhf_toy.pipeline.sft.demonstrator_loss`); the gap is
     ``sum_x KL(demo(.|x) || pi(.|x)) / sum_x E_demo[tokens]``.
+
+    Parameters
+    ----------
+    task : Task
+    policy : GPTPolicy
+    prompts : ndarray of int of shape (X, P)
+
+    Returns
+    -------
+    float
+        Nats per token.
     """
     x = task.check_prompts(prompts)
     y, m = task.all_responses()

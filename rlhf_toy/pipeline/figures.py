@@ -26,6 +26,10 @@ def plot_frontier(metrics: dict) -> Figure:
     ----------
     metrics : dict
         ``metrics.json`` of a run (uses ``frontier``, ``methods``, ``optimum``, ``beta``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
@@ -49,7 +53,17 @@ def plot_frontier(metrics: dict) -> Figure:
 
 
 def plot_training(history_dir) -> Figure:
-    """The ``loss`` column of every ``history/*.csv`` against its step, one panel each."""
+    """The ``loss`` column of every ``history/*.csv`` against its step, one panel each.
+
+    Parameters
+    ----------
+    history_dir : str or pathlib.Path
+        A run's ``history`` folder.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     paths = sorted(Path(history_dir).glob("*.csv"))
     fig = Figure(figsize=(3.2 * max(1, len(paths)), 3.0), layout="constrained")
     for i, path in enumerate(paths):

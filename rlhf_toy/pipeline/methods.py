@@ -64,8 +64,15 @@ METHODS = {name: module.train for name, module in _MODULES.items()}
 
 
 def check_method_options(config) -> None:
-    """``ValueError`` naming the first unknown key of ``config.method_options[name]`` for a
-    method of :data:`METHODS` (call it before any training), or a bad offline-DPO loss."""
+    """Check the method options of a config; call it before any training.
+
+    ``ValueError`` naming the first unknown key of ``config.method_options[name]`` for a
+    method of :data:`METHODS`, or a bad offline-DPO loss.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+    """
     for name, given in config.method_options.items():
         if name not in _MODULES:
             continue
