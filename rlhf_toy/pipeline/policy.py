@@ -57,6 +57,17 @@ def last_token_positions(mask, prompt_len: int) -> np.ndarray:
 
     The last index with ``mask == 1`` (the EOS when there is one; never a PAD); a row
     with an empty mask gives the prompt's last token, ``prompt_len - 1``.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (B, L)
+        1 on the response's real tokens.
+    prompt_len : int
+        ``P``.
+
+    Returns
+    -------
+    ndarray of intp of shape (B,)
     """
     mask = np.asarray(mask)
     T = mask.shape[1]
@@ -228,6 +239,11 @@ class GPTCritic:
 
     ``values[:, t]`` is the value head on the hidden state at ``P - 1 + t``, the state from
     which response token ``t`` is chosen.
+
+    Parameters
+    ----------
+    model : GPT
+        With a ``"value"`` head.
     """
 
     def __init__(self, model):
@@ -267,8 +283,16 @@ class GPTCritic:
 
 
 class GPTRewardModel:
-    """A reward model ``r_phi(x, y)``: a GPT's reward head read at the response's last real
-    token (its EOS when it has one, never a PAD), as in the chapter's Stage 2."""
+    """A reward model ``r_phi(x, y)`` on a GPT's reward head.
+
+    The head is read at the response's last real token (its EOS when it has one, never a
+    PAD), as in the chapter's Stage 2.
+
+    Parameters
+    ----------
+    model : GPT
+        With a ``"reward"`` head.
+    """
 
     def __init__(self, model):
         self.model = _check_model(model)

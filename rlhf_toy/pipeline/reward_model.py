@@ -83,8 +83,22 @@ class RewardModelResult:
 
 
 def sample_comparisons(task, policy: GPTPolicy, n: int, rng) -> Comparisons:
-    """``n`` prompts of ``task``, two responses of ``policy`` each, labelled by the task's
-    labelers (:meth:`Task.label`)."""
+    """``n`` prompts of ``task``, two responses of ``policy`` each, labelled.
+
+    The labels are those of the task's labelers (:meth:`Task.label`).
+
+    Parameters
+    ----------
+    task : Task
+    policy : GPTPolicy
+    n : int
+        Number of comparisons.
+    rng : numpy.random.Generator or int
+
+    Returns
+    -------
+    Comparisons
+    """
     rng = as_rng(rng)
     prompts = task.sample_prompts(n, rng)  # (n, P)
     y, m = policy.sample(prompts, 2, rng)  # (2n, T), prompt-major: a, b, a, b, ...
@@ -101,7 +115,19 @@ def sample_comparisons(task, policy: GPTPolicy, n: int, rng) -> Comparisons:
 
 
 def score(reward_model: GPTRewardModel, prompts, responses, mask) -> np.ndarray:
-    """``r_phi(x, y)`` of many rows, in chunks of :data:`SCORE_CHUNK`, float64 (B,)."""
+    """``r_phi(x, y)`` of many rows, in chunks of :data:`SCORE_CHUNK`, float64 (B,).
+
+    Parameters
+    ----------
+    reward_model : GPTRewardModel
+    prompts : ndarray of int of shape (B, P)
+    responses : ndarray of int of shape (B, L)
+    mask : ndarray of shape (B, L)
+
+    Returns
+    -------
+    ndarray of float64 of shape (B,)
+    """
     out = np.empty(len(prompts))
     for s in range(0, len(prompts), SCORE_CHUNK):
         sl = slice(s, s + SCORE_CHUNK)
@@ -110,8 +136,21 @@ def score(reward_model: GPTRewardModel, prompts, responses, mask) -> np.ndarray:
 
 
 def pairwise_accuracy(r_a, r_b, truth_a, truth_b) -> float:
-    """Share of pairs ordered as by ``truth`` among those ``truth`` does not tie (a tie of
-    ``r`` counts one half); NaN if ``truth`` ties every pair."""
+    """Share of pairs ordered as by ``truth`` among those ``truth`` does not tie.
+
+    A tie of ``r`` counts one half; NaN if ``truth`` ties every pair.
+
+    Parameters
+    ----------
+    r_a, r_b : array_like of shape (B,)
+        Scores of the two responses of each pair.
+    truth_a, truth_b : array_like of shape (B,)
+        The true values they are compared against.
+
+    Returns
+    -------
+    float
+    """
     r_a, r_b = np.asarray(r_a, float), np.asarray(r_b, float)
     t = np.sign(np.asarray(truth_a, float) - np.asarray(truth_b, float))
     keep = t != 0
@@ -122,8 +161,21 @@ def pairwise_accuracy(r_a, r_b, truth_a, truth_b) -> float:
 
 
 def heldout_accuracy(task, reward_model: GPTRewardModel, pairs: Comparisons) -> dict:
-    """Accuracy of ``reward_model`` on ``pairs`` against the labels, the labelers' utility
-    and the gold reward."""
+    """Accuracy of ``reward_model`` on ``pairs`` against three orderings.
+
+    The labels, the labelers' utility and the gold reward.
+
+    Parameters
+    ----------
+    task : Task
+    reward_model : GPTRewardModel
+    pairs : Comparisons
+
+    Returns
+    -------
+    dict
+        ``"labels"``, ``"utility"``, ``"gold"``: floats, as :func:`pairwise_accuracy`.
+    """
     x, yw, mw, yl, ml = pairs.as_tuple()
     r_w, r_l = score(reward_model, x, yw, mw), score(reward_model, x, yl, ml)
     ones = np.ones(len(x))
@@ -145,6 +197,12 @@ def bradley_terry_loss_and_grads(rm: GPTRewardModel, pairs: Comparisons):
     ``losses, g_w, g_l = dpo_loss(r_w, r_l, 0, 0, beta=1)`` gives ``-log sigma(r_w - r_l)``
     and its derivatives ``g_w = -sigma(r_l - r_w) = -g_l``; the loss is their mean and the
     parameters' gradients are ``score_backward([g_w, g_l] / B)``.
+
+    Parameters
+    ----------
+    rm : GPTRewardModel
+    pairs : Comparisons
+        ``B`` pairs.
 
     Returns
     -------

@@ -46,6 +46,16 @@ DEFAULTS = {
 def best_of_n_winners(task, policy, reward_model, prompts, n, rng):
     """The best of ``n`` samples of ``policy`` for each prompt under the reward model.
 
+    Parameters
+    ----------
+    task : Task
+    policy : GPTPolicy
+    reward_model : GPTRewardModel
+    prompts : ndarray of int of shape (n_prompts, P)
+    n : int
+        Samples per prompt.
+    rng : numpy.random.Generator or int
+
     Returns
     -------
     responses, mask : ndarray of shape (n_prompts, T)

@@ -79,6 +79,15 @@ def register_stage(name: str):
     function reads ``run.config``, ``run.task``, ``run.sft`` (its ``model`` and
     ``policy`` are the frozen reference: copy before training), ``run.rm`` and
     ``run.exact``, and draws randomness from ``run.rng(name)`` only.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    callable
+        The decorator; it returns ``fn`` unchanged.
     """
     if name not in METHODS or name == "sft":
         raise ValueError(f"stage name must be one of {METHODS[1:]}, got {name!r}")
@@ -106,8 +115,20 @@ def method_stage(name: str) -> Callable:
 
 
 def stage_rng(seed: int, stage: str) -> np.random.Generator:
-    """The stream of ``stage``: ``default_rng([seed, crc32(stage)])``, independent of the
-    order and the set of stages that run."""
+    """The stream of ``stage``: ``default_rng([seed, crc32(stage)])``.
+
+    Independent of the order and the set of stages that run.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed.
+    stage : str
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
     return np.random.default_rng([int(seed), zlib.crc32(stage.encode())])
 
 

@@ -47,6 +47,16 @@ def demonstrator_loss(task, prompts) -> float:
     ``sum_x H(demo(.|x)) / sum_x E_demo[number of response tokens]`` over the rows of
     ``prompts``, exactly, by enumerating :meth:`Task.all_responses` for each distinct
     prompt.
+
+    Parameters
+    ----------
+    task : Task
+    prompts : ndarray of int of shape (X, P)
+
+    Returns
+    -------
+    float
+        Nats per token.
     """
     x, counts = np.unique(task.check_prompts(prompts), axis=0, return_counts=True)
     y, m = task.all_responses()
@@ -65,6 +75,13 @@ def sft_loss_and_grads(policy: GPTPolicy, prompts, responses, mask):
 
     ``loss = -sum(mask * logp) / sum(mask)`` with ``logp`` from ``policy.logprobs``
     (restricted to the response alphabet); ``d loss / d logp = -mask / sum(mask)``.
+
+    Parameters
+    ----------
+    policy : GPTPolicy
+    prompts : ndarray of int of shape (B, P)
+    responses : ndarray of int of shape (B, L)
+    mask : ndarray of shape (B, L)
 
     Returns
     -------
