@@ -59,8 +59,22 @@ class MethodResult:
 
 
 def copy_model(src: GPT, heads=(), skip=()) -> GPT:
-    """A fresh GPT of ``src``'s shape with ``heads``, every shared parameter copied from
-    ``src`` except those whose name starts with one of ``skip``; new heads start at zero."""
+    """A fresh GPT of ``src``'s shape with ``heads``, its shared parameters copied.
+
+    Every shared parameter is copied from ``src`` except those whose name starts with one
+    of ``skip``; new heads start at zero.
+
+    Parameters
+    ----------
+    src : GPT
+    heads : tuple of str, default ()
+    skip : tuple of str, default ()
+        Name prefixes not copied.
+
+    Returns
+    -------
+    GPT
+    """
     model = GPT(src.config, seed=0, dtype=src.dtype, heads=heads)
     for name, p in src.params.items():
         if name in model.params and not any(name.startswith(s) for s in skip):
@@ -69,9 +83,21 @@ def copy_model(src: GPT, heads=(), skip=()) -> GPT:
 
 
 def reference_policy(sft_model: GPT, task) -> GPTPolicy:
-    """``pi_sft`` over ``task``'s responses as a frozen reference: log-probs only, each
-    distinct prompt encoded once (:class:`~rlhf_toy.pipeline.policy.GPTPolicy` with
-    ``frozen=True``; the same options as :func:`~rlhf_toy.pipeline.common.task_policy`)."""
+    """``pi_sft`` over ``task``'s responses as a frozen reference.
+
+    Log-probs only, each distinct prompt encoded once
+    (:class:`~rlhf_toy.pipeline.policy.GPTPolicy` with ``frozen=True``; the same options as
+    :func:`~rlhf_toy.pipeline.common.task_policy`).
+
+    Parameters
+    ----------
+    sft_model : GPT
+    task : Task
+
+    Returns
+    -------
+    GPTPolicy
+    """
     return GPTPolicy(
         sft_model,
         task.max_response_len,
@@ -84,8 +110,22 @@ def reference_policy(sft_model: GPT, task) -> GPTPolicy:
 
 
 def method_options(config, name: str, defaults: dict) -> dict:
-    """``defaults`` updated with ``config.method_options[name]``; an unknown key is a
-    ``ValueError`` naming it and the method."""
+    """``defaults`` updated with ``config.method_options[name]``.
+
+    An unknown key is a ``ValueError`` naming it and the method.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+    name : str
+        The method.
+    defaults : dict
+        Every option of the method with its default.
+
+    Returns
+    -------
+    dict
+    """
     given = dict(config.method_options.get(name, {}))
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -96,18 +136,51 @@ def method_options(config, name: str, defaults: dict) -> dict:
 
 
 def new_optimiser(params: dict, config, lr: float | None = None) -> AdamW:
-    """AdamW over ``params`` at a constant ``lr`` (``config.rl_lr`` by default), with the
-    config's weight decay. Gradient clipping is done by the :mod:`rlhf_toy.rl` steps."""
+    """AdamW over ``params`` at a constant ``lr``, with the config's weight decay.
+
+    ``lr`` is ``config.rl_lr`` by default. Gradient clipping is done by the
+    :mod:`rlhf_toy.rl` steps.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+    config : PipelineConfig
+    lr : float, optional
+
+    Returns
+    -------
+    AdamW
+    """
     return AdamW(params, lr=config.rl_lr if lr is None else lr, weight_decay=config.weight_decay)
 
 
 def step_error(stage: str, step: int, err: FloatingPointError) -> FloatingPointError:
-    """The error of a training step, renamed to say the stage and step number."""
+    """The error of a training step, renamed to say the stage and step number.
+
+    Parameters
+    ----------
+    stage : str
+    step : int
+    err : FloatingPointError
+
+    Returns
+    -------
+    FloatingPointError
+    """
     return FloatingPointError(f"{stage}: step {step}: {err}")
 
 
 def stack_history(rows: list[dict]) -> dict:
-    """Per-step dicts of floats to ``{"step": arange, key: array}`` (missing keys NaN)."""
+    """Per-step dicts of floats to ``{"step": arange, key: array}`` (missing keys NaN).
+
+    Parameters
+    ----------
+    rows : list of dict of str to float
+
+    Returns
+    -------
+    dict of str to ndarray of shape (len(rows),)
+    """
     keys = sorted({k for r in rows for k in r})
     out = {"step": np.arange(len(rows))}
     for k in keys:
@@ -116,8 +189,9 @@ def stack_history(rows: list[dict]) -> dict:
 
 
 class RewardTracker:
-    """The reward function of the RL steps: the reward model's score, with what the last
-    batch looked like in gold, proxy and length.
+    """The reward function of the RL steps: the reward model's score.
+
+    With what the last batch looked like in gold, proxy and length.
 
     Parameters
     ----------
@@ -165,8 +239,22 @@ class RewardTracker:
 
 
 def exact_eval(task, config, sft_model: GPT, reward_model: GPTRewardModel, exact=None):
-    """``exact`` if given, else the exact tables of the evaluation prompts at
-    ``config.beta`` (:func:`rlhf_toy.pipeline.evaluate.build_exact_eval`, no frontier)."""
+    """``exact`` if given, else the exact tables of the evaluation prompts.
+
+    At ``config.beta`` (:func:`rlhf_toy.pipeline.evaluate.build_exact_eval`, no frontier).
+
+    Parameters
+    ----------
+    task : Task
+    config : PipelineConfig
+    sft_model : GPT
+    reward_model : GPTRewardModel
+    exact : ExactEval, optional
+
+    Returns
+    -------
+    ExactEval
+    """
     if exact is not None:
         if not isinstance(exact, ExactEval):
             raise TypeError(f"exact must be an ExactEval, got {type(exact).__name__}")
@@ -182,6 +270,12 @@ class ExactTracker:
     ``row(step, policy)``, called after the update of ``step``, returns ``{"exact_gold",
     "exact_proxy", "exact_kl", "exact_kl_to_optimum", "exact_length"}`` of the policy after
     ``step + 1`` updates when ``(step + 1) % every == 0``, and ``{}`` otherwise.
+
+    Parameters
+    ----------
+    every : int
+        ``>= 0``; 0 never evaluates.
+    ev : ExactEval or None
     """
 
     KEYS = ("gold", "proxy", "kl", "kl_to_optimum", "length")
