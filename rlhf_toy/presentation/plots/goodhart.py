@@ -116,16 +116,33 @@ def plot_goodhart_heavy_tail(heavy, worlds_gold, mean_heavy, mean_gauss):
         cw = _sorted_by_d(w)
         ax1.plot(cw["d"], cw["gold"], color=COLORS["gold"], lw=0.7, alpha=0.35,
                  label="Student-t: single worlds" if k == 0 else None)
-    for curve, ls, name in ((mean_heavy, "-", "Student-t: average"),
-                            (mean_gauss, "--", "Gaussian: average")):
-        cm = _sorted_by_d(curve)
-        ax1.plot(cm["d"], cm["gold"], color=COLORS["gold"], ls=ls, lw=2.5, label=name)
-        j = int(np.argmax(cm["gold"]))
-        ax1.plot(cm["d"][j], cm["gold"][j], "o", color=COLORS["fit"], ms=6)
+    cm = _sorted_by_d(mean_heavy)
+    ax1.plot(cm["d"], cm["gold"], color=COLORS["gold"], lw=2.5,
+             label="Student-t: average (left axis)")
+    j = int(np.argmax(cm["gold"]))
+    ax1.plot(cm["d"][j], cm["gold"][j], "o", color=COLORS["fit"], ms=6)
+    # The Gaussian average gains several times more: on a shared axis it would flatten the
+    # Student-t curves, so it gets its own colour and its own (right) axis, with the same zero.
+    g = _sorted_by_d(mean_gauss)
+    twin1 = ax1.twinx()
+    twin1.plot(g["d"], g["gold"], color=COLORS["policy"], ls="--", lw=2.5,
+               label="Gaussian: average (right axis)")
+    j = int(np.argmax(g["gold"]))
+    twin1.plot(g["d"][j], g["gold"][j], "o", color=COLORS["fit"], ms=6)
     _d_label(ax1)
-    ax1.set(ylabel=r"gold gain over $\pi_{ref}$",
+    ax1.set(ylabel=r"gold gain, Student-t noise",
             title="Heavy tails gain little, then lose it (dots: peaks)")
-    ax1.legend(fontsize="small", loc="upper left")
+    ax1.yaxis.label.set_color(COLORS["gold"])
+    ax1.tick_params(axis="y", colors=COLORS["gold"])
+    twin1.set_ylabel("gold gain, Gaussian noise", color=COLORS["policy"])
+    twin1.tick_params(axis="y", colors=COLORS["policy"])
+    low, high = ax1.get_ylim()
+    scale = 1.05 * max(float(np.max(g["gold"])), 1e-12) / high  # same zero, peak inside
+    twin1.set_ylim(low * scale, high * scale)
+    ax0.tick_params(axis="y", colors=COLORS["gold"])
+    twin.tick_params(axis="y", colors=COLORS["proxy"])
+    lines = [ln for ln in ax1.get_lines() + twin1.get_lines() if not ln.get_label().startswith("_")]
+    ax1.legend(lines, [ln.get_label() for ln in lines], fontsize="small", loc="upper left")
     return fig
 
 
@@ -144,11 +161,12 @@ def plot_goodhart_learned(curves, peaks):
     matplotlib.figure.Figure
     """
     fig, (ax0, ax1) = new_figure(1, 2, width=5.6, height=4.2)
-    shades = np.linspace(0.35, 1.0, len(curves))
-    for (n, curve), shade in zip(sorted(curves.items()), shades, strict=True):
+    # one colour and one line style per data size (shades of one colour are hard to tell apart)
+    styles = [("#d95f02", ":"), ("#7570b3", "--"), ("#1b9e77", "-"), ("#e7298a", "-.")]
+    for k, (n, curve) in enumerate(sorted(curves.items())):
         c = _sorted_by_d(curve)
-        color = (0.1 * shade, 0.47 * shade, 0.22 * shade)
-        ax0.plot(c["d"], c["gold"], color=color, lw=2, label=f"{n:,} comparisons")
+        color, ls = styles[k % len(styles)]
+        ax0.plot(c["d"], c["gold"], color=color, ls=ls, lw=2.5, label=f"{n:,} comparisons")
         i = int(np.argmax(c["gold"]))
         ax0.plot(c["d"][i], c["gold"][i], "o", color=color, ms=7, mec="k")
     _d_label(ax0)
