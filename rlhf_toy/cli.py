@@ -18,6 +18,8 @@ from pathlib import Path
 from rlhf_toy import __version__
 from rlhf_toy.pipeline.cli import add_parser as add_pipeline_parser
 
+__all__ = ["build_parser", "main"]
+
 #: The benchmark scripts ``rlhf-toy bench`` knows, by short name.
 BENCHMARKS = {
     "gpt": "bench_gpt.py",

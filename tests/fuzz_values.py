@@ -335,6 +335,11 @@ REGISTRY: dict[str, Entry] = {
         lambda: dict(reward=_reward(), **_comparisons(), l2=0.1)),
     "rlhf_toy.bradley_terry.fit_bradley_terry": Entry(
         lambda: dict(**_comparisons(), n_prompts=2, n_responses=3, l2=0.1)),
+    "rlhf_toy.bradley_terry.fit_bradley_terry_with_prior": Entry(
+        lambda: dict(**_comparisons(), n_prompts=2, n_responses=3,
+                     prior_mean=np.array([[0.1, -0.2, 0.3], [0.0, 0.5, -0.5]]), l2=1.0)),
+    "rlhf_toy.bradley_terry.comparison_counts": Entry(
+        lambda: dict(**_comparisons(), n_prompts=2, n_responses=3)),
     # optim
     "rlhf_toy.optim.clip_grad_norm": Entry(
         lambda: dict(grads={"w": np.array([3.0, 4.0])}, max_norm=1.0)),

@@ -193,17 +193,17 @@ def test_nll_is_finite_for_huge_margins():
 @pytest.mark.parametrize("func", [bradley_terry_nll, bradley_terry_grad])
 def test_nll_and_grad_reject_bad_input(func):
     reward = np.zeros((2, 3))
-    with pytest.raises(ValueError, match="y_w must be in \\[0, 3\\)"):
+    with pytest.raises(ValueError, match="y_w must hold indices in \\[0, 3\\)"):
         func(reward, [0, 1], [0, 3], [1, 2])
-    with pytest.raises(ValueError, match="x must be in \\[0, 2\\)"):
+    with pytest.raises(ValueError, match="x must hold indices in \\[0, 2\\)"):
         func(reward, [-1], [0], [1])
     with pytest.raises(ValueError, match="y_l"):
         func(reward, [0], [0], [7])
     with pytest.raises(ValueError, match="integer"):
         func(reward, [0.0], [0], [1])
-    with pytest.raises(ValueError, match="x and y_w"):
+    with pytest.raises(ValueError, match="y_w must have length 2 as x"):
         func(reward, [0, 1], [0], [1])
-    with pytest.raises(ValueError, match="at least one comparison"):
+    with pytest.raises(ValueError, match="x must not be empty"):
         func(reward, [], [], [])
     with pytest.raises(ValueError, match="reward must be finite"):
         func(np.array([[0.0, np.nan, 0.0], [0.0, 0.0, 0.0]]), [0], [0], [1])
@@ -308,9 +308,9 @@ def test_fit_ignores_the_order_of_comparisons():
 
 
 def test_fit_rejects_bad_input():
-    with pytest.raises(ValueError, match="y_w must be in \\[0, 2\\)"):
+    with pytest.raises(ValueError, match="y_w must hold indices in \\[0, 2\\)"):
         fit_bradley_terry([0], [2], [0], 1, 2)
-    with pytest.raises(ValueError, match="x must be in \\[0, 1\\)"):
+    with pytest.raises(ValueError, match="x must hold indices in \\[0, 1\\)"):
         fit_bradley_terry([1], [0], [1], 1, 2)
     with pytest.raises(ValueError, match="n_prompts"):
         fit_bradley_terry([0], [0], [1], 0, 2)
@@ -318,7 +318,7 @@ def test_fit_rejects_bad_input():
         fit_bradley_terry([0], [0], [1], 1, 2.0)
     with pytest.raises(ValueError, match="l2"):
         fit_bradley_terry([0], [0], [1], 1, 2, l2=-1e-3)
-    with pytest.raises(ValueError, match="x and y_l"):
+    with pytest.raises(ValueError, match="y_l must have length 2 as x"):
         fit_bradley_terry([0, 0], [0, 1], [1], 1, 2)
 
 

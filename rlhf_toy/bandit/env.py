@@ -31,6 +31,8 @@ from rlhf_toy._validate import (
 )
 from rlhf_toy.bradley_terry import comparison_counts, fit_bradley_terry, sample_comparisons
 
+__all__ = ["PROXIES", "BanditEnv", "make_bandit", "check_env"]
+
 #: The proxy models :func:`make_bandit` knows.
 PROXIES = ("exact", "gaussian", "student_t", "learned")
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+__all__ = ["FIGURES", "FigureSpec", "register", "write_figures"]
+
 
 @dataclass(frozen=True)
 class FigureSpec:
