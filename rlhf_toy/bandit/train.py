@@ -28,10 +28,15 @@ from scipy.special import rel_entr
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
+    MAX_STEPS,
+    check_comparisons,
     check_distribution,
     check_finite,
     check_int,
+    check_named_tables,
+    check_ndim,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
 )
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
@@ -75,21 +80,11 @@ class TrainResult:
 
 
 def _check_pi_ref(pi_ref) -> tuple[np.ndarray, np.ndarray]:
-    pi_ref = check_distribution(pi_ref, "pi_ref")
-    if pi_ref.ndim != 2:
-        raise ValueError(f"pi_ref must have shape (X, Y), got shape {pi_ref.shape}")
+    """``pi_ref`` as a validated ``(X, Y)`` table, and its log (``-inf`` on its zeros)."""
+    pi_ref = check_distribution(pi_ref, "pi_ref", ndim=2)
     with np.errstate(divide="ignore"):
         log_ref = np.log(pi_ref)
     return pi_ref, log_ref
-
-
-def _check_prompt_probs(prompt_probs, n_prompts: int) -> np.ndarray:
-    if prompt_probs is None:
-        return np.full(n_prompts, 1.0 / n_prompts)
-    prompt_probs = check_distribution(prompt_probs, "prompt_probs")
-    if prompt_probs.shape != (n_prompts,):
-        raise ValueError(f"prompt_probs must have shape ({n_prompts},), got {prompt_probs.shape}")
-    return prompt_probs
 
 
 def _check_init_logits(init_logits, pi_ref: np.ndarray, log_ref: np.ndarray) -> np.ndarray:
@@ -105,16 +100,6 @@ def _check_init_logits(init_logits, pi_ref: np.ndarray, log_ref: np.ndarray) -> 
             f"init_logits must be -inf where pi_ref is 0 (infinite KL), got {z[i]} at index {i}"
         )
     return z
-
-
-def _check_eval_rewards(eval_rewards, shape) -> dict[str, np.ndarray]:
-    out = {}
-    for name, r in (eval_rewards or {}).items():
-        r = check_finite(r, f"eval_rewards[{name!r}]")
-        if r.shape != shape:
-            raise ValueError(f"eval_rewards[{name!r}] must have shape {shape}, got {r.shape}")
-        out[name] = r
-    return out
 
 
 def _record_steps(steps: int, record_every: int) -> np.ndarray:
@@ -249,12 +234,12 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
     reward = check_finite(reward, "reward")
     check_same_shape(reward, pi_ref, "reward", "pi_ref")
     beta = check_positive(beta, "beta")
-    steps = check_int(steps, "steps", minimum=0)
+    steps = check_int(steps, "steps", minimum=0, maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
-    record_every = check_int(record_every, "record_every", minimum=0)
-    w = _check_prompt_probs(prompt_probs, pi_ref.shape[0])
+    record_every = check_int(record_every, "record_every", minimum=0, maximum=MAX_STEPS)
+    w = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     z = _check_init_logits(init_logits, pi_ref, log_ref)
-    evals = _check_eval_rewards(eval_rewards, pi_ref.shape)
+    evals = check_named_tables(eval_rewards, "eval_rewards", pi_ref, "pi_ref")
 
     if kl_gradient is not None and not callable(kl_gradient):
         raise ValueError(f"kl_gradient must be callable or None, got {kl_gradient!r}")
@@ -347,9 +332,7 @@ def all_pairs_preferences(reward, *, pi=None, covered=None, prompt_probs=None):
     """
     from rlhf_toy.bradley_terry import preference_probability
 
-    reward = check_finite(reward, "reward")
-    if reward.ndim != 2:
-        raise ValueError(f"reward must have shape (X, Y), got shape {reward.shape}")
+    reward = check_ndim(check_finite(reward, "reward"), "reward", 2)
     n_prompts, n_responses = reward.shape
     if covered is None:
         mask = np.ones(reward.shape, dtype=bool)
@@ -365,7 +348,7 @@ def all_pairs_preferences(reward, *, pi=None, covered=None, prompt_probs=None):
         check_same_shape(pi, reward, "pi", "reward")
         q = np.where(mask, pi, 0.0)
         mask = mask & (pi > 0)
-    w_x = _check_prompt_probs(prompt_probs, n_prompts)
+    w_x = check_prompt_probs(prompt_probs, n_prompts)
 
     distinct = ~np.eye(n_responses, dtype=bool)[None, :, :]  # (1, Y, Y)
     pair_mask = mask[:, :, None] & mask[:, None, :] & distinct  # (X, Y, Y): [x, y_w, y_l]
@@ -377,7 +360,11 @@ def all_pairs_preferences(reward, *, pi=None, covered=None, prompt_probs=None):
     x, y_w, y_l = np.nonzero(pair_mask)
     weights = (w_x[x] * q[x, y_w] * q[x, y_l]
                * preference_probability(reward[x, y_w], reward[x, y_l]))
-    return x.astype(np.int64), y_w.astype(np.int64), y_l.astype(np.int64), weights / weights.sum()
+    total = weights.sum()
+    if not total > 0:
+        raise ValueError("prompt_probs puts no mass on the prompts with two covered "
+                         "responses: the data set is empty")
+    return x.astype(np.int64), y_w.astype(np.int64), y_l.astype(np.int64), weights / total
 
 
 # --------------------------------------------------------------------------------------
@@ -400,22 +387,8 @@ def _resolve_loss(loss) -> Callable:
 
 
 def _check_pairs(x, y_w, y_l, pi_ref: np.ndarray):
-    arrays = []
-    for name, a, upper in [("x", x, pi_ref.shape[0]), ("y_w", y_w, pi_ref.shape[1]),
-                           ("y_l", y_l, pi_ref.shape[1])]:
-        a = np.asarray(a)
-        if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{name} must be an array of integer indices, got dtype {a.dtype}")
-        if a.ndim != 1 or a.size == 0:
-            raise ValueError(f"{name} must be a non-empty 1-D array, got shape {a.shape}")
-        bad = np.flatnonzero((a < 0) | (a >= upper))
-        if bad.size:
-            raise ValueError(f"{name} must be in [0, {upper}), got {int(a[bad[0]])} "
-                             f"at position {int(bad[0])}")
-        arrays.append(a.astype(np.int64))
-    x, y_w, y_l = arrays
-    check_same_shape(x, y_w, "x", "y_w")
-    check_same_shape(x, y_l, "x", "y_l")
+    """The comparison triple, every response of which has ``pi_ref > 0``."""
+    x, y_w, y_l = check_comparisons(x, y_w, y_l, *pi_ref.shape, table="pi_ref")
     for name, y in [("y_w", y_w), ("y_l", y_l)]:
         off = np.flatnonzero(pi_ref[x, y] == 0)
         if off.size:
@@ -522,20 +495,20 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
     pi_ref, log_ref = _check_pi_ref(pi_ref)
     x, y_w, y_l = _check_pairs(x, y_w, y_l, pi_ref)
     beta = check_positive(beta, "beta")
-    steps = check_int(steps, "steps", minimum=0)
+    steps = check_int(steps, "steps", minimum=0, maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
-    record_every = check_int(record_every, "record_every", minimum=0)
+    record_every = check_int(record_every, "record_every", minimum=0, maximum=MAX_STEPS)
     if optimizer not in ("gd", "adam"):
         raise ValueError(f"optimizer must be 'gd' or 'adam', got {optimizer!r}")
     loss_fn = _resolve_loss(loss)
     w_pair = _check_weights(weights, x.size)
-    w_x = _check_prompt_probs(prompt_probs, pi_ref.shape[0])
+    w_x = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     z = _check_init_logits(init_logits, pi_ref, log_ref)
     off = ~np.isfinite(np.r_[z[x, y_w], z[x, y_l]])
     if np.any(off):
         raise ValueError("init_logits must be finite on every response of the data, "
                          f"got -inf at pair {int(np.flatnonzero(off)[0] % x.size)}")
-    evals = _check_eval_rewards(eval_rewards, pi_ref.shape)
+    evals = check_named_tables(eval_rewards, "eval_rewards", pi_ref, "pi_ref")
 
     n_responses, size = pi_ref.shape[1], pi_ref.size
     i_w, i_l = x * n_responses + y_w, x * n_responses + y_l  # flat indices into the tables
