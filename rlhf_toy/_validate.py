@@ -337,26 +337,31 @@ def check_table_size(n_prompts, n_responses, names=("n_prompts", "n_responses"))
     return a, b
 
 
-def check_mask(mask, name: str, shape: tuple | None = None, *, binary: bool = False) -> np.ndarray:
+def check_mask(mask, name: str, shape: tuple | None = None, *, binary: bool = False,
+               like_name: str | None = None) -> np.ndarray:
     """A float64 weight mask: real, finite, ``>= 0`` (``{0, 1}`` when ``binary``).
 
     Booleans are accepted here (a mask is naturally boolean). ``shape``, when given, must
-    match exactly.
+    match exactly; ``like_name`` names the array it comes from (``"logp"``), for the message.
     """
     if mask is None or isinstance(mask, (str, bytes)):
         raise ArgumentTypeError(f"{name} must be an array of weights, got {_show(mask)}")
     arr = np.asarray(mask)
     if arr.dtype.kind == "b":
         arr = arr.astype(np.float64)
-    arr = check_finite(arr, name)
+    arr = as_real_array(arr, name)
     if shape is not None and arr.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+        of = f" (that of {like_name})" if like_name else ""
+        raise ValueError(f"{name} must have shape {tuple(shape)}{of}, got {arr.shape}")
+    if binary:
+        bad = ~((arr == 0) | (arr == 1))  # NaN, negatives and fractions alike
+        if np.any(bad):
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name} must contain only 0 and 1, got {arr[idx]} at index {idx}")
+        return arr
+    arr = check_finite(arr, name)
     if np.any(arr < 0):
         raise ValueError(f"{name} must be >= 0, got {arr[arr < 0].ravel()[0]}")
-    if binary and np.any((arr != 0) & (arr != 1)):
-        raise ValueError(
-            f"{name} must hold only 0 and 1, got {arr[(arr != 0) & (arr != 1)].ravel()[0]}"
-        )
     return arr
 
 

@@ -31,12 +31,15 @@ class Entry:
         Arguments where ``-inf`` / ``+inf`` entries are documented as valid input.
     count_args : tuple of str
         Integer arrays that are counts (a grid of ``n``), not indices into a table.
+    none_args : tuple of str
+        Arguments whose documented values include ``None`` though their default is not.
     """
 
     kwargs: Callable[[], dict]
     inf_result: bool = False
     inf_args: tuple = ()
     count_args: tuple = field(default=())
+    none_args: tuple = ()
 
 
 # --------------------------------------------------------------------------------------
@@ -249,6 +252,14 @@ def _comparisons():
                 y_l=np.array([0, 0, 1, 2, 1, 1]))
 
 
+def _tokens():
+    return np.array([[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.1]])
+
+
+def _mask():
+    return np.array([[True, True, True, False], [True, True, False, False]])
+
+
 REGISTRY: dict[str, Entry] = {
     # kl
     "rlhf_toy.kl.kl_divergence": Entry(lambda: dict(p=_pi(), q=_pi_ref(), axis=-1)),
@@ -340,6 +351,56 @@ REGISTRY: dict[str, Entry] = {
                      prior_mean=np.array([[0.1, -0.2, 0.3], [0.0, 0.5, -0.5]]), l2=1.0)),
     "rlhf_toy.bradley_terry.comparison_counts": Entry(
         lambda: dict(**_comparisons(), n_prompts=2, n_responses=3)),
+    # gao
+    "rlhf_toy.gao.gao_curve": Entry(lambda: dict(d=np.array([0.0, 0.5, 2.0]), a=1.0, b=0.3)),
+    "rlhf_toy.gao.fit_gao": Entry(
+        lambda: dict(d=np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0]),
+                     gold=np.array([0.0, 0.4, 0.7, 0.8, 0.75, 0.4]), gold_ref=0.0),
+        inf_result=True),
+    # bandit core
+    "rlhf_toy.bandit.env.make_bandit": Entry(
+        lambda: dict(n_prompts=2, n_responses=3, noise_scale=0.5, ref_temperature=1.0, rng=0)),
+    "rlhf_toy.bandit.train.gradient_ascent": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5, steps=3, lr=0.5,
+                     prompt_probs=np.array([0.3, 0.7]), eval_rewards={"gold": _gold()})),
+    "rlhf_toy.bandit.train.all_pairs_preferences": Entry(
+        lambda: dict(reward=_reward(), pi=_pi(), covered=np.array([[True, True, False],
+                                                                   [True, True, True]]),
+                     prompt_probs=np.array([0.3, 0.7]))),
+    "rlhf_toy.bandit.train.train_dpo": Entry(
+        lambda: dict(pi_ref=_pi_ref(), **_comparisons(), beta=0.5, steps=3, lr=0.5,
+                     weights=np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.1]),
+                     prompt_probs=np.array([0.3, 0.7]), eval_rewards={"gold": _gold()})),
+    # policy_gradient
+    "rlhf_toy.policy_gradient.reinforce_advantages": Entry(
+        lambda: dict(rewards=np.array([[1.0, 0.0, 0.5], [0.2, 0.3, 0.9]]))),
+    "rlhf_toy.policy_gradient.rloo_advantages": Entry(
+        lambda: dict(rewards=np.array([[1.0, 0.0, 0.5], [0.2, 0.3, 0.9]]))),
+    "rlhf_toy.policy_gradient.grpo_advantages": Entry(
+        lambda: dict(rewards=np.array([[1.0, 0.0, 0.5], [0.2, 0.3, 0.9]]), eps=1e-4)),
+    "rlhf_toy.policy_gradient.whiten": Entry(
+        lambda: dict(x=_tokens(), mask=_mask())),
+    "rlhf_toy.policy_gradient.gae": Entry(
+        lambda: dict(rewards=_tokens(), values=_tokens() * 0.5, mask=_mask(), gamma=0.9,
+                     lam=0.95)),
+    "rlhf_toy.policy_gradient.score_at_last_token": Entry(
+        lambda: dict(scores=np.array([1.0, -0.5]), mask=_mask())),
+    "rlhf_toy.policy_gradient.policy_gradient_loss": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), advantages=np.array([0.5, -1.0]), mask=_mask())),
+    "rlhf_toy.policy_gradient.ppo_clip_loss": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), logp_old=-np.abs(_tokens()) - 0.1,
+                     advantages=np.array([0.5, -1.0]), mask=_mask(), clip_eps=0.2)),
+    "rlhf_toy.policy_gradient.value_loss": Entry(
+        lambda: dict(values=_tokens(), values_old=_tokens() + 0.1, returns=_tokens() * 2,
+                     mask=_mask(), clip_range=0.2), none_args=("clip_range",)),
+    "rlhf_toy.policy_gradient.explained_variance": Entry(
+        lambda: dict(values=_tokens(), returns=_tokens() * 2 + 0.3, mask=_mask())),
+    "rlhf_toy.policy_gradient.kl_penalty_rewards": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), logp_ref=-np.abs(_tokens()) - 0.2, mask=_mask(),
+                     beta=0.1)),
+    "rlhf_toy.policy_gradient.kl_loss": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), logp_ref=-np.abs(_tokens()) - 0.2,
+                     mask=_mask())),
     # optim
     "rlhf_toy.optim.clip_grad_norm": Entry(
         lambda: dict(grads={"w": np.array([3.0, 4.0])}, max_norm=1.0)),

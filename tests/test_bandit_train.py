@@ -411,3 +411,83 @@ def test_train_dpo_history_is_the_exact_weighted_record_of_each_step(optimizer):
     assert 0.0 < h["accuracy"][-1] <= 1.0 - weights[4:].sum() + 1e-15  # ties never count
     assert h["logp_chosen"][-1] != h["logp_rejected"][-1]
     np.testing.assert_allclose(h["probs"][-1], res.policy.probs, rtol=1e-15)
+
+
+def _exact_kl_gradient(logp, log_ref):
+    """d KL(pi || pi_ref) / d logits per prompt: pi (d - E_pi d), d = log(pi / pi_ref)."""
+    pi = np.exp(logp)
+    d = np.where(pi > 0, logp - log_ref, 0.0)
+    return pi * (d - (pi * d).sum(-1, keepdims=True))
+
+
+def test_gradient_ascent_with_the_exact_kl_gradient_is_the_default_ascent():
+    """kl_gradient = the true KL gradient reproduces kl_gradient=None step for step
+    (3 prompts, 4 responses: no broadcast can hide a wrong axis)."""
+    env = make_bandit(3, 4, proxy="exact", rng=2)
+    kw = dict(steps=25, lr=2.0, prompt_probs=np.array([0.5, 0.2, 0.3]), record_every=5)
+    a = gradient_ascent(env.pi_ref, env.r_star, 0.4, **kw)
+    b = gradient_ascent(env.pi_ref, env.r_star, 0.4, kl_gradient=_exact_kl_gradient, **kw)
+    np.testing.assert_allclose(b.history["probs"], a.history["probs"], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(b.history["objective"], a.history["objective"], rtol=1e-12)
+    assert not np.allclose(a.history["probs"][-1], env.pi_ref)  # it moved
+    # the penalty-free direction: kl_gradient = 0 climbs E r alone, past the regularised optimum
+    c = gradient_ascent(env.pi_ref, env.r_star, 0.4, kl_gradient=lambda lp, lr: 0 * lp, **kw)
+    assert c.history["reward"][-1] > a.history["reward"][-1]
+    with pytest.raises(ValueError, match="kl_gradient must be callable"):
+        gradient_ascent(env.pi_ref, env.r_star, 0.4, kl_gradient=1.0, **kw)
+
+
+def test_records_are_taken_at_every_kth_step_and_the_last():
+    res = gradient_ascent(np.full((1, 3), 1 / 3), np.array([[0.0, 1.0, 2.0]]), 1.0, steps=5,
+                          lr=0.5, record_every=2)
+    assert res.history["steps"].tolist() == [0, 2, 4, 5]
+    res = gradient_ascent(np.full((1, 3), 1 / 3), np.array([[0.0, 1.0, 2.0]]), 1.0, steps=4,
+                          lr=0.5, record_every=2)
+    assert res.history["steps"].tolist() == [0, 2, 4]
+    with pytest.raises(AttributeError):
+        res.policy = None  # a TrainResult is frozen
+
+
+def test_messages_point_at_the_first_bad_entry():
+    pi_ref = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"got 0.0 at index \(0, 2\)"):
+        gradient_ascent(pi_ref, np.zeros((2, 3)), 1.0, steps=1, lr=0.1,
+                        init_logits=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"y_w\[1\] = 2 has pi_ref = 0 at prompt 0"):
+        train_dpo(pi_ref, [1, 0, 1], [1, 2, 0], [2, 1, 1], 1.0, steps=1, lr=0.1)
+
+
+def test_train_dpo_default_weights_are_uniform_and_zero_weights_are_allowed():
+    pi_ref = np.array([[0.2, 0.3, 0.5]])
+    x, y_w, y_l = [0, 0, 0], [1, 2, 2], [0, 0, 1]
+    res = train_dpo(pi_ref, x, y_w, y_l, 0.5, steps=0, lr=0.1)
+    lp = np.log(pi_ref[0])
+    loss, _, _ = dpo_loss(lp[y_w], lp[y_l], lp[y_w], lp[y_l], 0.5)
+    assert res.history["loss"][0] == pytest.approx(loss.mean(), rel=1e-12)
+    w = train_dpo(pi_ref, x, y_w, y_l, 0.5, steps=0, lr=0.1, weights=[1.0, 0.0, 1.0])
+    assert w.history["loss"][0] == pytest.approx((loss[0] + loss[2]) / 2, rel=1e-12)
+
+
+def test_all_pairs_with_a_fully_uncovered_prompt():
+    """A prompt with no covered response has no pairs; the others keep their weights."""
+    reward = np.array([[0.0, 1.0, 2.0], [0.5, 0.0, 1.0]])
+    covered = np.array([[True, True, True], [False, False, False]])
+    x, y_w, y_l, w = all_pairs_preferences(reward, pi=np.full((2, 3), 1 / 3), covered=covered)
+    assert set(x.tolist()) == {0} and w.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_loops_are_silent_unless_verbose(capsys):
+    pi_ref, r = np.full((1, 3), 1 / 3), np.array([[0.0, 1.0, 2.0]])
+    gradient_ascent(pi_ref, r, 1.0, steps=3, lr=0.1)
+    train_dpo(pi_ref, [0], [1], [0], 1.0, steps=3, lr=0.1)
+    assert capsys.readouterr().err == ""
+    train_dpo(pi_ref, [0], [1], [0], 1.0, steps=3, lr=0.1, verbose=True)
+    assert "dpo" in capsys.readouterr().err
+
+
+def test_overflowing_loops_raise_naming_the_step_and_the_hyper_parameters():
+    pi_ref = np.array([[0.2, 0.3, 0.5]])
+    with pytest.raises(FloatingPointError, match=r"at step \d+: beta, lr or the rewards"):
+        train_dpo(pi_ref, [0], [1], [0], 1e308, steps=3, lr=0.1)
+    with pytest.raises(ValueError, match="beta, lr or the rewards are too large"):
+        gradient_ascent(pi_ref, np.array([[0.0, 1e308, -1e308]]), 1.0, steps=3, lr=10.0)

@@ -187,7 +187,7 @@ def test_check_mask():
         check_mask([1.0, -0.5], "mask")
     with pytest.raises(ValueError, match="mask must be finite"):
         check_mask([1.0, np.nan], "mask")
-    with pytest.raises(ValueError, match="mask must hold only 0 and 1, got 0.5"):
+    with pytest.raises(ValueError, match="mask must contain only 0 and 1, got 0.5"):
         check_mask([1.0, 0.5], "mask", binary=True)
     with pytest.raises(ValueError, match=r"mask must have shape \(2, 2\), got \(2,\)"):
         check_mask([1.0, 1.0], "mask", shape=(2, 2))

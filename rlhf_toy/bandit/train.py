@@ -29,12 +29,15 @@ from tqdm import tqdm
 
 from rlhf_toy._validate import (
     MAX_STEPS,
+    ArgumentTypeError,
+    NonFiniteInputError,
     check_comparisons,
     check_distribution,
     check_finite,
     check_int,
     check_named_tables,
     check_ndim,
+    check_nonempty,
     check_positive,
     check_prompt_probs,
     check_same_shape,
@@ -100,6 +103,12 @@ def _check_init_logits(init_logits, pi_ref: np.ndarray, log_ref: np.ndarray) -> 
             f"init_logits must be -inf where pi_ref is 0 (infinite KL), got {z[i]} at index {i}"
         )
     return z
+
+
+def _diverged(what: str) -> NonFiniteInputError:
+    """The error of a loop that left the float64 range: a ``FloatingPointError`` naming the
+    step, and a ``ValueError`` naming the hyper-parameters that cause it."""
+    return NonFiniteInputError(f"{what}: beta, lr or the rewards are too large")
 
 
 def _record_steps(steps: int, record_every: int) -> np.ndarray:
@@ -250,33 +259,32 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
     z = policy.params["logits"]
     support = policy.support
     bar = tqdm(total=steps, desc="gradient ascent", disable=not verbose, leave=False)
-    for t in range(steps + 1):
-        logp = policy.log_probs  # (X, Y)
-        pi = np.exp(logp)
-        with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite: raised below
+        for t in range(steps + 1):
+            logp = policy.log_probs  # (X, Y)
+            pi = np.exp(logp)
             adv = np.where(support, reward - beta * (logp - log_ref), 0.0)  # (X, Y)
-        obj = float(w @ (pi * adv).sum(-1))
-        if not np.isfinite(obj):
-            raise FloatingPointError(f"gradient_ascent: objective is {obj} at step {t}")
-        if t in record_at:
-            history.add(t, pi, objective=obj, kl=_expected_kl(pi, pi_ref, w),
-                        reward=float(w @ (pi * reward).sum(-1)))
-        if t == steps:
-            break
-        if kl_gradient is None:
-            grad = policy.logits_grad_from_probs(w[:, None] * adv)  # (X, Y); 0 off the support
-        else:
-            with np.errstate(all="ignore"):  # non-finite values are reported just below
-                r_part = pi * (reward - (pi * reward).sum(-1, keepdims=True))
-                penalty = np.asarray(kl_gradient(logp, log_ref), dtype=np.float64)
-                grad = np.where(support, w[:, None] * (r_part - beta * penalty), 0.0)
-        if not np.all(np.isfinite(grad)):
-            raise FloatingPointError(f"gradient_ascent: non-finite gradient at step {t}")
-        with np.errstate(over="ignore"):
+            obj = float(w @ (pi * adv).sum(-1))
+            if not np.isfinite(obj):
+                raise _diverged(f"gradient_ascent: objective is {obj} at step {t}")
+            if t in record_at:
+                history.add(t, pi, objective=obj, kl=_expected_kl(pi, pi_ref, w),
+                            reward=float(w @ (pi * reward).sum(-1)))
+            if t == steps:
+                break
+            if kl_gradient is None:
+                grad = policy.logits_grad_from_probs(w[:, None] * adv)  # (X, Y); 0 off support
+            else:
+                with np.errstate(all="ignore"):  # non-finite values are reported just below
+                    r_part = pi * (reward - (pi * reward).sum(-1, keepdims=True))
+                    penalty = np.asarray(kl_gradient(logp, log_ref), dtype=np.float64)
+                    grad = np.where(support, w[:, None] * (r_part - beta * penalty), 0.0)
+            if not np.all(np.isfinite(grad)):
+                raise _diverged(f"gradient_ascent: non-finite gradient at step {t}")
             z += lr * grad  # in place; -inf + 0 stays -inf
-        if np.any(np.isnan(z) | (z == np.inf)):
-            raise FloatingPointError(f"gradient_ascent: logits overflow at step {t}")
-        bar.update()
+            if np.any(np.isnan(z) | (z == np.inf)):
+                raise _diverged(f"gradient_ascent: logits overflow at step {t}")
+            bar.update()
     bar.close()
     return TrainResult(policy=policy.snapshot(), history=history.arrays())
 
@@ -332,14 +340,14 @@ def all_pairs_preferences(reward, *, pi=None, covered=None, prompt_probs=None):
     """
     from rlhf_toy.bradley_terry import preference_probability
 
-    reward = check_ndim(check_finite(reward, "reward"), "reward", 2)
+    reward = check_nonempty(check_ndim(check_finite(reward, "reward"), "reward", 2), "reward")
     n_prompts, n_responses = reward.shape
     if covered is None:
         mask = np.ones(reward.shape, dtype=bool)
     else:
         mask = np.asarray(covered)
         if mask.dtype != bool:
-            raise ValueError(f"covered must be a boolean table, got dtype {mask.dtype}")
+            raise ArgumentTypeError(f"covered must be a boolean table, got dtype {mask.dtype}")
         check_same_shape(mask, reward, "covered", "reward")
     if pi is None:
         q = mask.astype(np.float64)
@@ -521,34 +529,37 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
             if optimizer == "adam" else None)
     name = loss if isinstance(loss, str) else getattr(loss, "__name__", "preference loss")
     bar = tqdm(total=steps, desc=name, disable=not verbose, leave=False)
-    for t in range(steps + 1):
-        log_probs = policy.log_probs  # (X, Y)
-        probs = np.exp(log_probs)
-        logp = log_probs.ravel()
-        chosen, rejected = logp[i_w], logp[i_l]  # (N,)
-        loss_i, g_chosen, g_rejected = loss_fn(chosen, rejected, ref_chosen, ref_rejected, beta)
-        value = float(w_pair @ np.asarray(loss_i, dtype=np.float64))
-        if not np.isfinite(value):
-            raise FloatingPointError(f"train_dpo: loss is {value} at step {t}")
-        if t in record_at:
-            margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # (N,)
-            history.add(t, probs, loss=value,
-                        kl=_expected_kl(probs, pi_ref, w_x),
-                        logp_chosen=float(w_pair @ chosen),
-                        logp_rejected=float(w_pair @ rejected),
-                        margin=float(w_pair @ margin),
-                        accuracy=float(w_pair @ (margin > 0)))
-        if t == steps:
-            break
-        g_logp = (np.bincount(i_w, weights=w_pair * g_chosen, minlength=size)
-                  + np.bincount(i_l, weights=w_pair * g_rejected, minlength=size))  # (X*Y,)
-        if not np.all(np.isfinite(g_logp)):
-            raise FloatingPointError(f"train_dpo: non-finite gradient at step {t}")
-        grad = policy.logits_grad_from_logp(g_logp.reshape(pi_ref.shape))  # (X, Y)
-        if adam is None:
-            policy.params["logits"] -= lr * grad
-        else:
-            adam.step({"logits": grad})
-        bar.update()
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite: raised below
+        for t in range(steps + 1):
+            log_probs = policy.log_probs  # (X, Y)
+            probs = np.exp(log_probs)
+            logp = log_probs.ravel()
+            chosen, rejected = logp[i_w], logp[i_l]  # (N,)
+            loss_i, g_chosen, g_rejected = loss_fn(chosen, rejected, ref_chosen, ref_rejected, beta)
+            value = float(w_pair @ np.asarray(loss_i, dtype=np.float64))
+            if not np.isfinite(value):
+                raise _diverged(f"train_dpo: loss is {value} at step {t}")
+            if t in record_at:
+                margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # (N,)
+                if not np.all(np.isfinite(margin)):
+                    raise _diverged(f"train_dpo: the recorded margin overflows at step {t}")
+                history.add(t, probs, loss=value,
+                            kl=_expected_kl(probs, pi_ref, w_x),
+                            logp_chosen=float(w_pair @ chosen),
+                            logp_rejected=float(w_pair @ rejected),
+                            margin=float(w_pair @ margin),
+                            accuracy=float(w_pair @ (margin > 0)))
+            if t == steps:
+                break
+            g_logp = (np.bincount(i_w, weights=w_pair * g_chosen, minlength=size)
+                      + np.bincount(i_l, weights=w_pair * g_rejected, minlength=size))  # (X*Y,)
+            if not np.all(np.isfinite(g_logp)):
+                raise _diverged(f"train_dpo: non-finite gradient at step {t}")
+            grad = policy.logits_grad_from_logp(g_logp.reshape(pi_ref.shape))  # (X, Y)
+            if adam is None:
+                policy.params["logits"] -= lr * grad
+            else:
+                adam.step({"logits": grad})
+            bar.update()
     bar.close()
     return TrainResult(policy=policy.snapshot(), history=history.arrays())
