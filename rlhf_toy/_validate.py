@@ -381,6 +381,16 @@ def check_named_tables(tables, name: str, like: np.ndarray, like_name: str) -> d
     return out
 
 
+def check_betas(betas, name: str = "betas") -> np.ndarray:
+    """A non-empty 1-D float64 grid of finite KL coefficients ``> 0`` (a scalar is one)."""
+    arr = np.atleast_1d(as_real_array(betas, name))
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"{name} must be a non-empty 1-D array of finite values > 0, got {_show(arr)}"
+        )
+    return arr
+
+
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     """Raise unless ``a`` and ``b`` have the same shape."""
     if np.shape(a) != np.shape(b):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import check_float, check_positive
+from rlhf_toy._validate import check_positive
 
 try:
     from hypothesis import strategies as st
@@ -91,7 +91,9 @@ def betas(low: float = 0.05, high: float = 20.0):
         If ``low <= 0``, ``high < low`` or either is not finite.
     """
     low = check_positive(low, "low")
-    high = check_float(high, "high", low=low)
+    high = check_positive(high, "high")
+    if high < low:
+        raise ValueError(f"betas needs low <= high, got low={low!r} and high={high!r}")
     return st.floats(np.log(low), np.log(high)).map(
         lambda log_beta: float(np.clip(np.exp(log_beta), low, high)))
 

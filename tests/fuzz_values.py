@@ -401,6 +401,49 @@ REGISTRY: dict[str, Entry] = {
     "rlhf_toy.policy_gradient.kl_loss": Entry(
         lambda: dict(logp=-np.abs(_tokens()), logp_ref=-np.abs(_tokens()) - 0.2,
                      mask=_mask())),
+    # bandit experiments (the closed-form ones; the sweeps are exercised by their tests)
+    "rlhf_toy.bandit.experiments.kl_study.estimator_stats": Entry(
+        lambda: dict(q=_pi(), p=_pi_ref())),
+    "rlhf_toy.bandit.experiments.kl_study.estimator_table": Entry(
+        lambda: dict(pi_ref=np.array([0.2, 0.3, 0.5]), reward=np.array([0.0, 1.0, 2.0]),
+                     betas=np.array([0.5, 2.0]))),
+    "rlhf_toy.bandit.experiments.kl_study.tilted_policies": Entry(
+        lambda: dict(pi_ref=np.array([0.2, 0.3, 0.5]), reward=np.array([0.0, 1.0, 2.0]),
+                     betas=np.array([0.5, 2.0]))),
+    "rlhf_toy.bandit.experiments.kl_study.sample_categorical": Entry(
+        lambda: dict(q=_pi(), n=5, rng=np.random.default_rng(0))),
+    "rlhf_toy.bandit.experiments.kl_study.batch_negative_probability_normal": Entry(
+        lambda: dict(q=_pi(), p=_pi_ref(), batch_size=4)),
+    "rlhf_toy.bandit.experiments.overestimation.expected_overestimation": Entry(
+        lambda: dict(pi_ref=_pi_ref(), r_star=_reward(), betas=np.array([0.5, 2.0]),
+                     noise_values=np.array([-1.0, 1.0]), noise_probs=np.array([0.4, 0.6]),
+                     prompt_probs=np.array([0.3, 0.7]))),
+    "rlhf_toy.bandit.experiments.modes.discretized_gaussian": Entry(
+        lambda: dict(grid=np.linspace(-3.0, 3.0, 7), mean=np.array([0.5]),
+                     std=np.array([1.0]))),
+    "rlhf_toy.bandit.experiments.modes.two_mode_target": Entry(
+        lambda: dict(grid=np.linspace(-3.0, 3.0, 7))),
+    "rlhf_toy.bandit.experiments.pg_study.grpo_effective_weight": Entry(
+        lambda: dict(p=np.array([0.1, 0.5, 0.9]), group_size=4)),
+    "rlhf_toy.bandit.experiments.pg_study.zero_spread_probability": Entry(
+        lambda: dict(p=np.array([0.1, 0.5, 0.9]), group_size=4)),
+    "rlhf_toy.bandit.experiments.multi_objective.scalarised_reward": Entry(
+        lambda: dict(r_help=_reward(), r_harm=_gold(), w=0.3)),
+    "rlhf_toy.bandit.experiments.multi_objective.non_dominated": Entry(
+        lambda: dict(maximise=np.array([[1.0, 0.0], [0.5, 0.5], [0.2, 0.2], [0.0, 1.0]]))),
+    # tasks
+    "rlhf_toy.tasks.digits.digit_sequences": Entry(
+        lambda: dict(rng=np.random.default_rng(0), n=3, n_digits=4)),
+    # gpt layers (numerics only)
+    "rlhf_toy.gpt.layers.log_softmax": Entry(lambda: dict(x=_tokens(), axis=-1)),
+    "rlhf_toy.gpt.layers.cross_entropy": Entry(
+        lambda: dict(logits=np.arange(24.0).reshape(2, 3, 4) / 10,
+                     targets=np.array([[0, 1, 3], [2, 2, 0]]),
+                     mask=np.array([[1.0, 1.0, 0.0], [1.0, 0.5, 1.0]]))),
+    "rlhf_toy.gpt.enumerate.count_continuations": Entry(
+        lambda: dict(n_symbols=3, max_new_tokens=4, has_eos=True)),
+    "rlhf_toy.gpt.parallel.row_shards": Entry(lambda: dict(n_rows=8, n_positions=16)),
+    "rlhf_toy.strategies.betas": Entry(lambda: dict(low=0.05, high=20.0)),
     # optim
     "rlhf_toy.optim.clip_grad_norm": Entry(
         lambda: dict(grads={"w": np.array([3.0, 4.0])}, max_norm=1.0)),

@@ -27,6 +27,7 @@ from rlhf_toy._validate import (
     check_finite,
     check_int,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
     check_table_size,
 )
@@ -74,11 +75,7 @@ class BanditEnv:
         r_hat = check_finite(self.r_hat, "r_hat")
         check_same_shape(pi_ref, r_star, "pi_ref", "r_star")
         check_same_shape(pi_ref, r_hat, "pi_ref", "r_hat")
-        prompt_probs = check_distribution(self.prompt_probs, "prompt_probs")
-        if prompt_probs.shape != (pi_ref.shape[0],):
-            raise ValueError(
-                f"prompt_probs must have shape ({pi_ref.shape[0]},), got {prompt_probs.shape}"
-            )
+        prompt_probs = check_prompt_probs(self.prompt_probs, pi_ref.shape[0])
         for name, value in [("pi_ref", pi_ref), ("r_star", r_star), ("r_hat", r_hat),
                             ("prompt_probs", prompt_probs)]:
             value.setflags(write=False)

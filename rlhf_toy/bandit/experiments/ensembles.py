@@ -303,9 +303,10 @@ def final_gold_over_worlds(seeds, betas, *, n_prompts=8, n_responses=64, ref_tem
     out: dict[str, list] = {}
     seeds = list(seeds)
     for seed in tqdm(seeds, desc="ensemble worlds", disable=not verbose, leave=False):
+        seed = check_int(seed, "seeds", minimum=0)  # a seed, never a float coerced by int()
         env = make_bandit(n_prompts, n_responses, proxy="exact",
-                          ref_temperature=ref_temperature, rng=int(seed))
-        res = ensemble_sweep(env.pi_ref, env.r_star, betas, rng=int(seed), **sweep_kw)
+                          ref_temperature=ref_temperature, rng=seed)
+        res = ensemble_sweep(env.pi_ref, env.r_star, betas, rng=seed, **sweep_kw)
         for name, c in res["curves"].items():
             out.setdefault(name, []).append(c.gold[c.most_optimised] - c.gold_ref)
             out.setdefault(f"peak_{name}", []).append(c.peak_gold - c.gold_ref)
