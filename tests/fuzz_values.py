@@ -443,6 +443,12 @@ REGISTRY: dict[str, Entry] = {
     "rlhf_toy.gpt.enumerate.count_continuations": Entry(
         lambda: dict(n_symbols=3, max_new_tokens=4, has_eos=True)),
     "rlhf_toy.gpt.parallel.row_shards": Entry(lambda: dict(n_rows=8, n_positions=16)),
+    "rlhf_toy.rl.rollout.sequence_sum": Entry(lambda: dict(x=_tokens(), mask=_mask())),
+    "rlhf_toy.gpt.model.check_token_id": Entry(
+        lambda: dict(token=3, name="eos_token", vocab_size=8), none_args=("token",)),
+    "rlhf_toy.gpt.model.check_allowed_tokens": Entry(
+        lambda: dict(allowed_tokens=np.array([1, 3, 4]), vocab_size=8)),
+    "rlhf_toy.tasks.get_task": Entry(lambda: dict(name="length")),
     "rlhf_toy.strategies.betas": Entry(lambda: dict(low=0.05, high=20.0)),
     # optim
     "rlhf_toy.optim.clip_grad_norm": Entry(
