@@ -339,3 +339,22 @@ def test_fit_with_prior_is_a_stationary_point_of_the_recentred_objective():
 def test_comparison_counts_validates_its_indices():
     with pytest.raises(ValueError, match="y_l"):
         comparison_counts([0], [1], [3], 1, 3)
+
+
+def test_separable_data_names_the_first_undefeated_group():
+    """A chain 2 > 0 > 1 > 3: only response 2 never loses; with two undefeated groups (one
+    per prompt) the message names the first prompt's, whatever the order of the data."""
+    chain = ([0, 0, 0], [2, 0, 1], [0, 1, 3])
+    with pytest.raises(ValueError, match=r"in prompt 0, responses \[2\] never lose"):
+        fit_bradley_terry(*chain, 1, 4, l2=0.0)
+    for x, y_w in (([0, 1], [1, 2]), ([1, 0], [2, 1])):
+        with pytest.raises(ValueError, match=r"in prompt 0, responses \[1\] never lose"):
+            fit_bradley_terry(x, y_w, [0, 0], 2, 3, l2=0.0)
+
+
+def test_comparison_counts_count_winners_and_losers_alike():
+    counts = comparison_counts([0, 0, 1, 1], [1, 1, 2, 0], [0, 2, 0, 0], 2, 3)
+    np.testing.assert_array_equal(counts, [[1, 2, 1], [3, 0, 1]])
+    assert counts.dtype == np.int64
+    x, y_w, y_l = sample_comparisons(np.full((2, 3), 1 / 3), np.zeros((2, 3)), 50, rng=1)
+    assert comparison_counts(x, y_w, y_l, 2, 3).sum() == 100  # two per comparison
