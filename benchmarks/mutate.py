@@ -36,7 +36,9 @@ TESTS = {
     "rlhf_toy/kl.py": ["tests/test_kl.py", "tests/test_fuzz.py"],
     "rlhf_toy/preference_losses.py": ["tests/test_preference_losses.py", "tests/test_fuzz.py"],
     "rlhf_toy/_validate.py": ["tests/test_validate.py", "tests/test_fuzz.py"],
-    "rlhf_toy/bradley_terry.py": ["tests/test_bradley_terry.py"],
+    "rlhf_toy/bradley_terry.py": ["tests/test_bradley_terry.py", "tests/test_fuzz.py"],
+    "rlhf_toy/bandit/train.py": ["tests/test_bandit_train.py"],
+    "rlhf_toy/policy_gradient.py": ["tests/test_policy_gradient.py", "tests/test_fuzz.py"],
 }
 
 #: (pattern, replacement) pairs; each match on a code line is one mutant.

@@ -15,4 +15,6 @@ experiments of the tabular world are in :mod:`rlhf_toy.bandit.experiments`; figu
 their registry in :mod:`rlhf_toy.presentation`.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

@@ -23,9 +23,27 @@ ROW_SUM_ATOL = 1e-6
 #: Integers with more digits than this are described by their size, not printed.
 _MAX_PRINTED_DIGITS = 30
 
+#: Largest number of samples (comparisons, draws, sampled pairs) one call may request:
+#: a bigger count is refused at once rather than running for hours or exhausting memory.
+MAX_SAMPLES = 10**7
+
+#: Largest number of entries of a table (``n_prompts * n_responses``) a call may build.
+MAX_TABLE_ENTRIES = 10**7
+
+#: Largest step counter (an index into a schedule, a number of steps of a loop).
+MAX_STEPS = 10**9
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong kind; both a ``TypeError`` and a ``ValueError``."""
+
+
+class NonFiniteInputError(FloatingPointError, ValueError):
+    """An input whose derived quantity (a gradient norm) is NaN or inf.
+
+    Both a ``FloatingPointError`` (what training loops raise on NaN) and a ``ValueError``
+    (what a bad argument raises), so callers catching either keep working.
+    """
 
 
 def _show(value) -> str:
@@ -172,7 +190,7 @@ def check_finite(a, name: str) -> np.ndarray:
 def check_ndim(a: np.ndarray, name: str, ndim: int, what: str = "") -> np.ndarray:
     """Raise unless ``a`` has ``ndim`` axes (``what`` names them, e.g. ``"(X, Y)"``)."""
     if a.ndim != ndim:
-        want = what or f"{ndim} axes"
+        want = what or {1: "(N,)", 2: "(X, Y)"}.get(ndim, f"of {ndim} axes")
         raise ValueError(f"{name} must have shape {want}, got shape {a.shape}")
     return a
 
@@ -244,7 +262,8 @@ def check_prompt_probs(prompt_probs, n_prompts: int, name: str = "prompt_probs")
 
 
 def check_index(idx, name: str, size: int, *, length: int | None = None,
-                length_name: str | None = None, allow_empty: bool = False) -> np.ndarray:
+                length_name: str | None = None, allow_empty: bool = False,
+                size_name: str | None = None) -> np.ndarray:
     """An int64 array of indices into an axis of length ``size``: ``0 <= idx < size``.
 
     Parameters
@@ -261,6 +280,8 @@ def check_index(idx, name: str, size: int, *, length: int | None = None,
         Name of the partner, for the message.
     allow_empty : bool, default False
         Accept zero indices.
+    size_name : str, optional
+        What the indexed axis is (``"the prompts of reward"``), for the message.
     """
     if idx is None or isinstance(idx, (str, bytes)):
         raise ArgumentTypeError(f"{name} must be an array of integer indices, got {_show(idx)}")
@@ -281,30 +302,66 @@ def check_index(idx, name: str, size: int, *, length: int | None = None,
         )
     if arr.size and (arr.min() < 0 or arr.max() >= size):
         bad = arr.ravel()[np.argmax((arr.ravel() < 0) | (arr.ravel() >= size))]
-        raise ValueError(f"{name} must hold indices in [0, {size}), got {int(bad)}")
+        of = f" ({size_name})" if size_name else ""
+        raise ValueError(f"{name} must hold indices in [0, {size}){of}, got {int(bad)}")
     return arr.astype(np.int64, copy=False)
 
 
-def check_mask(mask, name: str, shape: tuple | None = None, *, binary: bool = False) -> np.ndarray:
+def check_comparisons(x, y_w, y_l, n_prompts: int, n_responses: int,
+                      table: str = "the table") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A comparison triple ``(x, y_w, y_l)``: three 1-D int64 index arrays of one length >= 1.
+
+    ``x`` indexes the ``n_prompts`` rows, ``y_w`` and ``y_l`` the ``n_responses`` columns of
+    ``table`` (named in the messages, e.g. ``"reward"``).
+    """
+    x = check_index(x, "x", n_prompts, size_name=f"the prompts of {table}")
+    if x.ndim != 1:
+        raise ValueError(f"x must have shape (N,), got shape {x.shape}")
+    out = [x]
+    for arr, name in ((y_w, "y_w"), (y_l, "y_l")):
+        out.append(check_index(arr, name, n_responses, length=x.size, length_name="x",
+                               size_name=f"the responses of {table}"))
+        if out[-1].ndim != 1:
+            raise ValueError(f"{name} must have shape (N,), got shape {out[-1].shape}")
+    return out[0], out[1], out[2]
+
+
+def check_table_size(n_prompts, n_responses, names=("n_prompts", "n_responses")) -> tuple:
+    """Two sizes ``>= 1`` whose product is at most :data:`MAX_TABLE_ENTRIES`."""
+    a = check_int(n_prompts, names[0], minimum=1, maximum=MAX_TABLE_ENTRIES)
+    b = check_int(n_responses, names[1], minimum=1, maximum=MAX_TABLE_ENTRIES)
+    if a * b > MAX_TABLE_ENTRIES:
+        raise ValueError(
+            f"{names[0]} * {names[1]} must be <= {MAX_TABLE_ENTRIES}, got {a} * {b}"
+        )
+    return a, b
+
+
+def check_mask(mask, name: str, shape: tuple | None = None, *, binary: bool = False,
+               like_name: str | None = None) -> np.ndarray:
     """A float64 weight mask: real, finite, ``>= 0`` (``{0, 1}`` when ``binary``).
 
     Booleans are accepted here (a mask is naturally boolean). ``shape``, when given, must
-    match exactly.
+    match exactly; ``like_name`` names the array it comes from (``"logp"``), for the message.
     """
     if mask is None or isinstance(mask, (str, bytes)):
         raise ArgumentTypeError(f"{name} must be an array of weights, got {_show(mask)}")
     arr = np.asarray(mask)
     if arr.dtype.kind == "b":
         arr = arr.astype(np.float64)
-    arr = check_finite(arr, name)
+    arr = as_real_array(arr, name)
     if shape is not None and arr.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+        of = f" (that of {like_name})" if like_name else ""
+        raise ValueError(f"{name} must have shape {tuple(shape)}{of}, got {arr.shape}")
+    if binary:
+        bad = ~((arr == 0) | (arr == 1))  # NaN, negatives and fractions alike
+        if np.any(bad):
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name} must contain only 0 and 1, got {arr[idx]} at index {idx}")
+        return arr
+    arr = check_finite(arr, name)
     if np.any(arr < 0):
         raise ValueError(f"{name} must be >= 0, got {arr[arr < 0].ravel()[0]}")
-    if binary and np.any((arr != 0) & (arr != 1)):
-        raise ValueError(
-            f"{name} must hold only 0 and 1, got {arr[(arr != 0) & (arr != 1)].ravel()[0]}"
-        )
     return arr
 
 
@@ -322,6 +379,16 @@ def check_named_tables(tables, name: str, like: np.ndarray, like_name: str) -> d
         check_same_shape(table, like, f"{name}[{key!r}]", like_name)
         out[key] = table
     return out
+
+
+def check_betas(betas, name: str = "betas") -> np.ndarray:
+    """A non-empty 1-D float64 grid of finite KL coefficients ``> 0`` (a scalar is one)."""
+    arr = np.atleast_1d(as_real_array(betas, name))
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"{name} must be a non-empty 1-D array of finite values > 0, got {_show(arr)}"
+        )
+    return arr
 
 
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

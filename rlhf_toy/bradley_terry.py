@@ -29,17 +29,30 @@ from scipy.special import expit, log_expit
 
 from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
+    MAX_SAMPLES,
     as_rng,
+    check_comparisons,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
+    check_ndim,
+    check_nonempty,
     check_nonnegative,
-    check_positive,
+    check_prompt_probs,
     check_same_shape,
+    check_table_size,
 )
 
 #: Largest gradient entry of the (mean-scaled) objective accepted at a fitted table.
 _GRAD_TOL = 1e-7
+
+#: Largest penalty precision a fit accepts (a prior standard deviation of 1e-4): beyond it
+#: the preconditioned optimiser cannot resolve the data term.
+_MAX_L2 = 1e8
+
+#: Largest prior mean a MAP fit accepts: margins between entries stay finite.
+_MAX_PRIOR_MEAN = 1e100
 
 __all__ = [
     "preference_probability",
@@ -52,44 +65,22 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------------------
-# validation helpers private to this module
-# --------------------------------------------------------------------------------------
+def _reward_table(reward, name: str = "reward") -> np.ndarray:
+    """A finite, non-empty float64 table of shape ``(X, Y)``."""
+    return check_nonempty(check_ndim(check_finite(reward, name), name, 2, "(X, Y)"), name)
 
 
-def _check_reward_table(reward, name: str = "reward") -> np.ndarray:
-    """A finite float64 table of shape ``(X, Y)``."""
-    reward = check_finite(reward, name)
-    if reward.ndim != 2:
-        raise ValueError(f"{name} must have shape (X, Y), got shape {reward.shape}")
-    return reward
-
-
-def _check_index(a, name: str, upper: int, upper_name: str) -> np.ndarray:
-    """An integer array with every entry in ``[0, upper)``, returned flat as int64."""
-    a = np.asarray(a)
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must be an array of integer indices, got dtype {a.dtype}")
-    a = a.astype(np.int64, copy=False).ravel()
-    bad = np.flatnonzero((a < 0) | (a >= upper))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"{name} must be in [0, {upper}) ({upper_name} = {upper}), got {a[i]} at position {i}"
-        )
-    return a
-
-
-def _check_comparisons(x, y_w, y_l, n_prompts: int, n_responses: int):
+def _flat_comparisons(x, y_w, y_l, n_prompts: int, n_responses: int, table: str = "the table"):
     """Validate a comparison triple; return the flat table indices of winners and losers."""
-    check_same_shape(x, y_w, "x", "y_w")
-    check_same_shape(x, y_l, "x", "y_l")
-    if np.size(x) == 0:
-        raise ValueError("x, y_w, y_l must hold at least one comparison, got 0")
-    x = _check_index(x, "x", n_prompts, "n_prompts")
-    y_w = _check_index(y_w, "y_w", n_responses, "n_responses")
-    y_l = _check_index(y_l, "y_l", n_responses, "n_responses")
+    x, y_w, y_l = check_comparisons(x, y_w, y_l, n_prompts, n_responses, table)
     return x * n_responses + y_w, x * n_responses + y_l
+
+
+def _finite_or_raise(value, what: str):
+    """``value`` if finite, else a ``ValueError`` naming the arguments that overflowed."""
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{what} overflows float64: reward entries or l2 are too large")
+    return value
 
 
 # --------------------------------------------------------------------------------------
@@ -157,7 +148,7 @@ def sample_comparisons(pi, reward, n_pairs, rng, prompt_probs=None):
     reward : array_like of shape (X, Y)
         The labeler's reward (e.g. the gold reward ``r_star``); finite.
     n_pairs : int
-        Number of comparisons, >= 1.
+        Number of comparisons, in ``[1, MAX_SAMPLES]`` (``10**7``).
     rng : numpy.random.Generator or int
         Randomness; the same seed gives the same comparisons, bit for bit.
     prompt_probs : array_like of shape (X,), optional
@@ -200,24 +191,17 @@ def sample_comparisons(pi, reward, n_pairs, rng, prompt_probs=None):
     >>> x.shape, y_w.dtype
     ((4,), dtype('int64'))
     """
-    pi = check_distribution(pi, "pi")
-    if pi.ndim != 2:
-        raise ValueError(f"pi must have shape (X, Y), got shape {pi.shape}")
-    reward = _check_reward_table(reward)
+    pi = check_distribution(pi, "pi", ndim=2)
+    reward = _reward_table(reward)
     check_same_shape(pi, reward, "pi", "reward")
-    n_pairs = check_int(n_pairs, "n_pairs", minimum=1)
+    n_pairs = check_int(n_pairs, "n_pairs", minimum=1, maximum=MAX_SAMPLES)
     rng = as_rng(rng)
     n_prompts, n_responses = pi.shape
 
     if prompt_probs is None:
         x = rng.integers(n_prompts, size=n_pairs)
     else:
-        prompt_probs = check_distribution(prompt_probs, "prompt_probs")
-        if prompt_probs.shape != (n_prompts,):
-            raise ValueError(
-                f"prompt_probs must have shape ({n_prompts},) to match pi, "
-                f"got shape {prompt_probs.shape}"
-            )
+        prompt_probs = check_prompt_probs(prompt_probs, n_prompts)
         x = sample_rows(prompt_probs[None, :], np.zeros(n_pairs, np.int64), rng.random(n_pairs))
     x = x.astype(np.int64)
 
@@ -253,6 +237,8 @@ def _nll_and_grad(r_flat, i_w, i_l, counts, n_total, l2):
     grad = np.bincount(i_w, weights=dnll_dd, minlength=size) - np.bincount(
         i_l, weights=dnll_dd, minlength=size
     )
+    if l2 == 0.0:
+        return nll_k.sum() / n_total, grad / n_total
     f = (nll_k.sum() + 0.5 * l2 * np.dot(r_flat, r_flat)) / n_total
     g = (grad + l2 * r_flat) / n_total
     return f, g
@@ -304,11 +290,12 @@ def bradley_terry_nll(reward, x, y_w, y_l, l2=0.0) -> float:
     >>> round(bradley_terry_nll([[0.0, 0.0]], [0], [0], [1]), 6)  # log 2
     0.693147
     """
-    reward = _check_reward_table(reward)
+    reward = _reward_table(reward)
     l2 = check_nonnegative(l2, "l2")
-    i_w, i_l = _check_comparisons(x, y_w, y_l, *reward.shape)
-    f, _ = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
-    return float(f)
+    i_w, i_l = _flat_comparisons(x, y_w, y_l, *reward.shape, table="reward")
+    with np.errstate(over="ignore", invalid="ignore"):
+        f, _ = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
+    return float(_finite_or_raise(f, "bradley_terry_nll"))
 
 
 def bradley_terry_grad(reward, x, y_w, y_l, l2=0.0) -> np.ndarray:
@@ -349,11 +336,12 @@ def bradley_terry_grad(reward, x, y_w, y_l, l2=0.0) -> np.ndarray:
     ``+g`` and ``-g`` to one row, so without the penalty every row of the gradient sums
     to zero: the per-prompt shift is a flat direction.
     """
-    reward = _check_reward_table(reward)
+    reward = _reward_table(reward)
     l2 = check_nonnegative(l2, "l2")
-    i_w, i_l = _check_comparisons(x, y_w, y_l, *reward.shape)
-    _, g = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
-    return g.reshape(reward.shape)
+    i_w, i_l = _flat_comparisons(x, y_w, y_l, *reward.shape, table="reward")
+    with np.errstate(over="ignore", invalid="ignore"):
+        _, g = _nll_and_grad(reward.ravel(), i_w, i_l, None, i_w.size, l2)
+    return _finite_or_raise(g, "bradley_terry_grad").reshape(reward.shape)
 
 
 def _aggregate(i_w, i_l, size: int):
@@ -414,7 +402,7 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
     n_prompts, n_responses : int
         Table shape ``(X, Y)``, each >= 1.
     l2 : float, default 1e-3
-        Penalty coefficient, >= 0 (see :func:`bradley_terry_nll` for its scaling:
+        Penalty coefficient, in ``[0, 1e8]`` (see :func:`bradley_terry_nll` for its scaling:
         a ``N(0, 1/l2)`` prior per entry, whose weight vanishes as ``N`` grows).
 
     Returns
@@ -465,10 +453,9 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
     >>> round(float(r_hat[0, 0] - r_hat[0, 1]), 6)  # log(2/1): won 2 of 3
     0.693147
     """
-    n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
-    n_responses = check_int(n_responses, "n_responses", minimum=1)
-    l2 = check_nonnegative(l2, "l2")
-    i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
+    n_prompts, n_responses = check_table_size(n_prompts, n_responses)
+    l2 = check_float(l2, "l2", low=0.0, high=_MAX_L2)
+    i_w, i_l = _flat_comparisons(x, y_w, y_l, n_prompts, n_responses)
     n_total = i_w.size
     size = n_prompts * n_responses
     a_w, a_l, counts = _aggregate(i_w, i_l, size)
@@ -523,9 +510,10 @@ def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean
     n_prompts, n_responses : int
         Table shape ``(X, Y)``.
     prior_mean : array_like of shape (X, Y)
-        Mean of the prior (a member's random "initialisation" in an ensemble).
+        Mean of the prior (a member's random "initialisation" in an ensemble); finite,
+        entries within ``+-1e100``.
     l2 : float
-        Prior precision, > 0.
+        Prior precision, in ``(0, 1e8]``.
 
     Returns
     -------
@@ -539,15 +527,17 @@ def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean
     recentred (Osband et al. 2018, randomised prior functions; used by the reward-model
     ensembles of Coste et al. 2023). L-BFGS-B, preconditioned as :func:`fit_bradley_terry`.
     """
-    n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
-    n_responses = check_int(n_responses, "n_responses", minimum=1)
-    l2 = check_positive(l2, "l2")
+    n_prompts, n_responses = check_table_size(n_prompts, n_responses)
+    l2 = check_float(l2, "l2", low=0.0, low_open=True, high=_MAX_L2)
     mu = check_finite(prior_mean, "prior_mean")
+    if mu.size and np.max(np.abs(mu)) > _MAX_PRIOR_MEAN:
+        raise ValueError(f"prior_mean entries must be in [-{_MAX_PRIOR_MEAN:g}, "
+                         f"{_MAX_PRIOR_MEAN:g}], got {np.max(np.abs(mu)):g}")
     if mu.shape != (n_prompts, n_responses):
         raise ValueError(f"prior_mean must have shape {(n_prompts, n_responses)}, "
                          f"got {mu.shape}")
     mu = mu.ravel()
-    i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
+    i_w, i_l = _flat_comparisons(x, y_w, y_l, n_prompts, n_responses)
     n_total = i_w.size
     size = mu.size
     a_w, a_l, counts = _aggregate(i_w, i_l, size)
@@ -588,9 +578,8 @@ def comparison_counts(x, y_w, y_l, n_prompts, n_responses) -> np.ndarray:
     -----
     ``N[x, y] = #{i : x_i = x, y_w_i = y} + #{i : x_i = x, y_l_i = y}``.
     """
-    n_prompts = check_int(n_prompts, "n_prompts", minimum=1)
-    n_responses = check_int(n_responses, "n_responses", minimum=1)
-    i_w, i_l = _check_comparisons(x, y_w, y_l, n_prompts, n_responses)
+    n_prompts, n_responses = check_table_size(n_prompts, n_responses)
+    i_w, i_l = _flat_comparisons(x, y_w, y_l, n_prompts, n_responses)
     size = n_prompts * n_responses
     counts = np.bincount(i_w, minlength=size) + np.bincount(i_l, minlength=size)
     return counts.reshape(n_prompts, n_responses).astype(np.int64)

@@ -20,6 +20,8 @@ from rlhf_toy import __version__
 from rlhf_toy.grading.cli import add_check_parser
 from rlhf_toy.pipeline.cli import add_parser as add_pipeline_parser
 
+__all__ = ["build_parser", "main"]
+
 #: The benchmark scripts ``rlhf-toy bench`` knows, by short name.
 BENCHMARKS = {
     "gpt": "bench_gpt.py",
@@ -39,7 +41,7 @@ def _figures(args) -> int:
     try:
         written = write_figures(args.out, args.only or None, dpi=args.dpi,
                                 verbose=not args.quiet)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad names, --dpi, --out: one line, no traceback
         print(f"rlhf-toy figures: {err}", file=sys.stderr)
         return 2
     for _, path, seconds, _ in written:
@@ -85,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default: ./figures)")
     fig.add_argument("--only", nargs="+", metavar="NAME", help="only these figures")
     fig.add_argument("--list", action="store_true", help="list the figures and exit")
-    fig.add_argument("--dpi", type=int, default=110, help="PNG resolution (default: 110)")
+    fig.add_argument("--dpi", type=int, default=110,
+                     help="PNG resolution, 10 to 1000 (default: 110)")
     fig.add_argument("--quiet", action="store_true", help="no progress bar")
     fig.set_defaults(run=_figures)
 

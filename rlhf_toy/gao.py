@@ -14,9 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from rlhf_toy._validate import check_finite, check_same_shape
+from rlhf_toy._validate import check_finite, check_float, check_same_shape
 
 __all__ = ["GaoFit", "fit_gao", "gao_curve"]
+
+#: Largest magnitude of ``d``, ``gold`` and ``gold_ref`` :func:`fit_gao` accepts: its least
+#: squares square them.
+_MAX_VALUE = 1e100
 
 
 @dataclass(frozen=True)
@@ -49,13 +53,19 @@ class GaoFit:
     gold_ref: float
 
     def predict(self, d) -> np.ndarray:
-        """The fitted gold ``gold_ref + R(d)`` at distances ``d``."""
+        """The fitted gold ``gold_ref + R(d)`` at distances ``d`` (validated as
+        :func:`gao_curve`)."""
         return self.gold_ref + gao_curve(d, self.a, self.b, self.form)
 
 
 def _d_log_d(d: np.ndarray) -> np.ndarray:
     """``d log d`` with its limit 0 at ``d = 0``."""
     return d * np.log(np.where(d > 0, d, 1.0))
+
+
+def _gao(d: np.ndarray, a: float, b: float, form: str) -> np.ndarray:
+    """:func:`gao_curve` on validated input (the model the least-squares fit evaluates)."""
+    return d * (a - b * d) if form == "bon" else a * d - b * _d_log_d(d)
 
 
 def gao_curve(d, a, b, form="bon") -> np.ndarray:
@@ -66,22 +76,36 @@ def gao_curve(d, a, b, form="bon") -> np.ndarray:
 
     Parameters
     ----------
-    d : array_like
-        ``sqrt(KL)``, ``>= 0``.
+    d : array_like of float
+        Distances ``sqrt(KL)``, finite and ``>= 0``.
     a, b : float
-        The coefficients of the form.
+        The coefficients; finite reals.
     form : {"bon", "rl"}, default "bon"
 
     Returns
     -------
-    ndarray, shape of ``d``
+    ndarray of the shape of ``d``
+
+    Raises
+    ------
+    ValueError
+        On a negative or non-finite ``d``, non-finite ``a`` or ``b``, an unknown ``form``,
+        or values so large that ``R(d)`` overflows float64.
+    TypeError
+        If ``d``, ``a`` or ``b`` is not real.
     """
-    d = np.asarray(d, dtype=np.float64)
-    if form == "bon":
-        return d * (a - b * d)
-    if form == "rl":
-        return a * d - b * _d_log_d(d)
-    raise ValueError(f"form must be 'bon' or 'rl', got {form!r}")
+    d = check_finite(d, "d")
+    if np.any(d < 0):
+        raise ValueError(f"d must be >= 0 (a square root of a KL), got {d[d < 0].ravel()[0]}")
+    a = check_float(a, "a")
+    b = check_float(b, "b")
+    if form not in ("bon", "rl"):
+        raise ValueError(f"form must be 'bon' or 'rl', got {form!r}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = _gao(d, a, b, form)
+    if not np.all(np.isfinite(out)):
+        raise ValueError("R(d) overflows float64: d, a or b too large")
+    return out
 
 
 def _curve_fit(model, d, y, p0) -> np.ndarray:
@@ -98,9 +122,9 @@ def fit_gao(d, gold, form="bon", gold_ref=None) -> GaoFit:
     Parameters
     ----------
     d : array_like of shape (k,)
-        Distances ``sqrt(KL)``, ``>= 0``.
+        Distances ``sqrt(KL)``, ``>= 0``; at most ``1e100``.
     gold : array_like of shape (k,)
-        Gold reward at each distance.
+        Gold reward at each distance; finite, within ``+-1e100``.
     form : {"bon", "rl"}
         ``"bon"``: ``gold - gold_ref = d (a - b d)``; ``"rl"``:
         ``gold - gold_ref = d (a - b log d)``.
@@ -139,6 +163,10 @@ def fit_gao(d, gold, form="bon", gold_ref=None) -> GaoFit:
     check_same_shape(d, gold, "d", "gold")
     if np.any(d < 0):
         raise ValueError(f"d must be >= 0, got {d.min()}")
+    for arr, name in ((d, "d"), (gold, "gold")):
+        if arr.size and np.max(np.abs(arr)) > _MAX_VALUE:
+            raise ValueError(f"{name} entries must be within +-{_MAX_VALUE:g}, "
+                             f"got {np.max(np.abs(arr)):g}")
     if form not in ("bon", "rl"):
         raise ValueError(f"form must be 'bon' or 'rl', got {form!r}")
     n_params = 2 if gold_ref is not None else 3
@@ -150,19 +178,19 @@ def fit_gao(d, gold, form="bon", gold_ref=None) -> GaoFit:
         p0 = np.linalg.lstsq(design, gold, rcond=None)[0]
 
         def model(dd, a, b, c):
-            return c + gao_curve(dd, a, b, form)
+            return c + _gao(dd, a, b, form)
 
         popt = _curve_fit(model, d, gold, p0)
         a, b, ref = (float(v) for v in popt)
         target, fitted = gold, model(d, *popt)
     else:
-        ref = float(check_finite(gold_ref, "gold_ref"))
+        ref = check_float(gold_ref, "gold_ref", low=-_MAX_VALUE, high=_MAX_VALUE)
         target = gold - ref
         design = np.column_stack([d, -second])
         p0 = np.linalg.lstsq(design, target, rcond=None)[0]
 
         def model(dd, a, b):
-            return gao_curve(dd, a, b, form)
+            return _gao(dd, a, b, form)
 
         popt = _curve_fit(model, d, target, p0)
         a, b = (float(v) for v in popt)
@@ -174,6 +202,8 @@ def fit_gao(d, gold, form="bon", gold_ref=None) -> GaoFit:
         peak_d = peak_gold = np.inf
     else:
         peak_d = max(a / (2 * b), 0.0) if form == "bon" else float(np.exp(a / b - 1.0))
-        peak_gold = ref + float(gao_curve(peak_d, a, b, form))
+        with np.errstate(over="ignore", invalid="ignore"):
+            peak_gold = ref + float(_gao(np.float64(peak_d), a, b, form)) if np.isfinite(
+                peak_d) else np.inf
     return GaoFit(a=a, b=b, peak_d=float(peak_d), peak_gold=float(peak_gold), r2=r2, form=form,
                   gold_ref=ref)

@@ -14,11 +14,18 @@ parameter arrays *in place*, so the model sees the new values without any copyin
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from rlhf_toy._validate import check_int, check_nonnegative, check_positive
+from rlhf_toy._validate import (
+    MAX_STEPS,
+    ArgumentTypeError,
+    NonFiniteInputError,
+    check_float,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 
 __all__ = ["AdamW", "clip_grad_norm", "lr_schedule"]
 
@@ -229,9 +236,11 @@ def clip_grad_norm(
     Raises
     ------
     ValueError
-        If ``max_norm`` is not a positive finite number or a gradient is not an array.
+        If ``max_norm`` is not a positive finite number or a gradient is not a real array
+        (then a ``TypeError`` too).
     FloatingPointError
-        If the norm is not finite and ``error_if_nonfinite``.
+        If the norm is not finite and ``error_if_nonfinite`` (also a ``ValueError``: the
+        gradients are a bad argument).
 
     Notes
     -----
@@ -255,12 +264,16 @@ def clip_grad_norm(
     norms = []
     for name, g in grads.items():
         if not isinstance(g, np.ndarray):
-            raise ValueError(f"grads[{name!r}] must be a numpy array, got {type(g).__name__}")
+            raise ArgumentTypeError(
+                f"grads[{name!r}] must be a numpy array, got {type(g).__name__}")
+        if g.dtype.kind not in "fiu":
+            raise ArgumentTypeError(
+                f"grads[{name!r}] must hold real numbers, got dtype {g.dtype}")
         norms.append(_l2_norm(g.reshape(-1)))
     norm = _l2_norm(np.array(norms, dtype=np.float64)) if norms else 0.0
     if not math.isfinite(norm):
         if error_if_nonfinite:
-            raise FloatingPointError(f"gradient norm is {norm}; cannot clip")
+            raise NonFiniteInputError(f"grads: gradient norm is {norm}; cannot clip")
         return norm
     if norm > max_norm:
         scale = max_norm / norm
@@ -300,12 +313,12 @@ def lr_schedule(
     Parameters
     ----------
     step : int
-        Zero-based index of the optimisation step (>= 0). Steps past ``total_steps``
-        get ``min_lr``.
+        Zero-based index of the optimisation step, in ``[0, 10**9]``. Steps past
+        ``total_steps`` get ``min_lr``.
     lr : float
         Peak learning rate (> 0), reached at the end of warmup.
     total_steps : int
-        Number of steps of the run (>= 1); the cosine reaches ``min_lr`` at
+        Number of steps of the run, in ``[1, 10**9]``; the cosine reaches ``min_lr`` at
         ``step == total_steps``, one past the last step.
     warmup_steps : int, default 0
         Length of the linear warmup, ``0 <= warmup_steps <= total_steps``.
@@ -342,20 +355,18 @@ def lr_schedule(
     >>> [round(lr_schedule(s, lr=1.0, total_steps=6, warmup_steps=2), 3) for s in range(7)]
     [0.5, 1.0, 1.0, 0.854, 0.5, 0.146, 0.0]
     """
-    step = check_int(step, "step", minimum=0)
+    step = check_int(step, "step", minimum=0, maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
-    total_steps = check_int(total_steps, "total_steps", minimum=1)
-    warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0)
+    total_steps = check_int(total_steps, "total_steps", minimum=1, maximum=MAX_STEPS)
+    warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=0, maximum=MAX_STEPS)
     if warmup_steps > total_steps:
         raise ValueError(f"warmup_steps must be <= total_steps ({total_steps}), got {warmup_steps}")
-    if not isinstance(min_lr, numbers.Real):
-        raise ValueError(f"min_lr must be a number in [0, lr], got {min_lr!r}")
-    min_lr = float(min_lr)
+    min_lr = check_float(min_lr, "min_lr")
     if not 0.0 <= min_lr <= lr:
         raise ValueError(f"min_lr must be in [0, lr={lr}], got {min_lr!r}")
     if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
+        return lr * ((step + 1) / warmup_steps)
     if step >= total_steps:
         return min_lr
     ratio = (step - warmup_steps) / (total_steps - warmup_steps)
-    return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * ratio))
+    return min_lr + (lr - min_lr) * (0.5 * (1.0 + math.cos(math.pi * ratio)))

@@ -41,7 +41,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import check_finite, check_int, check_nonnegative, check_positive
+from rlhf_toy._validate import (
+    NonFiniteInputError,
+    check_finite,
+    check_float,
+    check_int,
+    check_mask,
+    check_ndim,
+    check_nonempty,
+    check_nonnegative,
+    check_positive,
+)
 from rlhf_toy.kl import kl_estimates
 
 __all__ = [
@@ -80,25 +90,22 @@ WHITEN_EPS = 1e-8
 
 def _check_tokens(a, name: str) -> np.ndarray:
     """A finite float64 ``[B, T]`` array."""
-    a = check_finite(a, name)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must have shape [B, T], got shape {a.shape}")
-    return a
+    return check_ndim(check_finite(a, name), name, 2, "[B, T]")
 
 
-def _check_mask(mask, shape: tuple, name: str = "mask") -> np.ndarray:
-    """A 0/1 mask of ``shape`` with at least one 1, as float64."""
-    m = np.asarray(mask)
-    if m.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got shape {m.shape}")
-    m = m.astype(np.float64)
-    bad = ~((m == 0.0) | (m == 1.0))  # NaN, negatives and fractions are all bad
-    if np.any(bad):
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} must contain only 0 and 1, got {m[idx]} at index {idx}")
+def _check_mask(mask, shape: tuple, like_name: str, name: str = "mask") -> np.ndarray:
+    """A 0/1 mask of ``shape`` (that of ``like_name``) with at least one 1, as float64."""
+    m = check_mask(mask, name, shape, binary=True, like_name=like_name)
     if not np.any(m):
         raise ValueError(f"{name} has no nonzero entry: there is no token to average over")
     return m
+
+
+def _check_same(a: np.ndarray, like: np.ndarray, name: str, like_name: str) -> np.ndarray:
+    if a.shape != like.shape:
+        raise ValueError(f"{name} must have shape {like.shape} (that of {like_name}), "
+                         f"got shape {a.shape}")
+    return a
 
 
 def _check_option(value, name: str, options: tuple) -> str:
@@ -150,14 +157,32 @@ def _agg_weights(mask: np.ndarray, agg: str, max_len) -> np.ndarray:
     return mask / (B * (T if max_len is None else max_len))
 
 
-def _finite(name: str, *arrays):
-    """Guard: never return NaN or inf silently."""
+def _finite(name: str, inputs: str, *arrays):
+    """Guard: never return NaN or inf silently; the error names the caller's ``inputs``."""
     for a in arrays:
         if not np.all(np.isfinite(a)):
-            raise FloatingPointError(
-                f"{name} produced a non-finite value; inputs are out of the float64 range"
+            raise NonFiniteInputError(
+                f"{name} overflows float64: {inputs} out of the range it can represent"
             )
     return arrays
+
+
+def _power_of_two_scale(x: np.ndarray, axis=None) -> np.ndarray:
+    """``s = 2**k`` with ``s <= max |x| < 2 s`` along ``axis`` (1 where all zero).
+
+    A power of two: ``x / s`` and ``u * s`` are exact (no rounding), so statistics computed
+    on ``x / s`` (entries in ``(-2, 2)``: no square can overflow) are bit for bit those of
+    ``x`` wherever the latter are representable.
+    """
+    top = np.max(np.abs(x), axis=axis, keepdims=True) if x.size else np.zeros(())
+    _, e = np.frexp(top)
+    return np.where(top > 0, np.ldexp(1.0, e - 1), 1.0)
+
+
+def _scaled(x: np.ndarray, axis=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x / s, s)`` with :func:`_power_of_two_scale`'s ``s``."""
+    s = _power_of_two_scale(x, axis)
+    return x / s, s
 
 
 def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
@@ -302,16 +327,22 @@ def grpo_advantages(rewards, scale="group", eps=1e-4):
     _check_group_size(r)
     _check_option(scale, "scale", GRPO_SCALES)
     eps = check_nonnegative(eps, "eps")
-    centred = r - r.mean(axis=-1, keepdims=True)
     flat = r.max(axis=-1, keepdims=True) == r.min(axis=-1, keepdims=True)
+    # (r - mean) / (std + eps) computed on r / s, s = max |r|: exact for every finite r
+    # (the ratio is scale-free once eps is scaled too), with no square that can overflow.
+    u, s = _scaled(r, axis=-1 if scale == "group" else None)
+    centred = u - u.mean(axis=-1, keepdims=True)
+    if scale == "none":
+        with np.errstate(over="ignore"):
+            adv = centred * s
+        _finite("grpo_advantages", "rewards", adv)
+        return np.where(flat, 0.0, adv)
     if scale == "group":
-        std = r.std(axis=-1, ddof=1, keepdims=True)
-    elif scale == "batch":
-        std = np.full_like(flat, r.std(ddof=1), dtype=np.float64)
+        std = u.std(axis=-1, ddof=1, keepdims=True)
     else:
-        std = None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        adv = centred if std is None else centred / (std + eps)
+        std = np.full(flat.shape, u.std(ddof=1))
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):
+        adv = centred / (std + eps / s)  # a huge eps / s is inf: then adv is 0, its limit
     return np.where(flat, 0.0, adv)
 
 
@@ -353,14 +384,18 @@ def whiten(x, mask=None, shift_mean=True):
     differences are a factor ``sqrt(n / (n - 1))`` (negligible at a batch's token count) and
     a change of the eps's place that matters only for ``std`` near 1e-4 or below.
     """
-    x = check_finite(x, "x")
-    m = np.ones(x.shape) if mask is None else _check_mask(mask, x.shape)
+    x = check_nonempty(check_finite(x, "x"), "x")
+    m = np.ones(x.shape) if mask is None else _check_mask(mask, x.shape, "x")
     n = m.sum()
-    mean = (x * m).sum() / n
-    var = (((x - mean) * m) ** 2).sum() / n
-    out = (x - mean) / (np.sqrt(var) + WHITEN_EPS)
+    u, s = _scaled(x * m)  # on x / s the statistics cannot overflow; s cancels exactly
+    mean_u = (u * m).sum() / n
+    std_u = np.sqrt((((u - mean_u) * m) ** 2).sum() / n)
+    with np.errstate(under="ignore"):
+        out = (u - mean_u) / (std_u + WHITEN_EPS / s)
     if not shift_mean:
-        out = out + mean
+        with np.errstate(over="ignore"):
+            out = out + mean_u * s
+        _finite("whiten", "x", out)
     return out * m
 
 
@@ -416,13 +451,11 @@ def gae(rewards, values, mask, gamma=1.0, lam=0.95):
     ``B``; one loop over ``T``.
     """
     r = _check_tokens(rewards, "rewards")
-    v = _check_tokens(values, "values")
-    m = _check_mask(mask, r.shape)
-    if v.shape != r.shape:
-        raise ValueError(f"values must have shape {r.shape}, got shape {v.shape}")
+    v = _check_same(_check_tokens(values, "values"), r, "values", "rewards")
+    m = _check_mask(mask, r.shape, "rewards")
     _check_contiguous(m)
-    gamma = _check_unit(gamma, "gamma")
-    lam = _check_unit(lam, "lam")
+    gamma = check_float(gamma, "gamma", low=0.0, high=1.0)
+    lam = check_float(lam, "lam", low=0.0, high=1.0)
     r, v = r * m, v * m
     B, T = r.shape
     adv = np.zeros((B, T))
@@ -471,7 +504,7 @@ def score_at_last_token(scores, mask):
            [ 0.,  0., -1.]])
     """
     s = check_finite(scores, "scores")
-    m = _check_mask(mask, np.shape(mask))
+    m = _check_mask(mask, np.shape(mask), "mask")
     if m.ndim != 2 or s.shape != (m.shape[0],):
         raise ValueError(
             f"scores must have shape (B,) and mask (B, T), got {s.shape} and {m.shape}"
@@ -483,13 +516,6 @@ def score_at_last_token(scores, mask):
     out = np.zeros(m.shape)
     out[np.arange(m.shape[0]), last] = s
     return out
-
-
-def _check_unit(value, name: str) -> float:
-    v = check_nonnegative(value, name)
-    if v > 1:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return v
 
 
 # --------------------------------------------------------------------------------------
@@ -531,13 +557,13 @@ def policy_gradient_loss(logp, advantages, mask, agg="token_mean", max_len=None)
     :func:`ppo_clip_loss` has the same gradient at ``logp == logp_old``.
     """
     lp = _check_tokens(logp, "logp")
-    m = _check_mask(mask, lp.shape)
+    m = _check_mask(mask, lp.shape, "logp")
     a = _token_advantages(advantages, lp.shape)
     w = _agg_weights(m, agg, max_len)
     a = a * m
     loss = -float((w * a * lp * m).sum())
     dlogp = -w * a
-    _finite("policy_gradient_loss", loss, dlogp)
+    _finite("policy_gradient_loss", "logp or advantages", loss, dlogp)
     return loss, dlogp
 
 
@@ -607,29 +633,26 @@ def ppo_clip_loss(
     the sign of ``A``, which is larger.
     """
     lp = _check_tokens(logp, "logp")
-    lp_old = _check_tokens(logp_old, "logp_old")
-    if lp_old.shape != lp.shape:
-        raise ValueError(f"logp_old must have shape {lp.shape}, got shape {lp_old.shape}")
-    m = _check_mask(mask, lp.shape)
+    lp_old = _check_same(_check_tokens(logp_old, "logp_old"), lp, "logp_old", "logp")
+    m = _check_mask(mask, lp.shape, "logp")
     a = _token_advantages(advantages, lp.shape)
     eps_low = check_positive(clip_eps, "clip_eps")
     eps_high = eps_low if clip_eps_high is None else check_positive(clip_eps_high, "clip_eps_high")
     w = _agg_weights(m, agg, max_len)
     a = a * m
-    log_ratio = np.where(m > 0, lp - lp_old, 0.0)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by _finite below
+        log_ratio = np.where(m > 0, lp - lp_old, 0.0)
         rho = np.exp(log_ratio)
-    clipped = ((a > 0) & (rho > 1 + eps_high)) | ((a < 0) & (rho < 1 - eps_low))
-    with np.errstate(invalid="ignore"):
+        clipped = ((a > 0) & (rho > 1 + eps_high)) | ((a < 0) & (rho < 1 - eps_low))
         surrogate = np.where(clipped, np.clip(rho, 1 - eps_low, 1 + eps_high) * a, rho * a)
-    loss = -float((w * surrogate).sum())
-    dlogp = np.where(clipped, 0.0, -w * rho * a)
-    _finite("ppo_clip_loss", loss, dlogp)
-    stats = {
-        "clipfrac": _masked_mean(clipped, m),
-        "approx_kl": 0.5 * _masked_mean(log_ratio**2, m),
-        "ratio_mean": _masked_mean(rho, m),
-    }
+        loss = -float((w * surrogate).sum())
+        dlogp = np.where(clipped, 0.0, -w * rho * a)
+        stats = {
+            "clipfrac": _masked_mean(clipped, m),
+            "approx_kl": 0.5 * _masked_mean(log_ratio**2, m),
+            "ratio_mean": _masked_mean(rho, m),
+        }
+    _finite("ppo_clip_loss", "logp, logp_old or advantages", loss, dlogp, *stats.values())
     return loss, dlogp, stats
 
 
@@ -676,27 +699,25 @@ def value_loss(values, values_old, returns, mask, clip_range=0.2, agg="token_mea
     2019, ``cliprange_value = 0.2``, value coefficient 0.1 applied by the caller) and TRL.
     """
     v = _check_tokens(values, "values")
-    for arr, name in ((values_old, "values_old"), (returns, "returns")):
-        if np.shape(arr) != v.shape:
-            raise ValueError(f"{name} must have shape {v.shape}, got shape {np.shape(arr)}")
-    v_old = check_finite(values_old, "values_old")
-    ret = check_finite(returns, "returns")
-    m = _check_mask(mask, v.shape)
+    v_old = _check_same(check_finite(values_old, "values_old"), v, "values_old", "values")
+    ret = _check_same(check_finite(returns, "returns"), v, "returns", "values")
+    m = _check_mask(mask, v.shape, "values")
+    c = None if clip_range is None else check_positive(clip_range, "clip_range")
     w = _agg_weights(m, agg, max_len)
-    err = (v - ret) * m
-    sq = err**2
-    if clip_range is None:
-        clipped = np.zeros(v.shape, dtype=bool)
-        per_token = sq
-    else:
-        c = check_positive(clip_range, "clip_range")
-        v_clip = v_old + np.clip(v - v_old, -c, c)
-        sq_clip = ((v_clip - ret) * m) ** 2
-        clipped = sq_clip > sq
-        per_token = np.maximum(sq, sq_clip)
-    loss = 0.5 * float((w * per_token).sum())
-    dvalues = np.where(clipped, 0.0, w * err)
-    _finite("value_loss", loss, dvalues)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by _finite below
+        err = (v - ret) * m
+        sq = err**2
+        if c is None:
+            clipped = np.zeros(v.shape, dtype=bool)
+            per_token = sq
+        else:
+            v_clip = v_old + np.clip(v - v_old, -c, c)
+            sq_clip = ((v_clip - ret) * m) ** 2
+            clipped = sq_clip > sq
+            per_token = np.maximum(sq, sq_clip)
+        loss = 0.5 * float((w * per_token).sum())
+        dvalues = np.where(clipped, 0.0, w * err)
+    _finite("value_loss", "values, values_old or returns", loss, dvalues)
     return loss, dvalues, {"vf_clipfrac": _masked_mean(clipped, m)}
 
 
@@ -726,13 +747,16 @@ def explained_variance(values, returns, mask=None):
     cleanrl's and TRL's PPO diagnostic (the ratio does not depend on ``ddof``). cleanrl
     returns NaN for ``Var(R) = 0``; we return 0 so that logs stay finite.
     """
-    v = check_finite(values, "values")
+    v = check_nonempty(check_finite(values, "values"), "values")
     ret = check_finite(returns, "returns")
     if v.shape != ret.shape:
         raise ValueError(
             f"values and returns must have the same shape, got {v.shape} and {ret.shape}"
         )
-    m = np.ones(v.shape) if mask is None else _check_mask(mask, v.shape)
+    m = np.ones(v.shape) if mask is None else _check_mask(mask, v.shape, "values")
+    # the ratio is scale-free: compute it on (V, R) / s so that no square overflows
+    s = _power_of_two_scale(np.r_[(v * m).ravel(), (ret * m).ravel()])
+    v, ret = v / s, ret / s
 
     def var(x):
         mean = _masked_mean(x, m)
@@ -751,10 +775,8 @@ def explained_variance(values, returns, mask=None):
 
 def _check_kl_inputs(logp, logp_ref, mask, estimator):
     lp = _check_tokens(logp, "logp")
-    lp_ref = _check_tokens(logp_ref, "logp_ref")
-    if lp_ref.shape != lp.shape:
-        raise ValueError(f"logp_ref must have shape {lp.shape}, got shape {lp_ref.shape}")
-    m = _check_mask(mask, lp.shape)
+    lp_ref = _check_same(_check_tokens(logp_ref, "logp_ref"), lp, "logp_ref", "logp")
+    m = _check_mask(mask, lp.shape, "logp")
     _check_option(estimator, "estimator", KL_ESTIMATORS)
     # off the mask both are set to 0 so that arbitrary padding values cannot overflow
     lp, lp_ref = np.where(m > 0, lp, 0.0), np.where(m > 0, lp_ref, 0.0)
@@ -802,7 +824,7 @@ def kl_penalty_rewards(logp, logp_ref, mask, beta, estimator="k1"):
     beta = check_nonnegative(beta, "beta")
     k = kl_estimates(lp, lp_ref)[estimator]
     out = -beta * k * m
-    _finite("kl_penalty_rewards", out)
+    _finite("kl_penalty_rewards", "logp, logp_ref or beta", out)
     return out
 
 
@@ -859,7 +881,7 @@ def kl_loss(logp, logp_ref, mask, estimator="k3", agg="token_mean", max_len=None
             dk = -np.expm1(log_r)
     loss = float((w * k).sum())
     dlogp = w * dk
-    _finite("kl_loss", loss, dlogp)
+    _finite("kl_loss", "logp or logp_ref", loss, dlogp)
     return loss, dlogp
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_toy._validate import check_positive
+
 try:
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
@@ -140,7 +142,9 @@ def log_probs(shape, low: float = -20.0, high: float = 0.0):
 
 
 def betas(low: float = 0.05, high: float = 20.0):
-    """KL coefficients drawn log-uniformly from ``[low, high]``.
+    """KL coefficients drawn log-uniformly from ``[low, high]``, ``0 < low <= high``.
+
+    Every draw lies in ``[low, high]`` (never 0: a KL coefficient must be positive).
 
     Parameters
     ----------
@@ -150,8 +154,18 @@ def betas(low: float = 0.05, high: float = 20.0):
     -------
     hypothesis.strategies.SearchStrategy
         Of floats.
+
+    Raises
+    ------
+    ValueError
+        If ``low <= 0``, ``high < low`` or either is not finite.
     """
-    return st.floats(np.log(low), np.log(high)).map(np.exp)
+    low = check_positive(low, "low")
+    high = check_positive(high, "high")
+    if high < low:
+        raise ValueError(f"betas needs low <= high, got low={low!r} and high={high!r}")
+    return st.floats(np.log(low), np.log(high)).map(
+        lambda log_beta: float(np.clip(np.exp(log_beta), low, high)))
 
 
 @st.composite

@@ -31,12 +31,15 @@ class Entry:
         Arguments where ``-inf`` / ``+inf`` entries are documented as valid input.
     count_args : tuple of str
         Integer arrays that are counts (a grid of ``n``), not indices into a table.
+    none_args : tuple of str
+        Arguments whose documented values include ``None`` though their default is not.
     """
 
     kwargs: Callable[[], dict]
     inf_result: bool = False
     inf_args: tuple = ()
     count_args: tuple = field(default=())
+    none_args: tuple = ()
 
 
 # --------------------------------------------------------------------------------------
@@ -249,6 +252,14 @@ def _comparisons():
                 y_l=np.array([0, 0, 1, 2, 1, 1]))
 
 
+def _tokens():
+    return np.array([[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.1]])
+
+
+def _mask():
+    return np.array([[True, True, True, False], [True, True, False, False]])
+
+
 REGISTRY: dict[str, Entry] = {
     # kl
     "rlhf_toy.kl.kl_divergence": Entry(lambda: dict(p=_pi(), q=_pi_ref(), axis=-1)),
@@ -335,6 +346,110 @@ REGISTRY: dict[str, Entry] = {
         lambda: dict(reward=_reward(), **_comparisons(), l2=0.1)),
     "rlhf_toy.bradley_terry.fit_bradley_terry": Entry(
         lambda: dict(**_comparisons(), n_prompts=2, n_responses=3, l2=0.1)),
+    "rlhf_toy.bradley_terry.fit_bradley_terry_with_prior": Entry(
+        lambda: dict(**_comparisons(), n_prompts=2, n_responses=3,
+                     prior_mean=np.array([[0.1, -0.2, 0.3], [0.0, 0.5, -0.5]]), l2=1.0)),
+    "rlhf_toy.bradley_terry.comparison_counts": Entry(
+        lambda: dict(**_comparisons(), n_prompts=2, n_responses=3)),
+    # gao
+    "rlhf_toy.gao.gao_curve": Entry(lambda: dict(d=np.array([0.0, 0.5, 2.0]), a=1.0, b=0.3)),
+    "rlhf_toy.gao.fit_gao": Entry(
+        lambda: dict(d=np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0]),
+                     gold=np.array([0.0, 0.4, 0.7, 0.8, 0.75, 0.4]), gold_ref=0.0),
+        inf_result=True),
+    # bandit core
+    "rlhf_toy.bandit.env.make_bandit": Entry(
+        lambda: dict(n_prompts=2, n_responses=3, noise_scale=0.5, ref_temperature=1.0, rng=0)),
+    "rlhf_toy.bandit.train.gradient_ascent": Entry(
+        lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5, steps=3, lr=0.5,
+                     prompt_probs=np.array([0.3, 0.7]), eval_rewards={"gold": _gold()})),
+    "rlhf_toy.bandit.train.all_pairs_preferences": Entry(
+        lambda: dict(reward=_reward(), pi=_pi(), covered=np.array([[True, True, False],
+                                                                   [True, True, True]]),
+                     prompt_probs=np.array([0.3, 0.7]))),
+    "rlhf_toy.bandit.train.train_dpo": Entry(
+        lambda: dict(pi_ref=_pi_ref(), **_comparisons(), beta=0.5, steps=3, lr=0.5,
+                     weights=np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.1]),
+                     prompt_probs=np.array([0.3, 0.7]), eval_rewards={"gold": _gold()})),
+    # policy_gradient
+    "rlhf_toy.policy_gradient.reinforce_advantages": Entry(
+        lambda: dict(rewards=np.array([[1.0, 0.0, 0.5], [0.2, 0.3, 0.9]]))),
+    "rlhf_toy.policy_gradient.rloo_advantages": Entry(
+        lambda: dict(rewards=np.array([[1.0, 0.0, 0.5], [0.2, 0.3, 0.9]]))),
+    "rlhf_toy.policy_gradient.grpo_advantages": Entry(
+        lambda: dict(rewards=np.array([[1.0, 0.0, 0.5], [0.2, 0.3, 0.9]]), eps=1e-4)),
+    "rlhf_toy.policy_gradient.whiten": Entry(
+        lambda: dict(x=_tokens(), mask=_mask())),
+    "rlhf_toy.policy_gradient.gae": Entry(
+        lambda: dict(rewards=_tokens(), values=_tokens() * 0.5, mask=_mask(), gamma=0.9,
+                     lam=0.95)),
+    "rlhf_toy.policy_gradient.score_at_last_token": Entry(
+        lambda: dict(scores=np.array([1.0, -0.5]), mask=_mask())),
+    "rlhf_toy.policy_gradient.policy_gradient_loss": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), advantages=np.array([0.5, -1.0]), mask=_mask())),
+    "rlhf_toy.policy_gradient.ppo_clip_loss": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), logp_old=-np.abs(_tokens()) - 0.1,
+                     advantages=np.array([0.5, -1.0]), mask=_mask(), clip_eps=0.2)),
+    "rlhf_toy.policy_gradient.value_loss": Entry(
+        lambda: dict(values=_tokens(), values_old=_tokens() + 0.1, returns=_tokens() * 2,
+                     mask=_mask(), clip_range=0.2), none_args=("clip_range",)),
+    "rlhf_toy.policy_gradient.explained_variance": Entry(
+        lambda: dict(values=_tokens(), returns=_tokens() * 2 + 0.3, mask=_mask())),
+    "rlhf_toy.policy_gradient.kl_penalty_rewards": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), logp_ref=-np.abs(_tokens()) - 0.2, mask=_mask(),
+                     beta=0.1)),
+    "rlhf_toy.policy_gradient.kl_loss": Entry(
+        lambda: dict(logp=-np.abs(_tokens()), logp_ref=-np.abs(_tokens()) - 0.2,
+                     mask=_mask())),
+    # bandit experiments (the closed-form ones; the sweeps are exercised by their tests)
+    "rlhf_toy.bandit.experiments.kl_study.estimator_stats": Entry(
+        lambda: dict(q=_pi(), p=_pi_ref())),
+    "rlhf_toy.bandit.experiments.kl_study.estimator_table": Entry(
+        lambda: dict(pi_ref=np.array([0.2, 0.3, 0.5]), reward=np.array([0.0, 1.0, 2.0]),
+                     betas=np.array([0.5, 2.0]))),
+    "rlhf_toy.bandit.experiments.kl_study.tilted_policies": Entry(
+        lambda: dict(pi_ref=np.array([0.2, 0.3, 0.5]), reward=np.array([0.0, 1.0, 2.0]),
+                     betas=np.array([0.5, 2.0]))),
+    "rlhf_toy.bandit.experiments.kl_study.sample_categorical": Entry(
+        lambda: dict(q=_pi(), n=5, rng=np.random.default_rng(0))),
+    "rlhf_toy.bandit.experiments.kl_study.batch_negative_probability_normal": Entry(
+        lambda: dict(q=_pi(), p=_pi_ref(), batch_size=4)),
+    "rlhf_toy.bandit.experiments.overestimation.expected_overestimation": Entry(
+        lambda: dict(pi_ref=_pi_ref(), r_star=_reward(), betas=np.array([0.5, 2.0]),
+                     noise_values=np.array([-1.0, 1.0]), noise_probs=np.array([0.4, 0.6]),
+                     prompt_probs=np.array([0.3, 0.7]))),
+    "rlhf_toy.bandit.experiments.modes.discretized_gaussian": Entry(
+        lambda: dict(grid=np.linspace(-3.0, 3.0, 7), mean=np.array([0.5]),
+                     std=np.array([1.0]))),
+    "rlhf_toy.bandit.experiments.modes.two_mode_target": Entry(
+        lambda: dict(grid=np.linspace(-3.0, 3.0, 7))),
+    "rlhf_toy.bandit.experiments.pg_study.grpo_effective_weight": Entry(
+        lambda: dict(p=np.array([0.1, 0.5, 0.9]), group_size=4)),
+    "rlhf_toy.bandit.experiments.pg_study.zero_spread_probability": Entry(
+        lambda: dict(p=np.array([0.1, 0.5, 0.9]), group_size=4)),
+    "rlhf_toy.bandit.experiments.multi_objective.scalarised_reward": Entry(
+        lambda: dict(r_help=_reward(), r_harm=_gold(), w=0.3)),
+    "rlhf_toy.bandit.experiments.multi_objective.non_dominated": Entry(
+        lambda: dict(maximise=np.array([[1.0, 0.0], [0.5, 0.5], [0.2, 0.2], [0.0, 1.0]]))),
+    # tasks
+    "rlhf_toy.tasks.digits.digit_sequences": Entry(
+        lambda: dict(rng=np.random.default_rng(0), n=3, n_digits=4)),
+    # gpt layers (numerics only)
+    "rlhf_toy.gpt.layers.log_softmax": Entry(lambda: dict(x=_tokens(), axis=-1)),
+    "rlhf_toy.gpt.layers.cross_entropy": Entry(
+        lambda: dict(logits=np.arange(24.0).reshape(2, 3, 4) / 10,
+                     targets=np.array([[0, 1, 3], [2, 2, 0]]),
+                     mask=np.array([[1.0, 1.0, 0.0], [1.0, 0.5, 1.0]]))),
+    "rlhf_toy.gpt.enumerate.count_continuations": Entry(
+        lambda: dict(n_symbols=3, max_new_tokens=4, has_eos=True)),
+    "rlhf_toy.gpt.parallel.row_shards": Entry(lambda: dict(n_rows=8, n_positions=16)),
+    "rlhf_toy.rl.rollout.sequence_sum": Entry(lambda: dict(x=_tokens(), mask=_mask())),
+    "rlhf_toy.gpt.model.check_token_id": Entry(
+        lambda: dict(token=3, name="eos_token", vocab_size=8), none_args=("token",)),
+    "rlhf_toy.gpt.model.check_allowed_tokens": Entry(
+        lambda: dict(allowed_tokens=np.array([1, 3, 4]), vocab_size=8)),
+    "rlhf_toy.tasks.get_task": Entry(lambda: dict(name="length")),
+    "rlhf_toy.strategies.betas": Entry(lambda: dict(low=0.05, high=20.0)),
     # optim
     "rlhf_toy.optim.clip_grad_norm": Entry(
         lambda: dict(grads={"w": np.array([3.0, 4.0])}, max_norm=1.0)),

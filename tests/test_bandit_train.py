@@ -293,11 +293,11 @@ def test_train_dpo_validates_its_inputs():
     ok = {"steps": 1, "lr": 1.0}
     with pytest.raises(ValueError, match="y_w\\[0\\] = 2 has pi_ref = 0"):
         train_dpo(pi_ref, [0], [2], [1], 1.0, **ok)
-    with pytest.raises(ValueError, match="y_l must be in \\[0, 3\\)"):
+    with pytest.raises(ValueError, match="y_l must hold indices in \\[0, 3\\)"):
         train_dpo(pi_ref, x, y_w, [1, 3], 1.0, **ok)
-    with pytest.raises(ValueError, match="x must be an array of integer"):
+    with pytest.raises(ValueError, match="x must hold integer indices"):
         train_dpo(pi_ref, [0.0, 1.0], y_w, y_l, 1.0, **ok)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="y_l must have length 2 as x"):
         train_dpo(pi_ref, x, y_w, [1], 1.0, **ok)
     with pytest.raises(ValueError, match="cdpo needs its label smoothing"):
         train_dpo(pi_ref, x, y_w, y_l, 1.0, loss="cdpo", **ok)
@@ -324,3 +324,170 @@ def test_train_dpo_raises_naming_the_step_on_a_non_finite_gradient():
 
     with pytest.raises(FloatingPointError, match="step 3"):
         train_dpo([[0.5, 0.5]], [0], [0], [1], 1.0, steps=10, lr=1.0, loss=flaky_loss)
+
+
+# --- exact records and data sets, entry by entry ------------------------------------------------
+
+
+def _brute_force_all_pairs(reward, pi, covered, prompt_probs):
+    """The weights of all_pairs_preferences by a loop over every (x, y_w, y_l)."""
+    n_prompts, n_responses = reward.shape
+    rows = {}
+    for x in range(n_prompts):
+        ok = [y for y in range(n_responses) if covered[x, y] and pi[x, y] > 0]
+        q = {y: pi[x, y] / sum(pi[x, k] for k in ok) for y in ok}
+        for a in ok:
+            for b in ok:
+                if a != b:
+                    p = 1.0 / (1.0 + np.exp(-(reward[x, a] - reward[x, b])))
+                    rows[(x, a, b)] = prompt_probs[x] * q[a] * q[b] * p
+    total = sum(rows.values())
+    return {k: v / total for k, v in rows.items()}
+
+
+def test_all_pairs_weights_with_zeros_in_pi_and_unequal_coverage_match_a_brute_force():
+    reward = np.array([[0.3, -1.0, 2.0, 0.5], [1.0, 0.0, -0.5, 4.0], [0.0, 0.7, 0.1, -2.0]])
+    pi = np.array([[0.1, 0.0, 0.6, 0.3], [0.25, 0.25, 0.25, 0.25], [0.5, 0.2, 0.0, 0.3]])
+    covered = np.array([[True, True, True, True], [True, False, True, True],
+                        [True, True, True, False]])
+    prompt_probs = np.array([0.5, 0.2, 0.3])
+    x, y_w, y_l, w = all_pairs_preferences(reward, pi=pi, covered=covered,
+                                           prompt_probs=prompt_probs)
+    expected = _brute_force_all_pairs(reward, pi, covered, prompt_probs)
+    got = {(int(a), int(b), int(c)): float(v) for a, b, c, v in zip(x, y_w, y_l, w, strict=True)}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-13), key
+    # each prompt's pairs carry exactly its probability: 2 pairs for prompt 2, 6 for the others
+    np.testing.assert_allclose(np.bincount(x, weights=w, minlength=3) / w.sum(),
+                               np.bincount(x, weights=w, minlength=3), rtol=1e-15)
+    assert np.bincount(x).tolist() == [6, 6, 2]
+
+
+def test_all_pairs_with_no_mass_on_the_covered_prompts_is_a_value_error():
+    reward = np.zeros((2, 3))
+    covered = np.array([[True, True, False], [True, False, False]])
+    with pytest.raises(ValueError, match="prompt_probs puts no mass"):
+        all_pairs_preferences(reward, covered=covered, prompt_probs=np.array([0.0, 1.0]))
+
+
+def test_train_dpo_weights_summing_to_zero_is_a_value_error():
+    pi_ref = np.full((1, 3), 1 / 3)
+    with pytest.raises(ValueError, match="weights must be >= 0 with a positive sum"):
+        train_dpo(pi_ref, [0, 0], [1, 2], [0, 1], 0.5, steps=1, lr=0.1, weights=[0.0, 0.0])
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_train_dpo_history_is_the_exact_weighted_record_of_each_step(optimizer):
+    """Every recorded scalar recomputed from the recorded policy: the margin carries beta,
+    a tie (y_w == y_l, margin 0) is not a correct pair, logp_chosen is the chosen one."""
+    rng = np.random.default_rng(3)
+    pi_ref = rng.dirichlet(np.ones(4), size=2)
+    x = np.array([0, 0, 1, 1, 0, 1])
+    y_w = np.array([1, 2, 0, 3, 3, 2])
+    y_l = np.array([0, 3, 2, 1, 3, 2])  # the last two pairs are ties
+    weights = np.array([0.3, 0.1, 0.2, 0.15, 0.1, 0.15])
+    prompt_probs = np.array([0.7, 0.3])
+    beta = 0.37
+    res = train_dpo(pi_ref, x, y_w, y_l, beta, steps=6, lr=0.5, weights=weights,
+                    optimizer=optimizer, prompt_probs=prompt_probs, record_every=2)
+    h = res.history
+    assert h["steps"].tolist() == [0, 2, 4, 6]
+    assert abs(h["margin"][0]) < 1e-15  # pi = pi_ref: every margin 0 up to rounding
+    for k in range(4):
+        pi = h["probs"][k]
+        logp, log_ref = np.log(pi), np.log(pi_ref)
+        chosen, rejected = logp[x, y_w], logp[x, y_l]
+        margin = beta * ((chosen - log_ref[x, y_w]) - (rejected - log_ref[x, y_l]))
+        loss, _, _ = dpo_loss(chosen, rejected, log_ref[x, y_w], log_ref[x, y_l], beta)
+        assert h["logp_chosen"][k] == pytest.approx(weights @ chosen, rel=1e-12)
+        assert h["logp_rejected"][k] == pytest.approx(weights @ rejected, rel=1e-12)
+        assert h["margin"][k] == pytest.approx(weights @ margin, rel=1e-12, abs=1e-15)
+        if k > 0:  # at step 0 the margins are rounding noise around 0
+            assert h["accuracy"][k] == pytest.approx(weights @ (margin > 0), abs=1e-15)
+        assert h["loss"][k] == pytest.approx(weights @ loss, rel=1e-12)
+        assert h["kl"][k] == pytest.approx(prompt_probs @ kl_divergence(pi, pi_ref), rel=1e-12,
+                                           abs=1e-15)
+    assert 0.0 < h["accuracy"][-1] <= 1.0 - weights[4:].sum() + 1e-15  # ties never count
+    assert h["logp_chosen"][-1] != h["logp_rejected"][-1]
+    np.testing.assert_allclose(h["probs"][-1], res.policy.probs, rtol=1e-15)
+
+
+def _exact_kl_gradient(logp, log_ref):
+    """d KL(pi || pi_ref) / d logits per prompt: pi (d - E_pi d), d = log(pi / pi_ref)."""
+    pi = np.exp(logp)
+    d = np.where(pi > 0, logp - log_ref, 0.0)
+    return pi * (d - (pi * d).sum(-1, keepdims=True))
+
+
+def test_gradient_ascent_with_the_exact_kl_gradient_is_the_default_ascent():
+    """kl_gradient = the true KL gradient reproduces kl_gradient=None step for step
+    (3 prompts, 4 responses: no broadcast can hide a wrong axis)."""
+    env = make_bandit(3, 4, proxy="exact", rng=2)
+    kw = dict(steps=25, lr=2.0, prompt_probs=np.array([0.5, 0.2, 0.3]), record_every=5)
+    a = gradient_ascent(env.pi_ref, env.r_star, 0.4, **kw)
+    b = gradient_ascent(env.pi_ref, env.r_star, 0.4, kl_gradient=_exact_kl_gradient, **kw)
+    np.testing.assert_allclose(b.history["probs"], a.history["probs"], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(b.history["objective"], a.history["objective"], rtol=1e-12)
+    assert not np.allclose(a.history["probs"][-1], env.pi_ref)  # it moved
+    # the penalty-free direction: kl_gradient = 0 climbs E r alone, past the regularised optimum
+    c = gradient_ascent(env.pi_ref, env.r_star, 0.4, kl_gradient=lambda lp, lr: 0 * lp, **kw)
+    assert c.history["reward"][-1] > a.history["reward"][-1]
+    with pytest.raises(ValueError, match="kl_gradient must be callable"):
+        gradient_ascent(env.pi_ref, env.r_star, 0.4, kl_gradient=1.0, **kw)
+
+
+def test_records_are_taken_at_every_kth_step_and_the_last():
+    res = gradient_ascent(np.full((1, 3), 1 / 3), np.array([[0.0, 1.0, 2.0]]), 1.0, steps=5,
+                          lr=0.5, record_every=2)
+    assert res.history["steps"].tolist() == [0, 2, 4, 5]
+    res = gradient_ascent(np.full((1, 3), 1 / 3), np.array([[0.0, 1.0, 2.0]]), 1.0, steps=4,
+                          lr=0.5, record_every=2)
+    assert res.history["steps"].tolist() == [0, 2, 4]
+    with pytest.raises(AttributeError):
+        res.policy = None  # a TrainResult is frozen
+
+
+def test_messages_point_at_the_first_bad_entry():
+    pi_ref = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"got 0.0 at index \(0, 2\)"):
+        gradient_ascent(pi_ref, np.zeros((2, 3)), 1.0, steps=1, lr=0.1,
+                        init_logits=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"y_w\[1\] = 2 has pi_ref = 0 at prompt 0"):
+        train_dpo(pi_ref, [1, 0, 1], [1, 2, 0], [2, 1, 1], 1.0, steps=1, lr=0.1)
+
+
+def test_train_dpo_default_weights_are_uniform_and_zero_weights_are_allowed():
+    pi_ref = np.array([[0.2, 0.3, 0.5]])
+    x, y_w, y_l = [0, 0, 0], [1, 2, 2], [0, 0, 1]
+    res = train_dpo(pi_ref, x, y_w, y_l, 0.5, steps=0, lr=0.1)
+    lp = np.log(pi_ref[0])
+    loss, _, _ = dpo_loss(lp[y_w], lp[y_l], lp[y_w], lp[y_l], 0.5)
+    assert res.history["loss"][0] == pytest.approx(loss.mean(), rel=1e-12)
+    w = train_dpo(pi_ref, x, y_w, y_l, 0.5, steps=0, lr=0.1, weights=[1.0, 0.0, 1.0])
+    assert w.history["loss"][0] == pytest.approx((loss[0] + loss[2]) / 2, rel=1e-12)
+
+
+def test_all_pairs_with_a_fully_uncovered_prompt():
+    """A prompt with no covered response has no pairs; the others keep their weights."""
+    reward = np.array([[0.0, 1.0, 2.0], [0.5, 0.0, 1.0]])
+    covered = np.array([[True, True, True], [False, False, False]])
+    x, y_w, y_l, w = all_pairs_preferences(reward, pi=np.full((2, 3), 1 / 3), covered=covered)
+    assert set(x.tolist()) == {0} and w.sum() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_loops_are_silent_unless_verbose(capsys):
+    pi_ref, r = np.full((1, 3), 1 / 3), np.array([[0.0, 1.0, 2.0]])
+    gradient_ascent(pi_ref, r, 1.0, steps=3, lr=0.1)
+    train_dpo(pi_ref, [0], [1], [0], 1.0, steps=3, lr=0.1)
+    assert capsys.readouterr().err == ""
+    train_dpo(pi_ref, [0], [1], [0], 1.0, steps=3, lr=0.1, verbose=True)
+    assert "dpo" in capsys.readouterr().err
+
+
+def test_overflowing_loops_raise_naming_the_step_and_the_hyper_parameters():
+    pi_ref = np.array([[0.2, 0.3, 0.5]])
+    with pytest.raises(FloatingPointError, match=r"at step \d+: beta, lr or the rewards"):
+        train_dpo(pi_ref, [0], [1], [0], 1e308, steps=3, lr=0.1)
+    with pytest.raises(ValueError, match="beta, lr or the rewards are too large"):
+        gradient_ascent(pi_ref, np.array([[0.0, 1e308, -1e308]]), 1.0, steps=3, lr=10.0)

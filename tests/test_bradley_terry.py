@@ -193,17 +193,17 @@ def test_nll_is_finite_for_huge_margins():
 @pytest.mark.parametrize("func", [bradley_terry_nll, bradley_terry_grad])
 def test_nll_and_grad_reject_bad_input(func):
     reward = np.zeros((2, 3))
-    with pytest.raises(ValueError, match="y_w must be in \\[0, 3\\)"):
+    with pytest.raises(ValueError, match="y_w must hold indices in \\[0, 3\\)"):
         func(reward, [0, 1], [0, 3], [1, 2])
-    with pytest.raises(ValueError, match="x must be in \\[0, 2\\)"):
+    with pytest.raises(ValueError, match="x must hold indices in \\[0, 2\\)"):
         func(reward, [-1], [0], [1])
     with pytest.raises(ValueError, match="y_l"):
         func(reward, [0], [0], [7])
     with pytest.raises(ValueError, match="integer"):
         func(reward, [0.0], [0], [1])
-    with pytest.raises(ValueError, match="x and y_w"):
+    with pytest.raises(ValueError, match="y_w must have length 2 as x"):
         func(reward, [0, 1], [0], [1])
-    with pytest.raises(ValueError, match="at least one comparison"):
+    with pytest.raises(ValueError, match="x must not be empty"):
         func(reward, [], [], [])
     with pytest.raises(ValueError, match="reward must be finite"):
         func(np.array([[0.0, np.nan, 0.0], [0.0, 0.0, 0.0]]), [0], [0], [1])
@@ -308,9 +308,9 @@ def test_fit_ignores_the_order_of_comparisons():
 
 
 def test_fit_rejects_bad_input():
-    with pytest.raises(ValueError, match="y_w must be in \\[0, 2\\)"):
+    with pytest.raises(ValueError, match="y_w must hold indices in \\[0, 2\\)"):
         fit_bradley_terry([0], [2], [0], 1, 2)
-    with pytest.raises(ValueError, match="x must be in \\[0, 1\\)"):
+    with pytest.raises(ValueError, match="x must hold indices in \\[0, 1\\)"):
         fit_bradley_terry([1], [0], [1], 1, 2)
     with pytest.raises(ValueError, match="n_prompts"):
         fit_bradley_terry([0], [0], [1], 0, 2)
@@ -318,7 +318,7 @@ def test_fit_rejects_bad_input():
         fit_bradley_terry([0], [0], [1], 1, 2.0)
     with pytest.raises(ValueError, match="l2"):
         fit_bradley_terry([0], [0], [1], 1, 2, l2=-1e-3)
-    with pytest.raises(ValueError, match="x and y_l"):
+    with pytest.raises(ValueError, match="y_l must have length 2 as x"):
         fit_bradley_terry([0, 0], [0, 1], [1], 1, 2)
 
 
@@ -339,3 +339,22 @@ def test_fit_with_prior_is_a_stationary_point_of_the_recentred_objective():
 def test_comparison_counts_validates_its_indices():
     with pytest.raises(ValueError, match="y_l"):
         comparison_counts([0], [1], [3], 1, 3)
+
+
+def test_separable_data_names_the_first_undefeated_group():
+    """A chain 2 > 0 > 1 > 3: only response 2 never loses; with two undefeated groups (one
+    per prompt) the message names the first prompt's, whatever the order of the data."""
+    chain = ([0, 0, 0], [2, 0, 1], [0, 1, 3])
+    with pytest.raises(ValueError, match=r"in prompt 0, responses \[2\] never lose"):
+        fit_bradley_terry(*chain, 1, 4, l2=0.0)
+    for x, y_w in (([0, 1], [1, 2]), ([1, 0], [2, 1])):
+        with pytest.raises(ValueError, match=r"in prompt 0, responses \[1\] never lose"):
+            fit_bradley_terry(x, y_w, [0, 0], 2, 3, l2=0.0)
+
+
+def test_comparison_counts_count_winners_and_losers_alike():
+    counts = comparison_counts([0, 0, 1, 1], [1, 1, 2, 0], [0, 2, 0, 0], 2, 3)
+    np.testing.assert_array_equal(counts, [[1, 2, 1], [3, 0, 1]])
+    assert counts.dtype == np.int64
+    x, y_w, y_l = sample_comparisons(np.full((2, 3), 1 / 3), np.zeros((2, 3)), 50, rng=1)
+    assert comparison_counts(x, y_w, y_l, 2, 3).sum() == 100  # two per comparison

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -86,3 +87,26 @@ def test_bench_pipeline_quick_writes_steps_and_stages(tmp_path, capsys):
     assert {"sft", "reward_model", "ppo", "dpo", "grpo", "rloo", "best_of_n"} <= set(stages)
     assert stages["total"] >= sum(s for name, s in stages.items() if name != "total")
     assert "pipeline (--quick)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("out", ["FILE", "/proc", "/dev/null", "/proc/rlhf_toy_figures"])
+def test_figures_refuses_an_unwritable_out_in_one_line(out, tmp_path, capsys):
+    if out == "FILE":
+        out = tmp_path / "a_file"
+        out.write_text("")
+    t0 = time.perf_counter()
+    assert main(["figures", "--out", str(out), "--only", "bon_kl_bound", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlhf-toy figures: out ") and str(out) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert time.perf_counter() - t0 < 2.0  # refused before any experiment runs
+
+
+@pytest.mark.parametrize("dpi", ["100000", "0", "-5"])
+def test_figures_refuses_a_dpi_out_of_range_before_running(dpi, tmp_path, capsys):
+    t0 = time.perf_counter()
+    assert main(["figures", "--out", str(tmp_path), "--dpi", dpi, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "dpi must be" in err and len(err.strip().splitlines()) == 1
+    assert time.perf_counter() - t0 < 2.0
+    assert not list(tmp_path.iterdir())

@@ -159,3 +159,31 @@ def test_randomised_prior_ensembles_min_and_uwo_win_but_the_mean_does_not():
         assert g.mean() > 2 * g.std(ddof=1) / np.sqrt(g.size)
         assert np.mean(g > 0) >= 0.8
     assert gains["mean"].mean() < min(gains["min"].mean(), gains["uwo"].mean())
+
+
+@pytest.mark.parametrize("prior_scale", [0.0, 1.0])
+def test_fit_ensemble_checks_the_comparisons_it_is_given(prior_scale):
+    env = make_bandit(2, 3, proxy="exact", rng=0)
+    kw = dict(k=2, n_comparisons=10, rng=0, l2=1.0, prior_scale=prior_scale)
+    with pytest.raises(ValueError, match=r"y_w must hold indices in \[0, 3\)"):
+        fit_ensemble(env.pi_ref, env.r_star, comparisons=([0, 1], [0, 3], [1, 2]), **kw)
+    with pytest.raises(ValueError, match=r"x must hold indices in \[0, 2\)"):
+        fit_ensemble(env.pi_ref, env.r_star, comparisons=([2, 1], [0, 1], [1, 2]), **kw)
+    with pytest.raises(ValueError, match="y_l must have length 2 as x"):
+        fit_ensemble(env.pi_ref, env.r_star, comparisons=([0, 1], [0, 1], [1]), **kw)
+    with pytest.raises(TypeError, match="y_l must hold integer indices"):
+        fit_ensemble(env.pi_ref, env.r_star, comparisons=([0, 1], [0, 1], [1.0, 2.0]), **kw)
+
+
+def test_ensembles_refuse_empty_and_huge_inputs():
+    with pytest.raises(ValueError, match="ensemble must not be empty"):
+        aggregate(np.zeros((0, 2, 3)))
+    with pytest.raises(ValueError, match="ensemble must not be empty"):
+        disagreement(np.zeros((2, 0, 3)))
+    env = make_bandit(2, 3, proxy="exact", rng=0)
+    with pytest.raises(ValueError, match="n_comparisons must be <= 10000000"):
+        fit_ensemble(env.pi_ref, env.r_star, 2, 10**9, rng=0)
+    with pytest.raises(ValueError, match="k must be <= 1000"):
+        fit_ensemble(env.pi_ref, env.r_star, 10**6, 10, rng=0)
+    with pytest.raises(TypeError, match="l2 must be a real number"):
+        fit_ensemble(env.pi_ref, env.r_star, 2, 10, rng=0, l2="0.1", prior_scale=1.0)

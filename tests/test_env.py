@@ -77,3 +77,18 @@ def test_env_validates_tables():
         BanditEnv(pi, r[:, :2], r, np.full(2, 0.5))
     with pytest.raises(ValueError, match="prompt_probs"):
         BanditEnv(pi, r, r, np.full(3, 1 / 3))
+
+
+def test_make_bandit_is_exact_at_extreme_temperatures_and_names_the_caller_argument():
+    cold = make_bandit(3, 4, proxy="exact", ref_temperature=1e-310, rng=0)
+    assert np.all(np.isfinite(cold.pi_ref)) and np.all(cold.pi_ref.max(-1) == 1.0)
+    g_argmax = make_bandit(3, 4, proxy="exact", ref_temperature=1.0, rng=0).pi_ref.argmax(-1)
+    np.testing.assert_array_equal(cold.pi_ref.argmax(-1), g_argmax)  # the one-hot limit
+    hot = make_bandit(3, 4, proxy="exact", ref_temperature=1e308, rng=0)
+    np.testing.assert_allclose(hot.pi_ref, 0.25, rtol=1e-15)
+    with pytest.raises(ValueError, match="noise_scale=1e\\+308"):
+        make_bandit(2, 3, noise_scale=1e308, rng=0)
+    with pytest.raises(ValueError, match="n_prompts \\* n_responses must be <= 10000000"):
+        make_bandit(10**5, 10**5)
+    with pytest.raises(ValueError, match="n_comparisons must be <= 10000000"):
+        make_bandit(2, 3, proxy="learned", n_comparisons=10**9)

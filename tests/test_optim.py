@@ -276,7 +276,7 @@ def test_lr_schedule_rises_then_falls_within_bounds(total_steps, warmup_frac, lr
         (0, {"warmup_steps": 11}, r"warmup_steps must be <= total_steps \(10\), got 11"),
         (0, {"min_lr": 2.0}, r"min_lr must be in \[0, lr=1.0\], got 2.0"),
         (0, {"min_lr": -0.1}, r"min_lr must be in \[0"),
-        (0, {"min_lr": "a"}, "min_lr must be a number"),
+        (0, {"min_lr": "a"}, "min_lr must be a real number"),
     ],
 )
 def test_lr_schedule_rejects_bad_input(step, kwargs, match):

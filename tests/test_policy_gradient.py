@@ -587,3 +587,29 @@ LP = np.full((2, 3), -1.0)
 def test_bad_input_names_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_ppo_clip_loss_value_at_a_clipped_token_is_the_clipped_ratio_times_the_advantage():
+    """One token per case: rho = e^{0.5} > 1 + eps_high with A > 0 contributes
+    -(1 + eps_high) A; rho = e^{-0.5} < 1 - eps_low with A < 0 contributes -(1 - eps_low) A."""
+    lp_old = np.zeros((1, 1))
+    mask = np.ones((1, 1))
+    loss, grad, stats = ppo_clip_loss(np.full((1, 1), 0.5), lp_old, np.array([2.0]), mask,
+                                      clip_eps=0.2, clip_eps_high=0.28)
+    assert loss == pytest.approx(-(1.28) * 2.0, rel=1e-15)
+    assert grad[0, 0] == 0.0 and stats["clipfrac"] == 1.0
+    loss, grad, _ = ppo_clip_loss(np.full((1, 1), -0.5), lp_old, np.array([-3.0]), mask,
+                                  clip_eps=0.2, clip_eps_high=0.28)
+    assert loss == pytest.approx(-(0.8) * -3.0, rel=1e-15)
+    assert grad[0, 0] == 0.0
+
+
+def test_whiten_and_grpo_advantages_are_scale_free_up_to_float64_max():
+    """Statistics on x / 2**k are those of x: no overflow at 1e300 scale (where whiten's
+    eps of 1e-8 is negligible against the std)."""
+    x = np.array([[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.1]])
+    big = x * 2.0**1000
+    np.testing.assert_allclose(whiten(big), (x - x.mean()) / x.std(), rtol=1e-12)
+    np.testing.assert_allclose(grpo_advantages(big, eps=0.0), grpo_advantages(x, eps=0.0),
+                               rtol=1e-12)
+    assert np.all(np.isfinite(whiten(np.array([1e308, -1e308, 0.0]))))

@@ -155,13 +155,13 @@ def test_trainable_policy_moves_in_place_and_snapshots_are_frozen():
 
 def test_protocol_calls_reject_bad_input():
     policy = TrainableTabularPolicy(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="prompts must be in"):
+    with pytest.raises(ValueError, match=r"prompts must hold indices in \[0, 2\)"):
         policy.sample(np.array([0, 2]), 2, rng=0)
     with pytest.raises(ValueError, match="n must be"):
         policy.sample(np.array([0]), 0, rng=0)
     with pytest.raises(ValueError, match="responses must have shape"):
         policy.logprobs(np.array([0]), np.array([0]), np.ones(1))
-    with pytest.raises(ValueError, match="responses must be in"):
+    with pytest.raises(ValueError, match=r"responses must hold indices in \[0, 3\)"):
         policy.logprobs(np.array([0]), np.array([[3]]), np.ones((1, 1)))
     with pytest.raises(ValueError, match="mask must contain only 0 and 1"):
         policy.logprobs(np.array([0]), np.array([[1]]), np.full((1, 1), 0.5))

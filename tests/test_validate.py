@@ -144,7 +144,7 @@ def test_check_distribution_empty_ndim_axis_and_complex():
     with pytest.raises(ValueError, match=r"pi_ref must not be empty, got shape \(0, 3\)"):
         check_distribution(np.zeros((0, 3)), "pi_ref")
     assert check_distribution(np.zeros((0, 3)), "pi_ref", allow_empty=True).shape == (0, 3)
-    with pytest.raises(ValueError, match=r"pi_ref must have shape 2 axes, got shape \(2,\)"):
+    with pytest.raises(ValueError, match=r"pi_ref must have shape \(X, Y\), got shape \(2,\)"):
         check_distribution([0.5, 0.5], "pi_ref", ndim=2)
     with pytest.raises(ValueError, match="pi_ref row 0 sums to 1.5 along axis 0"):
         check_distribution([[0.5, 1.0], [1.0, 0.0]], "pi_ref", axis=0)
@@ -187,7 +187,7 @@ def test_check_mask():
         check_mask([1.0, -0.5], "mask")
     with pytest.raises(ValueError, match="mask must be finite"):
         check_mask([1.0, np.nan], "mask")
-    with pytest.raises(ValueError, match="mask must hold only 0 and 1, got 0.5"):
+    with pytest.raises(ValueError, match="mask must contain only 0 and 1, got 0.5"):
         check_mask([1.0, 0.5], "mask", binary=True)
     with pytest.raises(ValueError, match=r"mask must have shape \(2, 2\), got \(2,\)"):
         check_mask([1.0, 1.0], "mask", shape=(2, 2))

@@ -19,17 +19,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import softmax
 
 from rlhf_toy._validate import (
+    MAX_SAMPLES,
     as_rng,
     check_distribution,
     check_finite,
     check_int,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
+    check_table_size,
 )
 from rlhf_toy.bradley_terry import comparison_counts, fit_bradley_terry, sample_comparisons
+
+__all__ = ["PROXIES", "BanditEnv", "make_bandit", "check_env"]
 
 #: The proxy models :func:`make_bandit` knows.
 PROXIES = ("exact", "gaussian", "student_t", "learned")
@@ -71,11 +75,7 @@ class BanditEnv:
         r_hat = check_finite(self.r_hat, "r_hat")
         check_same_shape(pi_ref, r_star, "pi_ref", "r_star")
         check_same_shape(pi_ref, r_hat, "pi_ref", "r_hat")
-        prompt_probs = check_distribution(self.prompt_probs, "prompt_probs")
-        if prompt_probs.shape != (pi_ref.shape[0],):
-            raise ValueError(
-                f"prompt_probs must have shape ({pi_ref.shape[0]},), got {prompt_probs.shape}"
-            )
+        prompt_probs = check_prompt_probs(self.prompt_probs, pi_ref.shape[0])
         for name, value in [("pi_ref", pi_ref), ("r_star", r_star), ("r_hat", r_hat),
                             ("prompt_probs", prompt_probs)]:
             value.setflags(write=False)
@@ -131,7 +131,7 @@ def make_bandit(
     Parameters
     ----------
     n_prompts, n_responses : int
-        Table size ``X`` and ``Y``.
+        Table size ``X >= 1`` and ``Y >= 2``, with ``X * Y <= 10**7``.
     proxy : {"exact", "gaussian", "student_t", "learned"}
         The proxy model (see the module docstring).
     noise_scale : float
@@ -146,7 +146,8 @@ def make_bandit(
         L2 penalty of the Bradley-Terry fit of the ``"learned"`` proxy.
     ref_temperature : float
         ``pi_ref(.|x) = softmax(g / ref_temperature)`` with ``g`` standard normal
-        logits: larger is flatter.
+        logits: larger is flatter; any positive value (a subnormal one gives the one-hot
+        limit, exactly).
     rng : numpy Generator or int
         Source of randomness (a seed for reproducibility).
 
@@ -161,33 +162,41 @@ def make_bandit(
     differ only in ``proxy`` share ``pi_ref`` and ``r_star``. The learned proxy's
     comparisons are drawn from ``rng`` after the world.
     """
-    n_prompts = check_int(n_prompts, "n_prompts")
+    n_prompts, n_responses = check_table_size(n_prompts, n_responses)
     n_responses = check_int(n_responses, "n_responses", minimum=2)
     if proxy not in PROXIES:
         raise ValueError(f"proxy must be one of {PROXIES}, got {proxy!r}")
     ref_temperature = check_positive(ref_temperature, "ref_temperature")
     rng = as_rng(rng)
     shape = (n_prompts, n_responses)
-    pi_ref = softmax(rng.standard_normal(shape) / ref_temperature, axis=-1)
+    g = rng.standard_normal(shape)
+    # softmax(g / T) from the row maximum: (g - max) / T is <= 0 (never +inf), so any
+    # T > 0 is exact, down to the one-hot limit of a subnormal temperature.
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        e = np.exp((g - g.max(-1, keepdims=True)) / ref_temperature)
+    pi_ref = e / e.sum(-1, keepdims=True)
     r_star = rng.standard_normal(shape)
     noise_rng = np.random.default_rng(rng.integers(2**63))
     counts = None
     if proxy == "exact":
         r_hat = r_star.copy()
     elif proxy == "gaussian":
-        r_hat = r_star + check_positive(noise_scale, "noise_scale") * noise_rng.standard_normal(
-            shape
-        )
+        scale = check_positive(noise_scale, "noise_scale")
+        with np.errstate(over="ignore"):  # an infinite entry is refused below
+            r_hat = r_star + scale * noise_rng.standard_normal(shape)
     elif proxy == "student_t":
         df = check_positive(df, "df")
-        r_hat = r_star + check_positive(noise_scale, "noise_scale") * noise_rng.standard_t(
-            df, shape
-        )
+        scale = check_positive(noise_scale, "noise_scale")
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below
+            r_hat = r_star + scale * noise_rng.standard_t(df, shape)
     else:
-        n_comparisons = check_int(n_comparisons, "n_comparisons")
+        n_comparisons = check_int(n_comparisons, "n_comparisons", maximum=MAX_SAMPLES)
         x, y_w, y_l = sample_comparisons(pi_ref, r_star, n_comparisons, rng)
         r_hat = fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=l2)
         counts = comparison_counts(x, y_w, y_l, n_prompts, n_responses)
+    if not np.all(np.isfinite(r_hat)):
+        raise ValueError(f"noise_scale={noise_scale!r} and df={df!r} give a proxy with an "
+                         "infinite entry: use a smaller noise_scale or a larger df")
     return BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_hat,
                      prompt_probs=np.full(n_prompts, 1.0 / n_prompts), proxy=proxy,
                      counts=counts)

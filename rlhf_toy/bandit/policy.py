@@ -23,7 +23,14 @@ from __future__ import annotations
 import numpy as np
 
 from rlhf_toy._sampling import sample_rows
-from rlhf_toy._validate import as_rng, check_distribution, check_int, check_same_shape
+from rlhf_toy._validate import (
+    as_rng,
+    check_distribution,
+    check_index,
+    check_int,
+    check_mask,
+    check_same_shape,
+)
 from rlhf_toy.kl import entropy as _entropy
 
 __all__ = ["TabularPolicy", "TrainableTabularPolicy"]
@@ -72,36 +79,24 @@ def _check_grad(g, logits: np.ndarray, name: str) -> np.ndarray:
 
 def _check_prompt_rows(prompts, n_prompts: int) -> np.ndarray:
     """Integer prompt indices of shape (B,) in ``[0, n_prompts)``."""
-    x = np.asarray(prompts)
-    if x.dtype == bool or not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"prompts must be integer prompt indices, got dtype {x.dtype}")
+    x = check_index(prompts, "prompts", n_prompts, allow_empty=True,
+                    size_name="the prompts of the policy")
     if x.ndim != 1:
         raise ValueError(f"prompts must have shape (B,), got shape {x.shape}")
-    if x.size and (x.min() < 0 or x.max() >= n_prompts):
-        bad = x[np.flatnonzero((x < 0) | (x >= n_prompts))[0]]
-        raise ValueError(f"prompts must be in [0, {n_prompts}), got {int(bad)}")
-    return x.astype(np.int64, copy=False)
+    return x
 
 
 def _check_rollout(prompts, responses, mask, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate a batch of one-token responses: prompts (B,), responses (B, 1), mask (B, 1)."""
     n_prompts, n_responses = shape
     x = _check_prompt_rows(prompts, n_prompts)
-    y = np.asarray(responses)
-    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"responses must be integer response indices, got dtype {y.dtype}")
+    y = check_index(responses, "responses", n_responses, allow_empty=True,
+                    size_name="the responses of the policy")
     if y.shape != (x.size, 1):
         raise ValueError(f"responses must have shape ({x.size}, 1) (one token per response "
                          f"in the tabular world), got shape {y.shape}")
-    if y.size and (y.min() < 0 or y.max() >= n_responses):
-        bad = y.ravel()[np.flatnonzero((y < 0) | (y >= n_responses))[0]]
-        raise ValueError(f"responses must be in [0, {n_responses}), got {int(bad)}")
-    m = np.asarray(mask, dtype=np.float64)
-    if m.shape != y.shape:
-        raise ValueError(f"mask must have the shape of responses {y.shape}, got {m.shape}")
-    if not np.all((m == 0.0) | (m == 1.0)):
-        raise ValueError("mask must contain only 0 and 1")
-    return x, y.astype(np.int64, copy=False), m
+    m = check_mask(mask, "mask", y.shape, binary=True, like_name="responses")
+    return x, y, m
 
 
 def _gather_logprobs(log_probs: np.ndarray, x, y, m) -> np.ndarray:

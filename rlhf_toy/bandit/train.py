@@ -28,10 +28,18 @@ from scipy.special import rel_entr
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
+    MAX_STEPS,
+    ArgumentTypeError,
+    NonFiniteInputError,
+    check_comparisons,
     check_distribution,
     check_finite,
     check_int,
+    check_named_tables,
+    check_ndim,
+    check_nonempty,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
 )
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
@@ -74,21 +82,11 @@ class TrainResult:
 
 
 def _check_pi_ref(pi_ref) -> tuple[np.ndarray, np.ndarray]:
-    pi_ref = check_distribution(pi_ref, "pi_ref")
-    if pi_ref.ndim != 2:
-        raise ValueError(f"pi_ref must have shape (X, Y), got shape {pi_ref.shape}")
+    """``pi_ref`` as a validated ``(X, Y)`` table, and its log (``-inf`` on its zeros)."""
+    pi_ref = check_distribution(pi_ref, "pi_ref", ndim=2)
     with np.errstate(divide="ignore"):
         log_ref = np.log(pi_ref)
     return pi_ref, log_ref
-
-
-def _check_prompt_probs(prompt_probs, n_prompts: int) -> np.ndarray:
-    if prompt_probs is None:
-        return np.full(n_prompts, 1.0 / n_prompts)
-    prompt_probs = check_distribution(prompt_probs, "prompt_probs")
-    if prompt_probs.shape != (n_prompts,):
-        raise ValueError(f"prompt_probs must have shape ({n_prompts},), got {prompt_probs.shape}")
-    return prompt_probs
 
 
 def _check_init_logits(init_logits, pi_ref: np.ndarray, log_ref: np.ndarray) -> np.ndarray:
@@ -106,14 +104,10 @@ def _check_init_logits(init_logits, pi_ref: np.ndarray, log_ref: np.ndarray) -> 
     return z
 
 
-def _check_eval_rewards(eval_rewards, shape) -> dict[str, np.ndarray]:
-    out = {}
-    for name, r in (eval_rewards or {}).items():
-        r = check_finite(r, f"eval_rewards[{name!r}]")
-        if r.shape != shape:
-            raise ValueError(f"eval_rewards[{name!r}] must have shape {shape}, got {r.shape}")
-        out[name] = r
-    return out
+def _diverged(what: str) -> NonFiniteInputError:
+    """The error of a loop that left the float64 range: a ``FloatingPointError`` naming the
+    step, and a ``ValueError`` naming the hyper-parameters that cause it."""
+    return NonFiniteInputError(f"{what}: beta, lr or the rewards are too large")
 
 
 def _record_steps(steps: int, record_every: int) -> np.ndarray:
@@ -246,12 +240,12 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
     reward = check_finite(reward, "reward")
     check_same_shape(reward, pi_ref, "reward", "pi_ref")
     beta = check_positive(beta, "beta")
-    steps = check_int(steps, "steps", minimum=0)
+    steps = check_int(steps, "steps", minimum=0, maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
-    record_every = check_int(record_every, "record_every", minimum=0)
-    w = _check_prompt_probs(prompt_probs, pi_ref.shape[0])
+    record_every = check_int(record_every, "record_every", minimum=0, maximum=MAX_STEPS)
+    w = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     z = _check_init_logits(init_logits, pi_ref, log_ref)
-    evals = _check_eval_rewards(eval_rewards, pi_ref.shape)
+    evals = check_named_tables(eval_rewards, "eval_rewards", pi_ref, "pi_ref")
 
     if kl_gradient is not None and not callable(kl_gradient):
         raise ValueError(f"kl_gradient must be callable or None, got {kl_gradient!r}")
@@ -262,33 +256,32 @@ def gradient_ascent(pi_ref, reward, beta, *, steps, lr, prompt_probs=None, init_
     z = policy.params["logits"]
     support = policy.support
     bar = tqdm(total=steps, desc="gradient ascent", disable=not verbose, leave=False)
-    for t in range(steps + 1):
-        logp = policy.log_probs  # (X, Y)
-        pi = np.exp(logp)
-        with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite: raised below
+        for t in range(steps + 1):
+            logp = policy.log_probs  # (X, Y)
+            pi = np.exp(logp)
             adv = np.where(support, reward - beta * (logp - log_ref), 0.0)  # (X, Y)
-        obj = float(w @ (pi * adv).sum(-1))
-        if not np.isfinite(obj):
-            raise FloatingPointError(f"gradient_ascent: objective is {obj} at step {t}")
-        if t in record_at:
-            history.add(t, pi, objective=obj, kl=_expected_kl(pi, pi_ref, w),
-                        reward=float(w @ (pi * reward).sum(-1)))
-        if t == steps:
-            break
-        if kl_gradient is None:
-            grad = policy.logits_grad_from_probs(w[:, None] * adv)  # (X, Y); 0 off the support
-        else:
-            with np.errstate(all="ignore"):  # non-finite values are reported just below
-                r_part = pi * (reward - (pi * reward).sum(-1, keepdims=True))
-                penalty = np.asarray(kl_gradient(logp, log_ref), dtype=np.float64)
-                grad = np.where(support, w[:, None] * (r_part - beta * penalty), 0.0)
-        if not np.all(np.isfinite(grad)):
-            raise FloatingPointError(f"gradient_ascent: non-finite gradient at step {t}")
-        with np.errstate(over="ignore"):
+            obj = float(w @ (pi * adv).sum(-1))
+            if not np.isfinite(obj):
+                raise _diverged(f"gradient_ascent: objective is {obj} at step {t}")
+            if t in record_at:
+                history.add(t, pi, objective=obj, kl=_expected_kl(pi, pi_ref, w),
+                            reward=float(w @ (pi * reward).sum(-1)))
+            if t == steps:
+                break
+            if kl_gradient is None:
+                grad = policy.logits_grad_from_probs(w[:, None] * adv)  # (X, Y); 0 off support
+            else:
+                with np.errstate(all="ignore"):  # non-finite values are reported just below
+                    r_part = pi * (reward - (pi * reward).sum(-1, keepdims=True))
+                    penalty = np.asarray(kl_gradient(logp, log_ref), dtype=np.float64)
+                    grad = np.where(support, w[:, None] * (r_part - beta * penalty), 0.0)
+            if not np.all(np.isfinite(grad)):
+                raise _diverged(f"gradient_ascent: non-finite gradient at step {t}")
             z += lr * grad  # in place; -inf + 0 stays -inf
-        if np.any(np.isnan(z) | (z == np.inf)):
-            raise FloatingPointError(f"gradient_ascent: logits overflow at step {t}")
-        bar.update()
+            if np.any(np.isnan(z) | (z == np.inf)):
+                raise _diverged(f"gradient_ascent: logits overflow at step {t}")
+            bar.update()
     bar.close()
     return TrainResult(policy=policy.snapshot(), history=history.arrays())
 
@@ -344,16 +337,14 @@ def all_pairs_preferences(reward, *, pi=None, covered=None, prompt_probs=None):
     """
     from rlhf_toy.bradley_terry import preference_probability
 
-    reward = check_finite(reward, "reward")
-    if reward.ndim != 2:
-        raise ValueError(f"reward must have shape (X, Y), got shape {reward.shape}")
+    reward = check_nonempty(check_ndim(check_finite(reward, "reward"), "reward", 2), "reward")
     n_prompts, n_responses = reward.shape
     if covered is None:
         mask = np.ones(reward.shape, dtype=bool)
     else:
         mask = np.asarray(covered)
         if mask.dtype != bool:
-            raise ValueError(f"covered must be a boolean table, got dtype {mask.dtype}")
+            raise ArgumentTypeError(f"covered must be a boolean table, got dtype {mask.dtype}")
         check_same_shape(mask, reward, "covered", "reward")
     if pi is None:
         q = mask.astype(np.float64)
@@ -362,7 +353,7 @@ def all_pairs_preferences(reward, *, pi=None, covered=None, prompt_probs=None):
         check_same_shape(pi, reward, "pi", "reward")
         q = np.where(mask, pi, 0.0)
         mask = mask & (pi > 0)
-    w_x = _check_prompt_probs(prompt_probs, n_prompts)
+    w_x = check_prompt_probs(prompt_probs, n_prompts)
 
     distinct = ~np.eye(n_responses, dtype=bool)[None, :, :]  # (1, Y, Y)
     pair_mask = mask[:, :, None] & mask[:, None, :] & distinct  # (X, Y, Y): [x, y_w, y_l]
@@ -374,7 +365,11 @@ def all_pairs_preferences(reward, *, pi=None, covered=None, prompt_probs=None):
     x, y_w, y_l = np.nonzero(pair_mask)
     weights = (w_x[x] * q[x, y_w] * q[x, y_l]
                * preference_probability(reward[x, y_w], reward[x, y_l]))
-    return x.astype(np.int64), y_w.astype(np.int64), y_l.astype(np.int64), weights / weights.sum()
+    total = weights.sum()
+    if not total > 0:
+        raise ValueError("prompt_probs puts no mass on the prompts with two covered "
+                         "responses: the data set is empty")
+    return x.astype(np.int64), y_w.astype(np.int64), y_l.astype(np.int64), weights / total
 
 
 # --------------------------------------------------------------------------------------
@@ -397,22 +392,8 @@ def _resolve_loss(loss) -> Callable:
 
 
 def _check_pairs(x, y_w, y_l, pi_ref: np.ndarray):
-    arrays = []
-    for name, a, upper in [("x", x, pi_ref.shape[0]), ("y_w", y_w, pi_ref.shape[1]),
-                           ("y_l", y_l, pi_ref.shape[1])]:
-        a = np.asarray(a)
-        if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{name} must be an array of integer indices, got dtype {a.dtype}")
-        if a.ndim != 1 or a.size == 0:
-            raise ValueError(f"{name} must be a non-empty 1-D array, got shape {a.shape}")
-        bad = np.flatnonzero((a < 0) | (a >= upper))
-        if bad.size:
-            raise ValueError(f"{name} must be in [0, {upper}), got {int(a[bad[0]])} "
-                             f"at position {int(bad[0])}")
-        arrays.append(a.astype(np.int64))
-    x, y_w, y_l = arrays
-    check_same_shape(x, y_w, "x", "y_w")
-    check_same_shape(x, y_l, "x", "y_l")
+    """The comparison triple, every response of which has ``pi_ref > 0``."""
+    x, y_w, y_l = check_comparisons(x, y_w, y_l, *pi_ref.shape, table="pi_ref")
     for name, y in [("y_w", y_w), ("y_l", y_l)]:
         off = np.flatnonzero(pi_ref[x, y] == 0)
         if off.size:
@@ -519,20 +500,20 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
     pi_ref, log_ref = _check_pi_ref(pi_ref)
     x, y_w, y_l = _check_pairs(x, y_w, y_l, pi_ref)
     beta = check_positive(beta, "beta")
-    steps = check_int(steps, "steps", minimum=0)
+    steps = check_int(steps, "steps", minimum=0, maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
-    record_every = check_int(record_every, "record_every", minimum=0)
+    record_every = check_int(record_every, "record_every", minimum=0, maximum=MAX_STEPS)
     if optimizer not in ("gd", "adam"):
         raise ValueError(f"optimizer must be 'gd' or 'adam', got {optimizer!r}")
     loss_fn = _resolve_loss(loss)
     w_pair = _check_weights(weights, x.size)
-    w_x = _check_prompt_probs(prompt_probs, pi_ref.shape[0])
+    w_x = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     z = _check_init_logits(init_logits, pi_ref, log_ref)
     off = ~np.isfinite(np.r_[z[x, y_w], z[x, y_l]])
     if np.any(off):
         raise ValueError("init_logits must be finite on every response of the data, "
                          f"got -inf at pair {int(np.flatnonzero(off)[0] % x.size)}")
-    evals = _check_eval_rewards(eval_rewards, pi_ref.shape)
+    evals = check_named_tables(eval_rewards, "eval_rewards", pi_ref, "pi_ref")
 
     n_responses, size = pi_ref.shape[1], pi_ref.size
     i_w, i_l = x * n_responses + y_w, x * n_responses + y_l  # flat indices into the tables
@@ -545,34 +526,37 @@ def train_dpo(pi_ref, x, y_w, y_l, beta, *, steps, lr, loss="dpo", weights=None,
             if optimizer == "adam" else None)
     name = loss if isinstance(loss, str) else getattr(loss, "__name__", "preference loss")
     bar = tqdm(total=steps, desc=name, disable=not verbose, leave=False)
-    for t in range(steps + 1):
-        log_probs = policy.log_probs  # (X, Y)
-        probs = np.exp(log_probs)
-        logp = log_probs.ravel()
-        chosen, rejected = logp[i_w], logp[i_l]  # (N,)
-        loss_i, g_chosen, g_rejected = loss_fn(chosen, rejected, ref_chosen, ref_rejected, beta)
-        value = float(w_pair @ np.asarray(loss_i, dtype=np.float64))
-        if not np.isfinite(value):
-            raise FloatingPointError(f"train_dpo: loss is {value} at step {t}")
-        if t in record_at:
-            margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # (N,)
-            history.add(t, probs, loss=value,
-                        kl=_expected_kl(probs, pi_ref, w_x),
-                        logp_chosen=float(w_pair @ chosen),
-                        logp_rejected=float(w_pair @ rejected),
-                        margin=float(w_pair @ margin),
-                        accuracy=float(w_pair @ (margin > 0)))
-        if t == steps:
-            break
-        g_logp = (np.bincount(i_w, weights=w_pair * g_chosen, minlength=size)
-                  + np.bincount(i_l, weights=w_pair * g_rejected, minlength=size))  # (X*Y,)
-        if not np.all(np.isfinite(g_logp)):
-            raise FloatingPointError(f"train_dpo: non-finite gradient at step {t}")
-        grad = policy.logits_grad_from_logp(g_logp.reshape(pi_ref.shape))  # (X, Y)
-        if adam is None:
-            policy.params["logits"] -= lr * grad
-        else:
-            adam.step({"logits": grad})
-        bar.update()
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite: raised below
+        for t in range(steps + 1):
+            log_probs = policy.log_probs  # (X, Y)
+            probs = np.exp(log_probs)
+            logp = log_probs.ravel()
+            chosen, rejected = logp[i_w], logp[i_l]  # (N,)
+            loss_i, g_chosen, g_rejected = loss_fn(chosen, rejected, ref_chosen, ref_rejected, beta)
+            value = float(w_pair @ np.asarray(loss_i, dtype=np.float64))
+            if not np.isfinite(value):
+                raise _diverged(f"train_dpo: loss is {value} at step {t}")
+            if t in record_at:
+                margin = beta * ((chosen - ref_chosen) - (rejected - ref_rejected))  # (N,)
+                if not np.all(np.isfinite(margin)):
+                    raise _diverged(f"train_dpo: the recorded margin overflows at step {t}")
+                history.add(t, probs, loss=value,
+                            kl=_expected_kl(probs, pi_ref, w_x),
+                            logp_chosen=float(w_pair @ chosen),
+                            logp_rejected=float(w_pair @ rejected),
+                            margin=float(w_pair @ margin),
+                            accuracy=float(w_pair @ (margin > 0)))
+            if t == steps:
+                break
+            g_logp = (np.bincount(i_w, weights=w_pair * g_chosen, minlength=size)
+                      + np.bincount(i_l, weights=w_pair * g_rejected, minlength=size))  # (X*Y,)
+            if not np.all(np.isfinite(g_logp)):
+                raise _diverged(f"train_dpo: non-finite gradient at step {t}")
+            grad = policy.logits_grad_from_logp(g_logp.reshape(pi_ref.shape))  # (X, Y)
+            if adam is None:
+                policy.params["logits"] -= lr * grad
+            else:
+                adam.step({"logits": grad})
+            bar.update()
     bar.close()
     return TrainResult(policy=policy.snapshot(), history=history.arrays())

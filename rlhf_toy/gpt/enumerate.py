@@ -72,8 +72,8 @@ def count_continuations(n_symbols: int, max_new_tokens: int, has_eos: bool) -> i
     >>> count_continuations(3, 2, False)
     9
     """
-    K = check_int(n_symbols, "n_symbols")
-    M = check_int(max_new_tokens, "max_new_tokens")
+    K = check_int(n_symbols, "n_symbols", maximum=MAX_ENUMERATED)
+    M = check_int(max_new_tokens, "max_new_tokens", maximum=MAX_ENUMERATED)
     if not has_eos:
         return K**M
     return sum((K - 1) ** (length - 1) for length in range(1, M + 1)) + (K - 1) ** M

@@ -17,6 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .._validate import check_int
 
+#: Largest row or position count :func:`row_shards` plans for (far beyond any batch).
+MAX_ROWS = 10**9
+
 __all__ = [
     "MIN_TOKENS_PER_SHARD",
     "get_num_threads",
@@ -172,8 +175,8 @@ def row_shards(n_rows: int, n_positions: int) -> list[slice]:
     [slice(0, 4, None)]
     >>> par.set_num_threads(before)
     """
-    n_rows = check_int(n_rows, "n_rows")
-    n_positions = check_int(n_positions, "n_positions")
+    n_rows = check_int(n_rows, "n_rows", maximum=MAX_ROWS)
+    n_positions = check_int(n_positions, "n_positions", maximum=MAX_ROWS)
     by_size = (n_rows * n_positions) // MIN_TOKENS_PER_SHARD
     k = max(1, min(get_num_threads(), n_rows, by_size))
     bounds = [n_rows * i // k for i in range(k + 1)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import check_int, check_positive
+from rlhf_toy._validate import check_int, check_mask, check_positive
 from rlhf_toy.gpt import GPT, enumerate_continuations, sample
 from rlhf_toy.gpt.model import check_allowed_tokens, check_token_id, restricted_log_softmax
 
@@ -35,15 +35,8 @@ def _concat(model, prompts, responses, mask):
             f"responses must have one row per prompt row ({prompts.shape[0]}), "
             f"got {responses.shape[0]}"
         )
-    mask = np.asarray(mask)
-    if mask.shape != responses.shape:
-        raise ValueError(f"mask must have shape {responses.shape}, got {mask.shape}")
-    if mask.dtype == bool:
-        mask = mask.astype(model.dtype)
-    if not np.issubdtype(mask.dtype, np.number) or np.iscomplexobj(mask):
-        raise ValueError(f"mask must be real numbers, got dtype {mask.dtype}")
-    if not np.all(np.isin(mask, (0, 1))):
-        raise ValueError("mask must hold only 0 and 1")
+    mask = check_mask(mask, "mask", responses.shape, binary=True,
+                      like_name="responses").astype(model.dtype, copy=False)
     tokens = np.concatenate([prompts, responses], axis=1)  # (B, P + T)
     if tokens.shape[1] > model.config.n_ctx:
         raise ValueError(

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import expit
 
-from .._validate import as_rng, check_int, check_positive
+from .._validate import as_rng, check_int, check_mask, check_positive
 
 __all__ = ["Task"]
 
@@ -163,11 +163,7 @@ class Task:
             )
         if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"{name} must be integers, got dtype {y.dtype}")
-        if m.shape != y.shape:
-            raise ValueError(f"mask must have the shape of {name} {y.shape}, got {m.shape}")
-        if not np.all((m == 0) | (m == 1)):
-            raise ValueError("mask must hold only 0 and 1")
-        m = m.astype(np.float64)
+        m = check_mask(m, "mask", y.shape, binary=True, like_name=name)
         on = m > 0
         if np.any(on[:, 1:] & ~on[:, :-1]) or np.any(~on[:, 0]):
             raise ValueError("mask must be a non-empty prefix of ones in every row")

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import as_rng, check_int
+from .._validate import MAX_SAMPLES, as_rng, check_int
 from .base import Task, weighted_mean
+
+#: Longest digit prompt :func:`digit_sequences` builds.
+MAX_DIGITS = 1000
 
 __all__ = [
     "DIGIT_TASKS",
@@ -71,8 +74,8 @@ def digit_sequences(rng, n: int, n_digits: int = 4, task: str = "reverse") -> np
         The prompt is the first ``n_digits + 1`` tokens (separator included).
     """
     rng = as_rng(rng)
-    n = check_int(n, "n")
-    k = check_int(n_digits, "n_digits")
+    n = check_int(n, "n", maximum=MAX_SAMPLES)
+    k = check_int(n_digits, "n_digits", maximum=MAX_DIGITS)
     if task not in DIGIT_TASKS:
         raise ValueError(f"task must be one of {DIGIT_TASKS}, got {task!r}")
     digits = rng.integers(0, 10, size=(n, k))  # (n, k)
@@ -129,7 +132,7 @@ def digit_batches(rng, batch_size: int, n_digits: int = 4, task: str = "reverse"
     mask : ndarray of shape (B, L - 1)
     """
     rng = as_rng(rng)
-    batch_size = check_int(batch_size, "batch_size")
+    batch_size = check_int(batch_size, "batch_size", maximum=MAX_SAMPLES)
     digit_sequences(rng, 1, n_digits, task)  # validate now, not at the first next()
 
     def gen():

@@ -13,3 +13,6 @@
 - :mod:`~rlhf_toy.bandit.experiments.rft`: best-of-n against ``pi*`` and rejection-sampling
   fine-tuning.
 """
+
+#: The experiments are the submodules; the package itself exports nothing.
+__all__ = []

@@ -22,11 +22,16 @@ import numpy as np
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
+    MAX_SAMPLES,
     as_rng,
+    check_comparisons,
     check_distribution,
     check_finite,
     check_int,
+    check_ndim,
+    check_nonempty,
     check_nonnegative,
+    check_prompt_probs,
     check_same_shape,
 )
 from rlhf_toy.bandit.env import BanditEnv, check_env, make_bandit
@@ -37,6 +42,9 @@ from rlhf_toy.bradley_terry import (
     fit_bradley_terry_with_prior,
     sample_comparisons,
 )
+
+#: Largest ensemble :func:`fit_ensemble` fits (each member is one Bradley-Terry fit).
+MAX_MEMBERS = 1000
 
 __all__ = [
     "AGGREGATIONS",
@@ -64,9 +72,9 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
     r_star : array_like of shape (X, Y)
         The gold reward the simulated labelers follow (Bradley-Terry labels).
     k : int
-        Number of members, ``>= 1``.
+        Number of members, in ``[1, MAX_MEMBERS]`` (1000).
     n_comparisons : int
-        Size of each member's training set.
+        Size of each member's training set, in ``[1, MAX_SAMPLES]`` (``10**7``).
     rng : numpy Generator or int
         Randomness (sampling, resampling, labels and random priors).
     l2 : float, default 0.1
@@ -101,7 +109,8 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
     Raises
     ------
     ValueError
-        On invalid sizes, tables or ``prior_scale``, or ``comparisons`` with
+        On invalid sizes, tables or ``prior_scale``, ``comparisons`` whose indices are out
+        of range of the table or of unequal lengths, or ``comparisons`` with
         ``bootstrap=False``.
 
     Notes
@@ -112,17 +121,21 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
     defined up to a per-prompt shift). Bootstrap alone leaves a never-compared response at
     the row mean in every member; only random priors make members disagree there.
     """
-    pi_ref = check_distribution(pi_ref, "pi_ref")
+    pi_ref = check_distribution(pi_ref, "pi_ref", ndim=2)
     r_star = check_finite(r_star, "r_star")
     check_same_shape(pi_ref, r_star, "pi_ref", "r_star")
-    if pi_ref.ndim != 2:
-        raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
-    k = check_int(k, "k")
+    k = check_int(k, "k", maximum=MAX_MEMBERS)
     rng = as_rng(rng)
+    l2 = check_nonnegative(l2, "l2")
     prior_scale = check_nonnegative(prior_scale, "prior_scale")
-    if prior_scale > 0 and not float(l2) > 0:
+    if prior_scale > 0 and not l2 > 0:
         raise ValueError(f"prior_scale > 0 needs l2 > 0 (the prior's precision), got l2={l2!r}")
     n_prompts, n_responses = pi_ref.shape
+    prompt_probs = check_prompt_probs(prompt_probs, n_prompts)
+    if comparisons is not None:
+        if not isinstance(comparisons, (tuple, list)) or len(comparisons) != 3:
+            raise ValueError("comparisons must be a tuple (x, y_w, y_l) of index arrays")
+        comparisons = check_comparisons(*comparisons, n_prompts, n_responses, table="pi_ref")
     members = np.empty((k, n_prompts, n_responses))
 
     def fit(x, y_w, y_l):
@@ -134,15 +147,15 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
     if not bootstrap:
         if comparisons is not None:
             raise ValueError("comparisons can only be given with bootstrap=True")
-        n_comparisons = check_int(n_comparisons, "n_comparisons")
+        n_comparisons = check_int(n_comparisons, "n_comparisons", maximum=MAX_SAMPLES)
         for i in range(k):  # k independent fits; each fit is itself vectorised
             members[i] = fit(*sample_comparisons(pi_ref, r_star, n_comparisons, rng,
                                                  prompt_probs))
         return _centre_on(members, pi_ref)
     if comparisons is None:
-        n_comparisons = check_int(n_comparisons, "n_comparisons")
+        n_comparisons = check_int(n_comparisons, "n_comparisons", maximum=MAX_SAMPLES)
         comparisons = sample_comparisons(pi_ref, r_star, n_comparisons, rng, prompt_probs)
-    x, y_w, y_l = (np.asarray(a).ravel() for a in comparisons)
+    x, y_w, y_l = comparisons
     n = x.size
     for i in range(k):
         idx = rng.integers(n, size=n)  # one bootstrap resample
@@ -156,10 +169,9 @@ def _centre_on(members: np.ndarray, pi_ref: np.ndarray) -> np.ndarray:
 
 
 def _check_ensemble(ensemble) -> np.ndarray:
-    ensemble = check_finite(ensemble, "ensemble")
-    if ensemble.ndim != 3:
-        raise ValueError(f"ensemble must have shape (k, X, Y), got {ensemble.shape}")
-    return ensemble
+    """A finite ``(k, X, Y)`` stack with at least one member, prompt and response."""
+    ensemble = check_ndim(check_finite(ensemble, "ensemble"), "ensemble", 3, "(k, X, Y)")
+    return check_nonempty(ensemble, "ensemble")
 
 
 def aggregate(ensemble, method="mean", lam=1.0) -> np.ndarray:
@@ -240,15 +252,14 @@ def ensemble_sweep(pi_ref, r_star, betas, *, k=5, n_comparisons=3000, rng=0, l2=
         ``"ensemble"`` (k, X, Y); ``"single"`` (X, Y); ``"counts"`` (X, Y) from
         :func:`rlhf_toy.bradley_terry.comparison_counts`; ``"comparisons"``: ``(x, y_w, y_l)``.
     """
-    pi_ref = check_distribution(pi_ref, "pi_ref")
+    pi_ref = check_distribution(pi_ref, "pi_ref", ndim=2)
     r_star = check_finite(r_star, "r_star")
     check_same_shape(pi_ref, r_star, "pi_ref", "r_star")
     rng = as_rng(rng)
     n_prompts, n_responses = pi_ref.shape
-    w = (np.full(n_prompts, 1.0 / n_prompts) if prompt_probs is None
-         else check_distribution(prompt_probs, "prompt_probs"))
-    comparisons = sample_comparisons(pi_ref, r_star, check_int(n_comparisons, "n_comparisons"),
-                                     rng, w)
+    w = check_prompt_probs(prompt_probs, n_prompts)
+    n_comparisons = check_int(n_comparisons, "n_comparisons", maximum=MAX_SAMPLES)
+    comparisons = sample_comparisons(pi_ref, r_star, n_comparisons, rng, w)
     single = fit_bradley_terry(*comparisons, n_prompts, n_responses, l2=l2)
     ensemble = fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, l2=l2,
                             prior_scale=prior_scale, comparisons=comparisons)
@@ -292,9 +303,10 @@ def final_gold_over_worlds(seeds, betas, *, n_prompts=8, n_responses=64, ref_tem
     out: dict[str, list] = {}
     seeds = list(seeds)
     for seed in tqdm(seeds, desc="ensemble worlds", disable=not verbose, leave=False):
+        seed = check_int(seed, "seeds", minimum=0)  # a seed, never a float coerced by int()
         env = make_bandit(n_prompts, n_responses, proxy="exact",
-                          ref_temperature=ref_temperature, rng=int(seed))
-        res = ensemble_sweep(env.pi_ref, env.r_star, betas, rng=int(seed), **sweep_kw)
+                          ref_temperature=ref_temperature, rng=seed)
+        res = ensemble_sweep(env.pi_ref, env.r_star, betas, rng=seed, **sweep_kw)
         for name, c in res["curves"].items():
             out.setdefault(name, []).append(c.gold[c.most_optimised] - c.gold_ref)
             out.setdefault(f"peak_{name}", []).append(c.peak_gold - c.gold_ref)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from rlhf_toy._validate import check_betas as validate_betas
 from rlhf_toy._validate import check_int
 from rlhf_toy.bandit.env import BanditEnv, check_env, make_bandit
 from rlhf_toy.bandit.train import gradient_ascent
@@ -128,6 +129,8 @@ class GoodhartCurve:
 def check_betas(betas) -> np.ndarray:
     """A non-empty 1-D float64 array of finite ``beta > 0``, else ``ValueError``.
 
+    The root check (a ``TypeError`` for non-real input).
+
     Parameters
     ----------
     betas : float or array_like
@@ -136,12 +139,7 @@ def check_betas(betas) -> np.ndarray:
     -------
     ndarray of shape (n_betas,)
     """
-    betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
-    if betas.ndim != 1 or betas.size == 0 or not np.all(np.isfinite(betas)) or np.any(
-        betas <= 0
-    ):
-        raise ValueError(f"betas must be a non-empty 1-D array of finite values > 0, got {betas}")
-    return betas
+    return validate_betas(betas)
 
 
 def _reference_values(env: BanditEnv) -> tuple[float, float]:

@@ -32,7 +32,9 @@ from scipy.special import log_softmax, ndtr
 
 from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
+    MAX_SAMPLES,
     as_rng,
+    check_betas,
     check_distribution,
     check_finite,
     check_int,
@@ -252,7 +254,7 @@ def batch_negative_probability(q, p, batch_size: int, n_batches: int, rng) -> np
     exact value would need the distribution of a sum of ``batch_size`` draws (a
     multinomial over the support), too costly in general, hence sampling.
     """
-    batch_size = check_int(batch_size, "batch_size")
+    batch_size = check_int(batch_size, "batch_size", maximum=MAX_SAMPLES)
     n_batches = check_int(n_batches, "n_batches")
     q, p, ks = _sampled_ks(q, p, batch_size * n_batches, rng)
     k1 = ks["k1"].reshape(q.shape[:-1] + (n_batches, batch_size))
@@ -275,7 +277,7 @@ def batch_negative_probability_normal(q, p, batch_size: int) -> np.ndarray:
         The approximation; 0 where ``std(k1) = 0`` (then ``q = p`` on ``q``'s support, k1
         is exactly 0 on every sample, and its mean is never negative).
     """
-    batch_size = check_int(batch_size, "batch_size")
+    batch_size = check_int(batch_size, "batch_size", maximum=MAX_SAMPLES)
     stats = estimator_stats(q, p)
     std = stats["k1"]["std"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -303,12 +305,9 @@ def tilted_policies(pi_ref, reward, betas) -> np.ndarray:
     check_same_shape(pi_ref, reward, "pi_ref", "reward")
     if pi_ref.ndim != 1:
         raise ValueError(f"pi_ref must be 1-D (one prompt), got shape {pi_ref.shape}")
-    betas = np.atleast_1d(check_finite(betas, "betas"))
-    if betas.ndim != 1 or np.any(betas <= 0):
-        raise ValueError(f"betas must be a 1-D array of values > 0, got {betas}")
-    # pi* with beta on r is pi* with beta = 1 on r / beta: one vectorised call
-    return optimal_policy(np.broadcast_to(pi_ref, betas.shape + pi_ref.shape),
-                          reward / betas[:, None], 1.0)
+    betas = check_betas(betas)
+    # one exact (log-space) optimal policy per beta: r / beta may overflow, pi* cannot
+    return np.stack([optimal_policy(pi_ref[None], reward[None], float(b))[0] for b in betas])
 
 
 def estimator_table(pi_ref, reward, betas) -> dict[str, np.ndarray]:

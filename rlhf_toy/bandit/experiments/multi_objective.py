@@ -31,9 +31,11 @@ from rlhf_toy._validate import (
     as_rng,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
     check_nonnegative,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
 )
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
@@ -97,10 +99,7 @@ class TwoRewardBandit:
             table = check_finite(getattr(self, name), name)
             check_same_shape(table, pi_ref, name, "pi_ref")
             tables[name] = table
-        prompt_probs = check_distribution(self.prompt_probs, "prompt_probs")
-        if prompt_probs.shape != (pi_ref.shape[0],):
-            raise ValueError(f"prompt_probs must have shape ({pi_ref.shape[0]},), "
-                             f"got {prompt_probs.shape}")
+        prompt_probs = check_prompt_probs(self.prompt_probs, pi_ref.shape[0])
         tables["prompt_probs"] = prompt_probs
         for name, value in tables.items():
             value = np.array(value)
@@ -183,13 +182,7 @@ def _check_tables(pi_ref, r_help, r_harm, prompt_probs):
     r_harm = check_finite(r_harm, "r_harm")
     check_same_shape(r_help, pi_ref, "r_help", "pi_ref")
     check_same_shape(r_harm, pi_ref, "r_harm", "pi_ref")
-    if prompt_probs is None:
-        prompt_probs = np.full(pi_ref.shape[0], 1.0 / pi_ref.shape[0])
-    else:
-        prompt_probs = check_distribution(prompt_probs, "prompt_probs")
-        if prompt_probs.shape != (pi_ref.shape[0],):
-            raise ValueError(f"prompt_probs must have shape ({pi_ref.shape[0]},), "
-                             f"got {prompt_probs.shape}")
+    prompt_probs = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     return pi_ref, r_help, r_harm, prompt_probs
 
 
@@ -273,10 +266,12 @@ def scalarised_reward(r_help, r_harm, w) -> np.ndarray:
     r_help = check_finite(r_help, "r_help")
     r_harm = check_finite(r_harm, "r_harm")
     check_same_shape(r_help, r_harm, "r_help", "r_harm")
-    w = float(w)
-    if not 0.0 <= w <= 1.0:
-        raise ValueError(f"w must be in [0, 1], got {w!r}")
-    return w * r_help - (1.0 - w) * r_harm
+    w = check_float(w, "w", low=0.0, high=1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = w * r_help - (1.0 - w) * r_harm
+    if not np.all(np.isfinite(out)):
+        raise ValueError("the scalarised reward overflows float64: r_help or r_harm too large")
+    return out
 
 
 def non_dominated(maximise) -> np.ndarray:

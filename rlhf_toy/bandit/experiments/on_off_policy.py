@@ -39,6 +39,7 @@ from rlhf_toy._validate import (
     check_int,
     check_nonnegative,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
 )
 from rlhf_toy.bandit.env import BanditEnv
@@ -67,13 +68,7 @@ def _check_world(pi_ref, r_star, prompt_probs):
         raise ValueError(f"pi_ref must have shape (X, Y), got shape {pi_ref.shape}")
     r_star = check_finite(r_star, "r_star")
     check_same_shape(r_star, pi_ref, "r_star", "pi_ref")
-    if prompt_probs is None:
-        prompt_probs = np.full(pi_ref.shape[0], 1.0 / pi_ref.shape[0])
-    else:
-        prompt_probs = check_distribution(prompt_probs, "prompt_probs")
-        if prompt_probs.shape != (pi_ref.shape[0],):
-            raise ValueError(f"prompt_probs must have shape ({pi_ref.shape[0]},), "
-                             f"got {prompt_probs.shape}")
+    prompt_probs = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     return pi_ref, r_star, prompt_probs
 
 

@@ -16,7 +16,9 @@ from rlhf_toy._validate import (
     check_distribution,
     check_finite,
     check_int,
+    check_nonempty,
     check_positive,
+    check_prompt_probs,
     check_same_shape,
 )
 from rlhf_toy.bandit.env import BanditEnv
@@ -83,20 +85,21 @@ def expected_overestimation(pi_ref, r_star, betas, noise_values, noise_probs=Non
     if pi_ref.ndim != 2:
         raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
     betas = check_betas(betas)
-    values = check_finite(noise_values, "noise_values").ravel()
+    values = check_nonempty(check_finite(noise_values, "noise_values").ravel(), "noise_values")
     probs = (np.full(values.size, 1.0 / values.size) if noise_probs is None
              else check_distribution(noise_probs, "noise_probs"))
     if probs.shape != values.shape:
-        raise ValueError(f"noise_probs must have shape {values.shape}, got {probs.shape}")
+        raise ValueError(f"noise_probs must have shape {values.shape} (that of noise_values), "
+                         f"got {probs.shape}")
     n_prompts, n_responses = pi_ref.shape
     n_patterns = values.size**n_responses
     if n_patterns * pi_ref.size > _MAX_ENUMERATION:
         raise ValueError(
             f"expected_overestimation enumerates {values.size}^{n_responses} noise patterns "
-            f"per prompt: too many for a {pi_ref.shape} table; use fewer responses or values"
+            f"per prompt: too many for a {pi_ref.shape} table; use fewer responses or "
+            "noise_values"
         )
-    w_x = (np.full(n_prompts, 1.0 / n_prompts) if prompt_probs is None
-           else check_distribution(prompt_probs, "prompt_probs"))
+    w_x = check_prompt_probs(prompt_probs, n_prompts)
     codes = np.array(list(itertools.product(range(values.size), repeat=n_responses)))  # (P, Y)
     eps = values[codes]  # (P, Y)
     p_eps = probs[codes].prod(-1)  # (P,)
@@ -157,8 +160,7 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
         raise ValueError(f"n_draws must be a multiple of n_batches={n_batches}, got {n_draws}")
     rng = as_rng(rng)
     n_prompts = pi_ref.shape[0]
-    w_x = (np.full(n_prompts, 1.0 / n_prompts) if prompt_probs is None
-           else check_distribution(prompt_probs, "prompt_probs"))
+    w_x = check_prompt_probs(prompt_probs, n_prompts)
     per = n_draws // n_batches
     ref_rows = np.tile(pi_ref, (per, 1))  # (per * X, Y)
     weights = np.tile(w_x, per) / per

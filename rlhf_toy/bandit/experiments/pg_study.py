@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binom
 
-from rlhf_toy._validate import as_rng, check_distribution, check_finite, check_int
+from rlhf_toy._validate import MAX_SAMPLES, as_rng, check_distribution, check_finite, check_int
 from rlhf_toy.bandit.env import BanditEnv
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
 from rlhf_toy.bandit.rl import table_reward, train_rl
@@ -271,7 +271,7 @@ def zero_spread_probability(p, group_size: int) -> np.ndarray:
     p = check_finite(p, "p")
     if np.any((p < 0) | (p > 1)):
         raise ValueError(f"p must be in [0, 1], got {p[(p < 0) | (p > 1)].ravel()[0]}")
-    G = check_int(group_size, "group_size")
+    G = check_int(group_size, "group_size", maximum=MAX_SAMPLES)
     return p**G + (1 - p) ** G
 
 
@@ -379,7 +379,7 @@ def grpo_effective_weight(p, group_size: int, scale: str = "group") -> np.ndarra
     p = check_finite(p, "p")
     if np.any((p <= 0) | (p >= 1)):
         raise ValueError("p must be in (0, 1)")
-    G = check_int(group_size, "group_size", minimum=2)
+    G = check_int(group_size, "group_size", minimum=2, maximum=MAX_SAMPLES)
     if scale not in ("group", "none"):
         raise ValueError(f"scale must be 'group' or 'none', got {scale!r}")
     k = np.arange(G + 1)
@@ -420,7 +420,7 @@ def difficulty_weights(success_probs, group_size: int, n_draws: int, rng,
     p = check_finite(success_probs, "success_probs")
     if p.ndim != 1 or np.any((p <= 0) | (p >= 1)):
         raise ValueError("success_probs must be a 1-D array of probabilities in (0, 1)")
-    G = check_int(group_size, "group_size", minimum=2)
+    G = check_int(group_size, "group_size", minimum=2, maximum=MAX_SAMPLES)
     n_draws = check_int(n_draws, "n_draws", minimum=2)
     rng = as_rng(rng)
     pi_ref, reward, logits = _binary_world(np.repeat(p, n_draws))  # rows i * n_draws + d

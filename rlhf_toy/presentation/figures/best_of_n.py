@@ -22,6 +22,9 @@ from rlhf_toy.best_of_n import best_of_n_kl, best_of_n_kl_bound, best_of_n_win_r
 from rlhf_toy.presentation import plots
 from rlhf_toy.presentation.figures.registry import register
 
+#: The builders are reached through ``FIGURES``, by name; not called directly.
+__all__ = []
+
 _BON_SECTION = "Best-of-n and rejection sampling (notebook 04)"
 
 

@@ -22,6 +22,9 @@ from rlhf_toy.preference_losses import dpo_loss
 from rlhf_toy.presentation import plots
 from rlhf_toy.presentation.figures.registry import register
 
+#: The builders are reached through ``FIGURES``, by name; not called directly.
+__all__ = []
+
 _DPO = "DPO (notebook 02)"
 
 

@@ -28,6 +28,9 @@ from rlhf_toy.optimal import optimal_policy
 from rlhf_toy.presentation import plots
 from rlhf_toy.presentation.figures.registry import register
 
+#: The builders are reached through ``FIGURES``, by name; not called directly.
+__all__ = []
+
 #: The beta grid of the Goodhart figures: from almost pi_ref to almost argmax r_hat.
 GOODHART_BETAS = np.geomspace(30.0, 0.003, 40)
 _GOODHART = "Goodhart: overoptimisation, ensembles (notebook 03)"

@@ -33,6 +33,9 @@ from rlhf_toy.optimal import log_optimal_policy, optimal_policy
 from rlhf_toy.presentation import plots
 from rlhf_toy.presentation.figures.registry import register
 
+#: The builders are reached through ``FIGURES``, by name; not called directly.
+__all__ = []
+
 
 @register("kl_estimators",
           "Schulman's k1, k2, k3 for pi = pi*_beta near to far from pi_ref (exact sums): "

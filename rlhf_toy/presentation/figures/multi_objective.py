@@ -11,6 +11,9 @@ from rlhf_toy.presentation.figures.registry import register
 from rlhf_toy.presentation.plots.multi_objective import plot_pareto_front
 from rlhf_toy.rl import PPOConfig, RLOOConfig
 
+#: The study the notebook reruns; the builders are reached through ``FIGURES``.
+__all__ = ["BETA", "pareto_study"]
+
 #: The study of the figure (and of notebook 08).
 BETA = 0.5
 

@@ -7,6 +7,9 @@ from rlhf_toy.bandit.experiments.on_off_policy import sweep_budgets
 from rlhf_toy.presentation.figures.registry import register
 from rlhf_toy.presentation.plots.on_off_policy import plot_on_off_policy
 
+#: The study the notebook reruns; the builders are reached through ``FIGURES``.
+__all__ = ["BETA", "BUDGETS", "SEEDS", "on_off_study"]
+
 #: The study of the figure (and of notebook 08).
 BETA = 0.5
 BUDGETS = (400, 1600)

@@ -22,6 +22,9 @@ from rlhf_toy.presentation import plots
 from rlhf_toy.presentation.figures.registry import register
 from rlhf_toy.rl import GRPOConfig, PPOConfig, ReinforceConfig, RLOOConfig, dr_grpo_config
 
+#: The builders are reached through ``FIGURES``, by name; not called directly.
+__all__ = []
+
 SECTION = "Policy-gradient RLHF on the bandit (notebook 07)"
 BETA = 0.5
 G = 8

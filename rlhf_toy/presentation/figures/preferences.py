@@ -15,6 +15,9 @@ from rlhf_toy.optimal import optimal_policy, reward_kl_frontier
 from rlhf_toy.presentation import plots
 from rlhf_toy.presentation.figures.registry import register
 
+#: The builders are reached through ``FIGURES``, by name; not called directly.
+__all__ = []
+
 
 @register("bt_mle_recovery",
           "Bradley-Terry MLE on simulated comparisons recovers the reward up to a per-prompt "

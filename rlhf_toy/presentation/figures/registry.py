@@ -9,12 +9,22 @@ Builder modules register themselves with :func:`register`; importing
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from rlhf_toy._validate import check_int
+
+__all__ = ["FIGURES", "FigureSpec", "MAX_DPI", "register", "write_figures"]
+
+#: Largest PNG resolution :func:`write_figures` accepts (a 6.4 x 4 inch figure at 1000 dpi
+#: is already 6400 x 4000 pixels).
+MAX_DPI = 1000
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,23 @@ def register(name: str, caption: str, section: str):
     return decorate
 
 
+def _writable_folder(out) -> Path:
+    """``out`` as a folder that exists (created if missing) and accepts files."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out must be a folder, got {str(out)!r}, which is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ValueError(f"out {str(out)!r} is not a writable folder: {reason}") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"out {str(out)!r} is not a writable folder")
+    return out
+
+
 def write_figures(out="figures", names=None, *, dpi: int = 110, verbose: bool = True):
     """Build and save figures as ``<out>/<name>.png`` plus ``<out>/index.md``.
 
@@ -52,7 +79,7 @@ def write_figures(out="figures", names=None, *, dpi: int = 110, verbose: bool = 
     names : list of str, optional
         Only these figures; all by default.
     dpi : int
-        Resolution of the PNG files.
+        Resolution of the PNG files, in ``[10, MAX_DPI]`` (1000).
     verbose : bool
         Show a progress bar.
 
@@ -64,8 +91,11 @@ def write_figures(out="figures", names=None, *, dpi: int = 110, verbose: bool = 
     Raises
     ------
     ValueError
-        If a name is not a registered figure.
+        If a name is not a registered figure, ``dpi`` is out of range, or ``out`` is not a
+        folder this process can create and write to (checked before any figure is built;
+        the message names the path).
     """
+    dpi = check_int(dpi, "dpi", minimum=10, maximum=MAX_DPI)
     known = {spec.name: spec for spec in FIGURES}
     if names:
         unknown = sorted(set(names) - set(known))
@@ -74,8 +104,7 @@ def write_figures(out="figures", names=None, *, dpi: int = 110, verbose: bool = 
         specs = [known[n] for n in names]
     else:
         specs = list(FIGURES)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _writable_folder(out)
     written = []
     for spec in tqdm(specs, desc="figures", disable=not verbose):
         t0 = time.perf_counter()

@@ -6,6 +6,11 @@ import numpy as np
 
 from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
 
+__all__ = [
+    "plot_bon_kl_bound", "plot_bon_win_rate", "plot_bon_vs_kl_optimal", "plot_bon_estimator",
+    "plot_rft",
+]
+
 #: Line colours for several worlds / settings on one best-of-n figure.
 _BON_PALETTE = ("#2166ac", "#e08214", "#c51b7d", "#1b7837", "#4d4d4d", "#8c510a")
 

@@ -6,6 +6,11 @@ import numpy as np
 
 from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
 
+__all__ = [
+    "plot_dpo_loss_and_weight", "plot_dpo_convergence", "plot_dpo_uncovered",
+    "plot_logprobs_fall", "plot_preference_loss_comparison",
+]
+
 
 def plot_dpo_loss_and_weight(margin, loss, weight):
     """Exercise 2: the DPO loss and the weight ``sigma(h_l - h_w)`` of its gradient.

@@ -7,6 +7,11 @@ import numpy as np
 from rlhf_toy.gao import gao_curve
 from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
 
+__all__ = [
+    "plot_goodhart_gaussian", "plot_goodhart_heavy_tail", "plot_goodhart_learned",
+    "plot_gao_fits", "plot_distribution_shift", "plot_overestimation_curves", "plot_ensembles",
+]
+
 #: Line styles of the aggregation rules of reward-model ensembles.
 _ENSEMBLE_STYLE = {
     "single": dict(color=COLORS["proxy"], ls="-", label="single reward model"),

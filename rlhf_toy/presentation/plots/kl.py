@@ -6,6 +6,10 @@ import numpy as np
 
 from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
 
+__all__ = [
+    "plot_kl_estimators", "plot_kl_gradients", "plot_mode_seeking", "plot_mode_collapse",
+]
+
 #: Line styles of notebook 05: one colour per estimator and per KL direction.
 _ESTIMATOR_COLORS = {"k1": COLORS["policy"], "k2": COLORS["proxy"], "k3": COLORS["optimal"]}
 _DIRECTION_COLORS = {"reverse": COLORS["policy"], "forward": COLORS["proxy"]}

@@ -7,6 +7,11 @@ import numpy as np
 
 from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
 
+__all__ = [
+    "plot_pg_convergence", "plot_estimator_variance", "plot_zero_spread",
+    "plot_grpo_difficulty",
+]
+
 #: One colour per method, shared by the figures of this section.
 METHOD_COLORS = {
     "reinforce": "#999999",

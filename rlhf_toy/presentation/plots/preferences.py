@@ -6,6 +6,11 @@ import numpy as np
 
 from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
 
+__all__ = [
+    "plot_preference_probability", "plot_bt_recovery", "plot_optimal_policy_betas",
+    "plot_reward_kl_frontier", "plot_first_order_condition", "plot_convergence",
+]
+
 
 def plot_preference_probability(delta, prob):
     """The Bradley-Terry preference curve ``P(y_w > y_l | x) = sigma(r_w - r_l)``.
