@@ -71,7 +71,13 @@ def _bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``rlhf-toy`` (exposed for tests and documentation)."""
+    """The argument parser of ``rlhf-toy`` (exposed for tests and documentation).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        With the subcommands ``pipeline``, ``figures``, ``bench`` and ``check``.
+    """
     parser = argparse.ArgumentParser(
         prog="rlhf-toy",
         description="Runnable companion to the chapter 'RLHF and Alignment'.",
@@ -104,7 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``rlhf-toy`` console script."""
+    """Entry point of the ``rlhf-toy`` console script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` if omitted.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 1 when a check fails, 2 on a usage error.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -203,7 +203,17 @@ def make_bandit(
 
 
 def check_env(env) -> BanditEnv:
-    """``env`` itself if it is a :class:`BanditEnv`, else ``TypeError`` naming its type."""
+    """``env`` itself if it is a :class:`BanditEnv`, else ``TypeError`` naming its type.
+
+    Parameters
+    ----------
+    env : BanditEnv
+
+    Returns
+    -------
+    BanditEnv
+        ``env``, unchanged.
+    """
     if not isinstance(env, BanditEnv):
         raise TypeError(f"env must be a BanditEnv, got {type(env).__name__}")
     return env

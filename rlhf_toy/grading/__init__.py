@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 
+__all__ = ["exercises", "get_exercise"]
+
 #: The grader modules, in exercise order.
 _MODULES = (
     "ex01_optimal_policy",
@@ -29,7 +31,13 @@ _MODULES = (
 
 
 def exercises() -> dict:
-    """Every exercise whose grader is present, as ``{number: Exercise}`` in order."""
+    """Every exercise whose grader is present, in order.
+
+    Returns
+    -------
+    dict of int to Exercise
+        ``{number: Exercise}``.
+    """
     found = {}
     for name in _MODULES:
         try:
@@ -44,6 +52,14 @@ def exercises() -> dict:
 
 def get_exercise(key) -> object:
     """The exercise named by ``key``: ``1``, ``"01"``, ``"01_optimal_policy"`` or its slug.
+
+    Parameters
+    ----------
+    key : int or str
+
+    Returns
+    -------
+    Exercise
 
     Raises
     ------

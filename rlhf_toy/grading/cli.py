@@ -17,13 +17,24 @@ from pathlib import Path
 
 from rlhf_toy.grading.core import CALL_LIMIT, MAX_EXAMPLES
 
+__all__ = ["CHECKOUT_EXERCISES", "add_check_parser", "default_file", "main", "run"]
+
 #: The source checkout's exercises folder (beside the package), used when the current
 #: directory has none.
 CHECKOUT_EXERCISES = Path(__file__).resolve().parent.parent.parent / "exercises"
 
 
 def default_file(exercise) -> Path:
-    """``./exercises/NN_slug.py`` if it exists, else the source checkout's."""
+    """``./exercises/NN_slug.py`` if it exists, else the source checkout's.
+
+    Parameters
+    ----------
+    exercise : Exercise
+
+    Returns
+    -------
+    pathlib.Path
+    """
     here = Path.cwd() / "exercises" / f"{exercise.stem}.py"
     return here if here.is_file() else CHECKOUT_EXERCISES / f"{exercise.stem}.py"
 
@@ -34,7 +45,18 @@ def _usage_error(message: str) -> int:
 
 
 def run(args) -> int:
-    """Carry out a parsed ``check`` command; returns the exit status."""
+    """Carry out a parsed ``check`` command.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From the ``check`` parser.
+
+    Returns
+    -------
+    int
+        0 when every check passes, 1 when one fails, 2 on a usage error.
+    """
     try:
         from rlhf_toy.grading import exercises, get_exercise
         from rlhf_toy.grading.core import grade
@@ -98,6 +120,15 @@ def add_check_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``check`` subcommand to ``subparsers`` (from ``add_subparsers``).
 
     The subcommand's ``args.run(args)`` returns the exit status.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``check`` parser.
     """
     parser = subparsers.add_parser(
         "check", help="grade an exercise (exercises/NN_slug.py)",
@@ -108,7 +139,17 @@ def add_check_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """``python -m rlhf_toy.grading.cli N ...``: the same as ``rlhf-toy check``."""
+    """``python -m rlhf_toy.grading.cli N ...``: the same as ``rlhf-toy check``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+
+    Returns
+    -------
+    int
+        The exit status (0, 1 or 2).
+    """
     parser = _configure(argparse.ArgumentParser(prog="rlhf-toy check"))
     args = parser.parse_args(argv)
     return args.run(args)

@@ -12,6 +12,8 @@ from rlhf_toy.grading._inputs import bandit
 from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_array, require_close
 from rlhf_toy.optimal import optimal_policy as reference
 
+__all__ = ["EXERCISE", "OVERFLOW_HINT"]
+
 OVERFLOW_HINT = (
     "exp(r / beta) overflows float64 once r / beta > 709 (and underflows to 0 below -745), "
     "so pi_ref * exp(r / beta) / Z becomes inf / inf = nan. Subtract each row's largest "

@@ -15,6 +15,8 @@ from rlhf_toy.grading._inputs import floats_array, log_uniform
 from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_array, require_close
 from rlhf_toy.preference_losses import dpo_loss
 
+__all__ = ["EXERCISE", "OVERFLOW_HINT"]
+
 OVERFLOW_HINT = (
     "exp(x) / (1 + exp(x)) is inf / inf = nan once x > 709. Evaluate the sigmoid stably: "
     "scipy.special.expit, or 1 / (1 + exp(-x)) (which only underflows to 0 harmlessly)."

@@ -14,6 +14,8 @@ from rlhf_toy.grading._inputs import bandit, floats_array
 from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_scalar, require_close
 from rlhf_toy.optimal import optimal_policy
 
+__all__ = ["EXERCISE", "OVERFLOW_HINT"]
+
 OVERFLOW_HINT = (
     "exp(r_hat / beta) overflows float64 once r_hat / beta > 709: build pi* with each row's "
     "largest r_hat / beta (on the support of pi_ref) subtracted first"

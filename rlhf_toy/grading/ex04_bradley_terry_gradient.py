@@ -17,6 +17,8 @@ from rlhf_toy.bradley_terry import bradley_terry_grad, bradley_terry_nll
 from rlhf_toy.grading._inputs import floats_array, table_shapes
 from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_array, require_close
 
+__all__ = ["EXERCISE"]
+
 
 @st.composite
 def _comparisons(draw, scale=5.0, max_pairs=6, repeat=False):

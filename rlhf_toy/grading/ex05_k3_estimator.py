@@ -16,6 +16,8 @@ from rlhf_toy.grading._inputs import floats_array, policies
 from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_array, require_close
 from rlhf_toy.kl import kl_divergence, kl_estimates
 
+__all__ = ["EXERCISE"]
+
 CANCELLATION_HINT = (
     "for r near 1, exp(log r) - 1 - log r subtracts nearly equal numbers and keeps only "
     "rounding noise; np.expm1(log_r) - log_r computes the same value accurately"

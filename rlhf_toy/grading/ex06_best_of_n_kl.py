@@ -21,6 +21,8 @@ from rlhf_toy.grading.core import (
     require_close,
 )
 
+__all__ = ["EXERCISE"]
+
 
 @st.composite
 def _worlds(draw, allow_zeros=True):

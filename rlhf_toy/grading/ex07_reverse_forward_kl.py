@@ -23,6 +23,8 @@ from rlhf_toy.grading.core import (
 )
 from rlhf_toy.kl import kl_divergence
 
+__all__ = ["EXERCISE"]
+
 GRID = np.linspace(-8.0, 8.0, 81)
 
 

@@ -14,6 +14,8 @@ from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_array, requir
 from rlhf_toy.kl import kl_divergence
 from rlhf_toy.optimal import log_partition, optimal_policy
 
+__all__ = ["EXERCISE"]
+
 LOGSUMEXP_HINT = (
     "log sum_y pi_ref exp(r / beta) overflows if you exponentiate r / beta directly (r / beta "
     "reaches 3e4 here); use scipy.special.logsumexp(log pi_ref + r / beta, axis=-1), with "

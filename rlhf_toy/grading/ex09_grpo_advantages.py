@@ -13,6 +13,8 @@ from rlhf_toy.grading._inputs import floats_array, log_uniform
 from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_array, require_close
 from rlhf_toy.policy_gradient import grpo_advantages
 
+__all__ = ["EXERCISE"]
+
 
 @st.composite
 def _groups(draw, flat_row=False):

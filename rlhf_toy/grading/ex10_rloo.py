@@ -13,6 +13,8 @@ from rlhf_toy.grading._inputs import floats_array
 from rlhf_toy.grading.core import Check, CheckFailed, Exercise, as_array, require_close
 from rlhf_toy.policy_gradient import rloo_advantages
 
+__all__ = ["EXERCISE"]
+
 
 @st.composite
 def _groups(draw):

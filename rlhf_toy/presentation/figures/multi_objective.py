@@ -19,7 +19,14 @@ BETA = 0.5
 
 
 def pareto_study():
-    """The seeded study the figure draws: world, budget 0.4 below the unconstrained harm."""
+    """The seeded study the figure draws: world, budget 0.4 below the unconstrained harm.
+
+    Returns
+    -------
+    tuple
+        ``(world, c, study)``: the two-reward bandit, the harm budget and
+        :func:`~rlhf_toy.bandit.experiments.multi_objective.multi_objective_study`'s result.
+    """
     world = make_two_reward_bandit(8, 32, rng=0)
     h_hat, m_hat = world.rewards("proxy")
     c = constrained_optimum(world.pi_ref, h_hat, m_hat, BETA, 1e9).harm - 0.4

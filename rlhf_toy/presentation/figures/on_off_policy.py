@@ -17,7 +17,14 @@ SEEDS = (0, 1, 2)
 
 
 def on_off_study():
-    """The seeded sweep the figure draws: a world whose optimum is far from ``pi_ref``."""
+    """The seeded sweep the figure draws: a world whose optimum is far from ``pi_ref``.
+
+    Returns
+    -------
+    tuple
+        ``(env, sweep)``: the bandit and the
+        :func:`~rlhf_toy.bandit.experiments.on_off_policy.sweep_budgets` result.
+    """
     env = make_bandit(6, 12, proxy="exact", rng=1)
     sweep = sweep_budgets(env.pi_ref, env.r_star, BETA, budgets=BUDGETS, seeds=SEEDS,
                           steps=200, iterative_rounds=4)

@@ -17,6 +17,8 @@ from rlhf_toy.policy_gradient import grpo_advantages, ppo_clip_loss
 from rlhf_toy.presentation.figures.registry import register
 from rlhf_toy.presentation.plots.pitfalls import plot_length_bias, plot_negative_kl
 
+__all__ = ["length_bias_study", "negative_kl_study"]
+
 SECTION = "Pitfalls gallery (notebook 12)"
 
 

@@ -41,7 +41,22 @@ FIGURES: list[FigureSpec] = []
 
 
 def register(name: str, caption: str, section: str):
-    """Decorator adding a figure builder to :data:`FIGURES`."""
+    """Decorator adding a figure builder to :data:`FIGURES`.
+
+    Parameters
+    ----------
+    name : str
+        File stem of the PNG; unique.
+    caption : str
+        One sentence on what the figure shows.
+    section : str
+        The chapter section (or notebook) it belongs to.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the builder unchanged.
+    """
 
     def decorate(make):
         if any(spec.name == name for spec in FIGURES):
