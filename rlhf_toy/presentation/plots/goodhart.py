@@ -137,6 +137,8 @@ def plot_goodhart_heavy_tail(heavy, worlds_gold, mean_heavy, mean_gauss):
     _d_label(ax1)
     ax1.set(ylabel=r"gold gain, Student-t noise",
             title="Heavy tails gain little, then lose it (dots: peaks)")
+    twin1.set_title(ax1.get_title())  # the same text at the same place
+    _d_label(twin1)  # (the twin's x axis is hidden; labelled for completeness)
     ax1.yaxis.label.set_color(COLORS["gold"])
     ax1.tick_params(axis="y", colors=COLORS["gold"])
     twin1.set_ylabel("gold gain, Gaussian noise", color=COLORS["policy"])
