@@ -360,13 +360,13 @@ def reward_kl_frontier(pi_ref, reward, betas, prompt_probs=None, eval_rewards=No
     w = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     evals = check_named_tables(eval_rewards, "eval_rewards", reward, "reward")
 
-    # Per prompt, shift the reward by its max on the support: d = r - r_max <= 0 there, and
+    # Per prompt, shift the reward by its max on the support: gap = r - r_max <= 0 there, and
     # 0 off the support (where pi_ref = 0 zeroes every term anyway, with no inf * 0).
     support = pi_ref > 0
     r_max = np.max(np.where(support, reward, -np.inf), axis=-1)  # (X,)
     with np.errstate(over="ignore"):
-        d = np.where(support, reward - r_max[:, None], 0.0)  # (X, Y)
-    # Z_s = sum_y pi_ref e^{d / beta} >= pi_ref(argmax) > 0: no max-shift is needed, and
+        gap = np.where(support, reward - r_max[:, None], 0.0)  # (X, Y)
+    # Z_s = sum_y pi_ref e^{gap / beta} >= pi_ref(argmax) > 0: no max-shift is needed, and
     # one exp per element serves Z, pi* and every expectation.
     others = [reward, *evals.values()]
     n_betas, size = len(betas), pi_ref.size
@@ -376,10 +376,10 @@ def reward_kl_frontier(pi_ref, reward, betas, prompt_probs=None, eval_rewards=No
     expected = np.empty((len(others), n_betas))
     for start in range(0, n_betas, block):
         sl = slice(start, start + block)
-        # d / beta, not d * (1 / beta): 1 / beta overflows for subnormal beta, and
+        # gap / beta, not gap * (1 / beta): 1 / beta overflows for subnormal beta, and
         # 0 * inf would be NaN. s = -inf where the true value is below -1.8e308.
         with np.errstate(over="ignore"):
-            s = d / betas[sl, None, None]  # (nb, X, Y)
+            s = gap / betas[sl, None, None]  # (nb, X, Y)
         e = np.exp(s)  # (nb, X, Y)
         e *= pi_ref  # unnormalised pi*: pi_ref e^s
         z = e @ ones  # (nb, X), >= pi_ref(argmax) > 0
