@@ -48,7 +48,7 @@ def new_model(task, config, rng, heads=()) -> GPT:
     return GPT(shape, seed=rng, heads=heads)
 
 
-def task_policy(model: GPT, task) -> GPTPolicy:
+def task_policy(model: GPT, task, frozen: bool = False) -> GPTPolicy:
     """``model`` as a policy over ``task``'s responses.
 
     The response alphabet only, EOS ends a response, PAD after it, ``max_response_len``
@@ -58,6 +58,8 @@ def task_policy(model: GPT, task) -> GPTPolicy:
     ----------
     model : GPT
     task : Task
+    frozen : bool, default False
+        A reference policy: log-probs only, each distinct prompt encoded once.
 
     Returns
     -------
@@ -70,6 +72,7 @@ def task_policy(model: GPT, task) -> GPTPolicy:
         eos_token=task.eos_id,
         pad_token=task.pad_id,
         prompt_len=task.prompt_len,
+        frozen=frozen,
     )
 
 

@@ -98,15 +98,7 @@ def reference_policy(sft_model: GPT, task) -> GPTPolicy:
     -------
     GPTPolicy
     """
-    return GPTPolicy(
-        sft_model,
-        task.max_response_len,
-        allowed_tokens=np.asarray(task.response_token_ids),
-        eos_token=task.eos_id,
-        pad_token=task.pad_id,
-        prompt_len=task.prompt_len,
-        frozen=True,
-    )
+    return task_policy(sft_model, task, frozen=True)
 
 
 def method_options(config, name: str, defaults: dict) -> dict:
