@@ -5,9 +5,9 @@ writes JSON (default ``benchmarks/results/bench_pipeline.json``) with the machin
 BLAS (threadpoolctl's kernel name), the load average and every timing.
 
 Both steps use the tiny GPT of ``bench_gpt.py`` (V=32, n_ctx=32, C=64, L=2, NH=4, float32)
-through the policy adapters of :mod:`rlhf_toy.pipeline.policy`, a separate reference model
-(``GPTPolicy(..., frozen=True)``: each distinct prompt encoded once, no backward state), and
-AdamW:
+through the policy adapters of :mod:`rlhf_toy.pipeline.policy` (which compute each distinct
+prompt of a batch once: ``GPT.logprobs(..., shared_prefix=P)``), a separate reference model
+(``GPTPolicy(..., frozen=True)``: no backward state), and AdamW:
 
 - DPO step: 16 preference pairs, 8-token prompts, 13-token responses (right-padded, EOS,
   mask): policy log-probs of chosen and rejected (one batch of 32 rows), reference log-probs,

@@ -33,6 +33,8 @@ class Entry:
         Integer arrays that are counts (a grid of ``n``), not indices into a table.
     none_args : tuple of str
         Arguments whose documented values include ``None`` though their default is not.
+    weight_args : tuple of str
+        Boolean masks that also take any finite weight ``>= 0`` (a 2 is valid there).
     """
 
     kwargs: Callable[[], dict]
@@ -40,6 +42,7 @@ class Entry:
     inf_args: tuple = ()
     count_args: tuple = field(default=())
     none_args: tuple = ()
+    weight_args: tuple = ()
 
 
 # --------------------------------------------------------------------------------------
@@ -179,7 +182,8 @@ def _rng_bads():
     ]
 
 
-def bad_values(value, inf_ok: bool = False, count: bool = False) -> list[Bad]:
+def bad_values(value, inf_ok: bool = False, count: bool = False,
+               weights: bool = False) -> list[Bad]:
     """The bad values to try in place of ``value`` (its kind inferred from it)."""
     if isinstance(value, np.random.Generator):
         return _rng_bads()
@@ -200,7 +204,8 @@ def bad_values(value, inf_ok: bool = False, count: bool = False) -> list[Bad]:
         if value.dtype.kind == "b":
             return [Bad("strings", value.astype(str), type_error=True),
                     Bad("nan", np.where(value, np.nan, 0.0)),
-                    Bad("2", value * 2.0), Bad("complex", value + 1j, type_error=True)]
+                    Bad("2", value * 2.0, must_fail=not weights),
+                    Bad("complex", value + 1j, type_error=True)]
         return _array_bads(value, inf_ok)
     return []
 
@@ -435,11 +440,13 @@ REGISTRY: dict[str, Entry] = {
     "rlhf_toy.tasks.digits.digit_sequences": Entry(
         lambda: dict(rng=np.random.default_rng(0), n=3, n_digits=4)),
     # gpt layers (numerics only)
-    "rlhf_toy.gpt.layers.log_softmax": Entry(lambda: dict(x=_tokens(), axis=-1)),
+    "rlhf_toy.gpt.layers.log_softmax": Entry(lambda: dict(x=_tokens(), axis=-1),
+                                             inf_args=("x",), inf_result=True),  # -inf: p = 0
     "rlhf_toy.gpt.layers.cross_entropy": Entry(
         lambda: dict(logits=np.arange(24.0).reshape(2, 3, 4) / 10,
                      targets=np.array([[0, 1, 3], [2, 2, 0]]),
-                     mask=np.array([[1.0, 1.0, 0.0], [1.0, 0.5, 1.0]]))),
+                     mask=np.array([[True, True, False], [True, False, True]])),
+        weight_args=("mask",)),
     "rlhf_toy.gpt.enumerate.count_continuations": Entry(
         lambda: dict(n_symbols=3, max_new_tokens=4, has_eos=True)),
     "rlhf_toy.gpt.parallel.row_shards": Entry(lambda: dict(n_rows=8, n_positions=16)),
@@ -447,7 +454,8 @@ REGISTRY: dict[str, Entry] = {
     "rlhf_toy.gpt.model.check_token_id": Entry(
         lambda: dict(token=3, name="eos_token", vocab_size=8), none_args=("token",)),
     "rlhf_toy.gpt.model.check_allowed_tokens": Entry(
-        lambda: dict(allowed_tokens=np.array([1, 3, 4]), vocab_size=8)),
+        lambda: dict(allowed_tokens=np.array([1, 3, 4]), vocab_size=8),
+        none_args=("allowed_tokens",)),  # None: every token
     "rlhf_toy.tasks.get_task": Entry(lambda: dict(name="length")),
     "rlhf_toy.strategies.betas": Entry(lambda: dict(low=0.05, high=20.0)),
     # optim

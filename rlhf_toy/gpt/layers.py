@@ -28,6 +28,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._validate import ArgumentTypeError, check_int, check_mask
+
 #: LayerNorm epsilon of GPT-2 (``layer_norm_epsilon`` in its config).
 LN_EPS = 1e-5
 #: ``sqrt(2 / pi)``, the GELU tanh-approximation constant, as a Python float (no upcast).
@@ -110,23 +112,25 @@ def _sum_rows(x):
 # ----------------------------------------------------------------------------- encoder
 
 
-def encoder_forward(tokens, wte, wpe):
-    """Token plus position embedding, ``x[b, t] = wte[tokens[b, t]] + wpe[t]``.
+def encoder_forward(tokens, wte, wpe, t0=0):
+    """Token plus position embedding, ``x[b, t] = wte[tokens[b, t]] + wpe[t0 + t]``.
 
     Parameters
     ----------
     tokens : ndarray of int, shape (B, T)
     wte : ndarray of shape (V, C)
-    wpe : ndarray of shape (n_ctx, C), with ``n_ctx >= T``
+    wpe : ndarray of shape (n_ctx, C), with ``n_ctx >= t0 + T``
+    t0 : int, default 0
+        Position of the first token (the length of a shared prefix computed apart).
 
     Returns
     -------
     out : ndarray of shape (B, T, C)
-    cache : tuple ``(tokens, V, n_ctx)``; the gradient only needs the indices.
+    cache : tuple ``(tokens, V, n_ctx, t0)``; the gradient only needs the indices.
     """
     T = tokens.shape[1]
-    out = wte[tokens] + wpe[:T]  # (B, T, C) + (T, C) -> (B, T, C)
-    return out, (tokens, wte.shape[0], wpe.shape[0])
+    out = wte[tokens] + wpe[t0 : t0 + T]  # (B, T, C) + (T, C) -> (B, T, C)
+    return out, (tokens, wte.shape[0], wpe.shape[0], t0)
 
 
 def encoder_backward(dout, cache):
@@ -137,14 +141,14 @@ def encoder_backward(dout, cache):
     dout : ndarray of shape (B, T, C)
         Gradient of the loss with respect to the embeddings.
     cache : tuple
-        ``(tokens, V, n_ctx)`` from :func:`encoder_forward`.
+        ``(tokens, V, n_ctx, t0)`` from :func:`encoder_forward`.
 
     Returns
     -------
     dwte : ndarray of shape (V, C)
-    dwpe : ndarray of shape (n_ctx, C); rows ``>= T`` are zero.
+    dwpe : ndarray of shape (n_ctx, C); rows outside ``[t0, t0 + T)`` are zero.
     """
-    tokens, V, n_ctx = cache
+    tokens, V, n_ctx, t0 = cache
     B, T, C = dout.shape
     # scatter-add of rows, dwte[tokens[b, t]] += dout[b, t] (np.add.at, but ~5x faster):
     # sort the positions by token, then sum each token's run of rows
@@ -155,7 +159,7 @@ def encoder_backward(dout, cache):
     dwte = np.zeros((V, C), dtype=dout.dtype)  # (V, C)
     dwte[sorted_tokens[starts]] = np.add.reduceat(dout.reshape(B * T, C)[order], starts, axis=0)
     dwpe = np.zeros((n_ctx, C), dtype=dout.dtype)  # (n_ctx, C)
-    dwpe[:T] = dout.sum(axis=0)  # (B, T, C) -> (T, C)
+    dwpe[t0 : t0 + T] = dout.sum(axis=0)  # (B, T, C) -> (T, C)
     return dwte, dwpe
 
 
@@ -397,19 +401,55 @@ def causal_softmax(scores, t_past=0):
     return scores
 
 
+def _real_array(x, name):
+    """``x`` as an array of floats, in its own float dtype (float64 for integers)."""
+    if x is None or isinstance(x, str):
+        raise ArgumentTypeError(f"{name} must be an array of real numbers, got {x!r}")
+    try:
+        x = np.asarray(x)
+    except ValueError:  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular array, got a ragged sequence") from None
+    if x.dtype.kind not in "fiu":
+        raise ArgumentTypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
 def log_softmax(x, axis=-1):
     """Numerically stable log-softmax along ``axis``: ``x - logsumexp(x)``.
 
     Parameters
     ----------
-    x : ndarray
+    x : array_like of float (or int) values
+        ``-inf`` entries are allowed (probability 0) if every slice along ``axis`` keeps a
+        finite one.
     axis : int, default -1
 
     Returns
     -------
     ndarray, shape of ``x``
+        In the float dtype of ``x`` (float64 for integers).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not real numbers (bool, complex, strings, objects).
+    ValueError
+        If ``x`` is 0-d or ragged, ``axis`` is out of range, or a slice along ``axis`` is
+        empty or holds a NaN, a ``+inf``, or nothing but ``-inf``.
     """
-    s = x - x.max(axis=axis, keepdims=True)
+    x = _real_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one axis, got a 0-d array")
+    axis = check_int(axis, "axis", minimum=-x.ndim, maximum=x.ndim - 1)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x must have a non-empty axis {axis}, got shape {x.shape}")
+    m = x.max(axis=axis, keepdims=True)  # NaN propagates into the maxima
+    if not np.all(np.isfinite(m)):
+        raise ValueError(
+            "x must be finite or -inf with a finite entry in every slice along axis "
+            f"{axis}; got NaN, +inf or a slice of -inf"
+        )
+    s = x - m
     s -= np.log(np.exp(s).sum(axis=axis, keepdims=True))
     return s
 
@@ -433,12 +473,13 @@ def causal_bias(T, T_past=0, dtype=np.float32):
 
 
 class AttentionCache(NamedTuple):
-    """What :func:`attention_backward` needs; all of shape (B, NH, T, hs) but ``att``."""
+    """What :func:`attention_backward` needs. ``Tk = t_past + T`` keys: a shared past first."""
 
-    q: np.ndarray  # queries, already scaled by 1 / sqrt(hs)
-    k: np.ndarray  # keys
-    v: np.ndarray  # values
-    att: np.ndarray  # (B, NH, T, T) attention probabilities
+    q: np.ndarray  # (B, NH, T, hs) queries, already scaled by 1 / sqrt(hs)
+    k: np.ndarray  # (B, NH, Tk, hs) keys, the past's first
+    v: np.ndarray  # (B, NH, Tk, hs) values, the past's first
+    att: np.ndarray  # (B, NH, T, Tk) attention probabilities
+    t_past: int  # number of past positions (0 without ``past``)
 
 
 class LayerKV(NamedTuple):
@@ -449,11 +490,12 @@ class LayerKV(NamedTuple):
     t_past: int  # positions [0, t_past) are filled; new ones go at [t_past, t_past + T)
 
 
-def attention_forward(qkv, n_head, kv: LayerKV | None = None):
+def attention_forward(qkv, n_head, kv: LayerKV | None = None, past=None):
     """Causal multi-head self-attention on the fused ``q, k, v`` projection.
 
     ``att = softmax(q k^T / sqrt(hs) + causal mask)``; ``out = att v``, heads concatenated.
-    One function for the full forward and for decoding with a KV cache.
+    One function for the full forward, for a forward after a shared past (a prompt computed
+    once for several continuations) and for decoding with a KV cache.
 
     Parameters
     ----------
@@ -465,7 +507,10 @@ def attention_forward(qkv, n_head, kv: LayerKV | None = None):
     kv : LayerKV, optional
         Keys and values of ``t_past`` earlier positions. The new keys and values are
         written into it at ``[t_past, t_past + T)`` and the queries attend to every
-        position ``<=`` their own, cached ones included.
+        position ``<=`` their own, cached ones included. No backward cache is kept.
+    past : tuple of two ndarrays of shape (B, NH, t_past, hs), optional
+        Keys and values of ``t_past`` earlier positions that every query sees, kept for
+        the backward (which returns their gradients). Not together with ``kv``.
 
     Returns
     -------
@@ -481,7 +526,12 @@ def attention_forward(qkv, n_head, kv: LayerKV | None = None):
     if kv is None:
         k = heads[:, :, 1].transpose(0, 2, 1, 3)  # (B, NH, T, hs)
         v = heads[:, :, 2].transpose(0, 2, 1, 3)  # (B, NH, T, hs)
-        kT, t_past = k.swapaxes(-1, -2), 0  # (B, NH, hs, T)
+        t_past = 0
+        if past is not None:
+            t_past = past[0].shape[2]
+            k = np.concatenate([past[0], k], axis=2)  # (B, NH, t_past + T, hs)
+            v = np.concatenate([past[1], v], axis=2)  # (B, NH, t_past + T, hs)
+        kT = k.swapaxes(-1, -2)  # (B, NH, hs, t_past + T)
     else:
         t_past, t_end = kv.t_past, kv.t_past + T
         kv.kT[..., t_past:t_end] = heads[:, :, 1].transpose(0, 2, 3, 1)  # (B, NH, hs, T)
@@ -491,11 +541,11 @@ def attention_forward(qkv, n_head, kv: LayerKV | None = None):
     att = causal_softmax(att, t_past)  # in place; future keys get 0
     y = att @ v  # (B, NH, T, t_past + T) @ (B, NH, t_past + T, hs) -> (B, NH, T, hs)
     out = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, NH, hs) -> (B, T, C)
-    return out, (None if kv is not None else AttentionCache(q, k, v, att))
+    return out, (None if kv is not None else AttentionCache(q, k, v, att, t_past))
 
 
-def attention_backward(dout, cache):
-    """Gradient of :func:`attention_forward` with respect to ``qkv`` (B, T, 3C).
+def attention_backward(dout, cache, dkv=None):
+    """Gradients of :func:`attention_forward` with respect to ``qkv`` and to the ``past``.
 
     Softmax backward: ``dpre = att * (datt - sum(datt * att, keys))``; masked entries have
     ``att = 0`` and so receive no gradient.
@@ -504,27 +554,41 @@ def attention_backward(dout, cache):
     ----------
     dout : ndarray of shape (B, T, C)
     cache : AttentionCache
-        ``(q, k, v, att)`` from :func:`attention_forward` (run without ``kv``).
+        From :func:`attention_forward` (run without ``kv``).
+    dkv : tuple of two ndarrays of shape (B, NH, T, hs), optional
+        Gradients reaching this call's own keys and values from elsewhere (from the
+        continuations that used them as their ``past``); added to theirs.
 
     Returns
     -------
     dqkv : ndarray of shape (B, T, 3C)
+    dpast : tuple of two ndarrays of shape (B, NH, t_past, hs), or None
+        Gradients of the ``past`` keys and values (None without a past).
     """
-    q, k, v, att = cache
+    q, k, v, att, t_past = cache
     B, NH, T, hs = q.shape
     C = NH * hs
     # the result, in qkv's layout; each matmul below writes its head-major view of one third
     dqkv = np.empty((B, T, 3, NH, hs), dtype=dout.dtype)  # (B, T, 3, NH, hs)
     dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)  # (B, NH, T, hs) each, views into dqkv
     dy = dout.reshape(B, T, NH, hs).transpose(0, 2, 1, 3)  # (B, T, C) -> (B, NH, T, hs)
-    datt = dy @ v.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, T) -> (B, NH, T, T)
-    np.matmul(att.swapaxes(-1, -2), dy, out=dv)  # (B, NH, T, T) @ (B, NH, T, hs) -> dv
-    datt -= _sum_last(datt * att)  # (B, NH, T, T)
-    datt *= att  # (B, NH, T, T), gradient of the scaled scores
-    np.matmul(datt, k, out=dq)  # (B, NH, T, T) @ (B, NH, T, hs) -> dq (B, NH, T, hs)
+    # keys and values of the past and the new positions: without a past, straight into dqkv
+    dk_all, dv_all = (dk, dv) if t_past == 0 else np.empty((2, *k.shape), dtype=dout.dtype)
+    datt = dy @ v.swapaxes(-1, -2)  # (B, NH, T, hs) @ (B, NH, hs, Tk) -> (B, NH, T, Tk)
+    np.matmul(att.swapaxes(-1, -2), dy, out=dv_all)  # (B, NH, Tk, T) @ (B, NH, T, hs)
+    datt -= _sum_last(datt * att)  # (B, NH, T, Tk)
+    datt *= att  # (B, NH, T, Tk), gradient of the scaled scores
+    np.matmul(datt, k, out=dq)  # (B, NH, T, Tk) @ (B, NH, Tk, hs) -> dq (B, NH, T, hs)
     dq *= 1.0 / math.sqrt(hs)  # through the 1 / sqrt(hs) scale
-    np.matmul(datt.swapaxes(-1, -2), q, out=dk)  # (B, NH, T, T) @ (B, NH, T, hs) -> dk
-    return dqkv.reshape(B, T, 3 * C)  # (B, T, 3, NH, hs) -> (B, T, 3C), no copy
+    np.matmul(datt.swapaxes(-1, -2), q, out=dk_all)  # (B, NH, Tk, T) @ (B, NH, T, hs)
+    dpast = None
+    if t_past:
+        dk[...], dv[...] = dk_all[:, :, t_past:], dv_all[:, :, t_past:]
+        dpast = (dk_all[:, :, :t_past], dv_all[:, :, :t_past])  # (B, NH, t_past, hs) each
+    if dkv is not None:
+        dk += dkv[0]
+        dv += dkv[1]
+    return dqkv.reshape(B, T, 3 * C), dpast  # (B, T, 3, NH, hs) -> (B, T, 3C), no copy
 
 
 # ------------------------------------------------------------------------------- block
@@ -578,11 +642,11 @@ class BlockCache(NamedTuple):
     proj: tuple
 
 
-def block_forward(x, p, n_head, kv: LayerKV | None = None):
+def block_forward(x, p, n_head, kv: LayerKV | None = None, past=None):
     """One pre-LN transformer block: ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))``.
 
-    The same function runs the full forward and a decoding step (``kv`` given, see
-    :func:`attention_forward`).
+    The same function runs the full forward, a forward after a shared past and a decoding
+    step (``past`` or ``kv`` given, see :func:`attention_forward`).
 
     Parameters
     ----------
@@ -590,6 +654,7 @@ def block_forward(x, p, n_head, kv: LayerKV | None = None):
     p : mapping from the names of :data:`BLOCK_PARAMS` to arrays
     n_head : int
     kv : LayerKV, optional
+    past : tuple of two ndarrays of shape (B, NH, t_past, hs), optional
 
     Returns
     -------
@@ -600,7 +665,7 @@ def block_forward(x, p, n_head, kv: LayerKV | None = None):
     x = x.reshape(B * T, C)  # (BT, C): every layer but attention sees 2-D rows
     h, ln1 = layernorm_forward(x, p["ln_1.weight"], p["ln_1.bias"])  # (BT, C)
     qkv, fc_attn = matmul_forward(h, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # (BT, 3C)
-    a, att = attention_forward(qkv.reshape(B, T, 3 * C), n_head, kv)  # (B, T, C)
+    a, att = attention_forward(qkv.reshape(B, T, 3 * C), n_head, kv, past)  # (B, T, C)
     a, proj_attn = matmul_forward(
         a.reshape(B * T, C), p["attn.c_proj.weight"], p["attn.c_proj.bias"]
     )
@@ -616,7 +681,7 @@ def block_forward(x, p, n_head, kv: LayerKV | None = None):
     return out, BlockCache(ln1, fc_attn, att, proj_attn, ln2, fc, gelu, proj)
 
 
-def block_backward(dout, cache: BlockCache):
+def block_backward(dout, cache: BlockCache, dkv=None):
     """Gradients of :func:`block_forward`.
 
     Parameters
@@ -624,11 +689,16 @@ def block_backward(dout, cache: BlockCache):
     dout : ndarray of shape (B, T, C)
     cache : BlockCache
         From :func:`block_forward` (run without ``kv``).
+    dkv : tuple of two ndarrays of shape (B, NH, T, hs), optional
+        Gradients reaching the attention's own keys and values from continuations that used
+        them as their ``past`` (see :func:`attention_backward`).
 
     Returns
     -------
     dx : ndarray of shape (B, T, C)
     grads : dict keyed by the names of :data:`BLOCK_PARAMS`.
+    dpast : tuple of two ndarrays of shape (B, NH, t_past, hs), or None
+        Gradients of the ``past`` keys and values of the forward (None without a past).
     """
     ln1, fc_attn, att, proj_attn, ln2, fc, gelu, proj = cache
     B, T, C = dout.shape
@@ -640,13 +710,13 @@ def block_backward(dout, cache: BlockCache):
     dh, g["ln_2.weight"], g["ln_2.bias"] = layernorm_backward(dh, ln2)  # (BT, C)
     dx = dout + dh  # (BT, C), residual
     da, g["attn.c_proj.weight"], g["attn.c_proj.bias"] = matmul_backward(dx, proj_attn)  # (BT,C)
-    dqkv = attention_backward(da.reshape(B, T, C), att)  # (B, T, 3C)
+    dqkv, dpast = attention_backward(da.reshape(B, T, C), att, dkv)  # (B, T, 3C)
     dh, g["attn.c_attn.weight"], g["attn.c_attn.bias"] = matmul_backward(
         dqkv.reshape(B * T, 3 * C), fc_attn
     )  # (BT, C)
     dh, g["ln_1.weight"], g["ln_1.bias"] = layernorm_backward(dh, ln1)  # (BT, C)
     dx += dh  # (BT, C), residual
-    return dx.reshape(B, T, C), g
+    return dx.reshape(B, T, C), g, dpast
 
 
 # ----------------------------------------------------------------------- cross-entropy
@@ -673,34 +743,29 @@ def cross_entropy(logits, targets, mask=None):
 
     Raises
     ------
+    TypeError
+        If ``logits`` or ``mask`` are not real numbers or ``targets`` not integers.
     ValueError
-        If shapes disagree, a target is out of ``[0, V)`` at a counted position, a mask
-        weight is negative, NaN or inf, or the mask selects nothing.
+        If shapes disagree, ``logits`` hold a NaN or inf, a target is out of ``[0, V)`` at a
+        counted position, a mask weight is negative, NaN or inf, or the mask selects nothing.
     """
-    logits = np.asarray(logits)
+    logits = _real_array(logits, "logits")
     if logits.ndim != 3:
         raise ValueError(f"logits must have shape (B, T, V), got shape {logits.shape}")
+    if not np.all(np.isfinite(logits)):
+        raise ValueError("logits must be finite, got NaN or inf")
     B, T, V = logits.shape
+    if targets is None or isinstance(targets, str):
+        raise ArgumentTypeError(f"targets must be an int array, got {targets!r}")
     targets = np.asarray(targets)
-    if targets.shape != (B, T) or not np.issubdtype(targets.dtype, np.integer):
-        raise ValueError(
-            f"targets must be integers of shape {(B, T)}, got {targets.dtype} {targets.shape}"
-        )
+    if targets.dtype.kind not in "iu":
+        raise ArgumentTypeError(f"targets must be integers, got dtype {targets.dtype}")
+    if targets.shape != (B, T):
+        raise ValueError(f"targets must have shape {(B, T)} (that of logits), got {targets.shape}")
     if mask is None:
         mask = np.ones((B, T), dtype=logits.dtype)
     else:
-        mask = np.asarray(mask)
-        if mask.shape != (B, T):
-            raise ValueError(f"mask must have shape {(B, T)}, got {mask.shape}")
-        if mask.dtype != bool and (
-            not np.issubdtype(mask.dtype, np.number) or np.iscomplexobj(mask)
-        ):
-            raise ValueError(f"mask must hold real weights, got dtype {mask.dtype}")
-        mask = mask.astype(logits.dtype)
-        if not np.all(np.isfinite(mask)):
-            raise ValueError("mask must be finite, got NaN or inf")
-        if np.any(mask < 0):
-            raise ValueError(f"mask weights must be >= 0, got {mask.min()}")
+        mask = check_mask(mask, "mask", (B, T), like_name="logits").astype(logits.dtype)
     n = float(mask.sum())
     if n <= 0:
         raise ValueError("mask must select at least one position, got sum(mask) = 0")

@@ -131,6 +131,8 @@ def train_lm(
     for step in bar:
         tokens, targets, mask = get_batch(step)
         logits = model.forward(tokens)  # (B, T, V)
+        if not np.all(np.isfinite(logits)):  # diverged weights (cross_entropy refuses them)
+            raise FloatingPointError(f"non-finite loss at step {step}: the logits hold NaN/inf")
         loss, dlogits = cross_entropy(logits, targets, mask)
         if not np.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}: {loss}")

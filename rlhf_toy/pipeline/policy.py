@@ -15,7 +15,7 @@ import numpy as np
 
 from rlhf_toy._validate import check_int, check_mask, check_positive
 from rlhf_toy.gpt import GPT, enumerate_continuations, sample
-from rlhf_toy.gpt.model import check_allowed_tokens, check_token_id, restricted_log_softmax
+from rlhf_toy.gpt.model import check_allowed_tokens, check_token_id
 
 __all__ = ["GPTCritic", "GPTPolicy", "GPTRewardModel", "last_token_positions"]
 
@@ -87,10 +87,15 @@ class GPTPolicy:
     prompt_len : int, optional
         If given, prompts must have this length.
     frozen : bool, default False
-        A policy that is never trained (a reference ``pi_ref``): :meth:`logprobs` encodes
-        each distinct prompt once with the KV cache and continues every row from it (the
-        same numbers up to rounding, about half the work when prompts repeat), and keeps no
-        backward state; :meth:`logprobs_backward` raises.
+        A policy that is never trained (a reference ``pi_ref``): :meth:`logprobs` keeps no
+        backward state (the model's cache is left as it was); :meth:`logprobs_backward`
+        raises.
+
+    Notes
+    -----
+    :meth:`logprobs` computes each distinct prompt of a batch once and continues every row
+    from it (``GPT.logprobs(..., shared_prefix=P)``): the same numbers up to float rounding,
+    and about half the work for a group of responses to one prompt (GRPO, RLOO, DPO's pairs).
 
     Attributes
     ----------
@@ -156,11 +161,10 @@ class GPTPolicy:
     def logprobs(self, prompts, responses, mask) -> np.ndarray:
         """``log pi(y_t | x, y_<t)``, shape (B, T), exactly 0 where ``mask == 0``."""
         tokens, mask, P = _concat(self.model, self._check_prompts(prompts), responses, mask)
-        if self.frozen:
-            logp = self._frozen_logprobs(tokens, P)  # (B, T)
-        else:
-            logp = self.model.logprobs(tokens, self.allowed_tokens, self.temperature)
-            logp = logp[:, P - 1 :]  # (B, T)
+        logp = self.model.logprobs(
+            tokens, self.allowed_tokens, self.temperature, shared_prefix=P,
+            keep_cache=not self.frozen,
+        )[:, P - 1 :]  # (B, T); each distinct prompt computed once  # fmt: skip
         if np.any(np.isneginf(logp) & (mask != 0)):
             raise ValueError("responses hold a token outside allowed_tokens under the mask")
         self._mask, self._prompt_len = mask, P
@@ -183,28 +187,6 @@ class GPTPolicy:
         full = np.zeros((B, P + T - 1), dtype=self.model.dtype)  # (B, P + T - 1)
         full[:, P - 1 :] = dlogp * mask
         return self.model.logprobs_backward(full)
-
-    def _frozen_logprobs(self, tokens, P) -> np.ndarray:
-        """Response log-probs (B, T) from one prefill per distinct prompt and a cached
-        continuation of every row (no backward state)."""
-        model = self.model
-        B, PT = tokens.shape
-        unique, inverse = np.unique(tokens[:, :P], axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        kv = model.init_kv_cache(unique.shape[0], capacity=PT)
-        first = model.forward_step(unique, kv)[:, -1]  # (U, V): predicts response token 0
-        logits = np.empty((B, PT - P, model.config.vocab_size), dtype=model.dtype)
-        logits[:, 0] = first[inverse]
-        if PT - P > 1:
-            kv = kv.take(inverse)  # (B, ...) each row continues its prompt
-            logits[:, 1:] = model.forward_step(tokens[:, P:-1], kv)  # (B, T - 1, V)
-        logq, idx, ok = restricted_log_softmax(
-            logits, self.allowed_tokens, self.temperature, tokens[:, P:]
-        )
-        logp = np.take_along_axis(logq, idx[..., None], axis=-1)[..., 0]  # (B, T)
-        if ok is not None:
-            logp[~ok] = -np.inf
-        return logp
 
     def entropy(self, prompts, responses, mask) -> np.ndarray:
         """Entropy of the next-token distribution at each response position, (B, T), 0 off
