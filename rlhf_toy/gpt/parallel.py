@@ -16,7 +16,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .._validate import check_int
-from .allocator import keep_freed_memory
 
 #: Largest row or position count :func:`row_shards` plans for (far beyond any batch).
 MAX_ROWS = 10**9
@@ -135,7 +134,6 @@ def single_blas_thread():
     if _state["blas"] is None:  # found once: numpy's BLAS is loaded with numpy itself
         from threadpoolctl import ThreadpoolController
 
-        keep_freed_memory()  # the GPT's first computation: see rlhf_toy.gpt.allocator
         _state["blas"] = ThreadpoolController().select(user_api="blas")
     blas = _state["blas"]
     limit = blas.limit(limits=1) if blas.lib_controllers else contextlib.nullcontext()
