@@ -494,26 +494,23 @@ class GPT:
         prefix's keys and values (``past`` in :func:`~rlhf_toy.gpt.layers.block_forward`).
         """
         p = self.params
-        if not shared_prefix:
-            x, enc = encoder_forward(tokens, p["wte"], p["wpe"])  # (B, T, C)
-            blocks = []
-            for bp in self._block_params:
-                x, cache = block_forward(x, bp, self.config.n_head)  # (B, T, C)
-                blocks.append(cache)
-            xf, lnf = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"])  # (B, T, C)
-            return xf, TrunkCache(enc, blocks, lnf)
-        P = shared_prefix
-        first = np.r_[True, ids[1:] != ids[:-1]]  # (B,) the first row of each prefix
-        rows = np.cumsum(first) - 1  # (B,) the prefix of each row, in [0, U)
-        xf_p, prompt = self._trunk_forward(tokens[first, :P])  # (U, P, C)
+        P, prompt, rows = shared_prefix, None, None
+        if P:
+            first = np.r_[True, ids[1:] != ids[:-1]]  # (B,) the first row of each prefix
+            rows = np.cumsum(first) - 1  # (B,) the prefix of each row, in [0, U)
+            xf_p, prompt = self._trunk_forward(tokens[first, :P])  # (U, P, C)
         x, enc = encoder_forward(tokens[:, P:], p["wte"], p["wpe"], t0=P)  # (B, T - P, C)
         blocks = []
-        for bp, prefix in zip(self._block_params, prompt.blocks, strict=True):
-            past = (prefix.att.k[rows], prefix.att.v[rows])  # (B, NH, P, hs) each
+        for i, bp in enumerate(self._block_params):
+            past = None
+            if prompt is not None:  # the prefix's keys and values, one copy per row
+                att = prompt.blocks[i].att
+                past = (att.k[rows], att.v[rows])  # (B, NH, P, hs) each
             x, cache = block_forward(x, bp, self.config.n_head, past=past)  # (B, T - P, C)
             blocks.append(cache)
         xf, lnf = layernorm_forward(x, p["ln_f.weight"], p["ln_f.bias"])  # (B, T - P, C)
-        xf = np.concatenate([xf_p[rows], xf], axis=1)  # (B, T, C)
+        if prompt is not None:
+            xf = np.concatenate([xf_p[rows], xf], axis=1)  # (B, T, C)
         return xf, TrunkCache(enc, blocks, lnf, prompt, rows)
 
     def _trunk_backward(self, dxf, cache: TrunkCache) -> dict:
