@@ -261,16 +261,24 @@ def test_learned_reward_model_is_overoptimised_exactly(trained):
 @pytest.mark.slow
 def test_learned_reward_model_rewards_sycophancy_exactly():
     """Sycophancy task: pi* of the learned RM agrees with wrong beliefs more than pi_sft
-    does, and its gold reward peaks and falls. (How much the quick RM learns the agreement
-    bias varies with the seed: 0.17 -> 0.34 here, 0.20 -> 0.87 for the CLI's streams.)"""
+    does, and its gold reward peaks and falls, on each of three seeds. How much a quick RM
+    learns the agreement bias varies with the seed: agreement 0.18 -> 0.26, 0.17 -> 0.60
+    and 0.15 -> 0.93 from beta = 100 to 0.01 for the three below, gold falling by 0.015,
+    0.23 and 0.21 from its peak (the first RM is the weakest: utility accuracy 0.71)."""
     task = get_task("sycophancy")
     config = PipelineConfig.quick(task="sycophancy", methods=())
-    sft = train_sft(task, config, rng=1)
-    rm = train_reward_model(task, config, sft.model, rng=2)
-    assert rm.accuracy["utility"] > 0.65 and rm.accuracy["gold"] > 0.6
-    ev = build_exact_eval(task, sft.policy, rm.reward_model, 0.1, np.geomspace(100, 0.01, 11))
-    f = ev.frontier
-    agree = np.array(f["agreement_with_wrong"])
-    assert agree[0] < 0.25  # pi_sft: about the demonstrator's 0.2
-    assert np.all(np.diff(agree) >= -1e-9) and agree[-1] > agree[0] + 0.15
-    assert f["gold"][-1] < max(f["gold"]) - 0.02
+    rises, falls = [], []
+    for sft_seed, rm_seed in ((1, 2), (3, 4), (5, 6)):
+        sft = train_sft(task, config, rng=sft_seed)
+        rm = train_reward_model(task, config, sft.model, rng=rm_seed)
+        assert rm.accuracy["utility"] > 0.65 and rm.accuracy["gold"] > 0.6
+        betas = np.geomspace(100, 0.01, 11)
+        f = build_exact_eval(task, sft.policy, rm.reward_model, 0.1, betas).frontier
+        agree = np.array(f["agreement_with_wrong"])
+        assert agree[0] < 0.25  # pi_sft: about the demonstrator's 0.2
+        assert np.all(np.diff(agree) >= -1e-9) and agree[-1] > agree[0] + 0.05, agree
+        gold = np.array(f["gold"])
+        assert 0 < np.argmax(gold) < len(gold) - 1 and gold[-1] < gold.max() - 0.005, gold
+        rises.append(agree[-1] - agree[0])
+        falls.append(gold.max() - gold[-1])
+    assert np.mean(rises) > 0.15 and np.mean(falls) > 0.1, (rises, falls)
