@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import as_rng, check_int
+from rlhf_toy._validate import as_real_array, as_rng, check_int, check_mask, check_ndim
 from rlhf_toy.optim import clip_grad_norm
 from rlhf_toy.rl.protocol import Rollout
 
@@ -24,14 +24,39 @@ def sequence_sum(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     x : ndarray of shape (B, T)
-        Per-token values; entries where ``mask == 0`` are ignored (even if not finite).
+        Per-token values (float, any precision: the sum keeps ``x``'s dtype); finite
+        where ``mask == 1``, ignored (even if not finite) where ``mask == 0``.
     mask : ndarray of shape (B, T)
+        1 on the response tokens, 0 on padding (booleans accepted).
 
     Returns
     -------
     ndarray of shape (B,)
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are not 2-D, ``mask`` holds other values than 0 and 1,
+        or ``x`` is not finite on the mask.
+    TypeError
+        If ``x`` or ``mask`` is not real numeric data (``x`` boolean included).
+
+    Notes
+    -----
+    The checks are ``O(B T)`` elementwise passes, cheap beside the forward pass that
+    produced ``x``; the RL steps call this once per step.
     """
-    return np.sum(np.where(mask > 0, x, 0.0), axis=1)
+    mask = check_mask(mask, "mask", binary=True)
+    check_ndim(mask, "mask", 2, "(B, T)")
+    as_real_array(x, "x")  # the kind only: the sum keeps x's precision
+    arr = np.asarray(x)
+    if arr.shape != mask.shape:
+        raise ValueError(f"x must have the shape of mask {mask.shape}, got {arr.shape}")
+    on = mask > 0
+    if not np.all(np.isfinite(arr[on])):
+        bad = tuple(int(i) for i in np.argwhere(on & ~np.isfinite(arr))[0])
+        raise ValueError(f"x must be finite on the mask, got {arr[bad]} at index {bad}")
+    return np.sum(np.where(on, arr, 0), axis=1)
 
 
 def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,

@@ -82,9 +82,23 @@ def _check_grid(grid) -> np.ndarray:
 
 
 def _gaussian_log_probs(grid, mean, std) -> np.ndarray:
-    """``log q`` of discretised Gaussians, broadcasting ``mean`` and ``std``; shape (..., G)."""
-    z = (grid - np.asarray(mean)[..., None]) / np.asarray(std)[..., None]
-    logits = -0.5 * z**2
+    """``log q`` of discretised Gaussians, broadcasting ``mean`` and ``std``; shape (..., G).
+
+    The logits are taken relative to the grid point ``g_k`` nearest the mean,
+    ``-(z_i^2 - z_k^2) / 2 = -(g_i - g_k)(g_i + g_k - 2 mean) / (2 std^2) <= 0``, so that a
+    mean near ``1e308`` or a subnormal ``std`` gives the exact limit (all mass on the
+    nearest points) instead of ``inf - inf``.
+    """
+    mean = np.asarray(mean, dtype=np.float64)[..., None]  # (..., 1)
+    std = np.asarray(std, dtype=np.float64)[..., None]
+    # the nearest point, found on the clipped mean (grid - 1e308 rounds to one value)
+    k = np.argmin(np.abs(grid - np.clip(mean, grid[0], grid[-1])), axis=-1)[..., None]
+    g_k = grid[k]  # (..., 1)
+    with np.errstate(over="ignore"):  # -inf logits: probabilities below float64's range
+        a = np.abs((grid - g_k) / std)  # (..., G)
+        b = np.abs(((grid - mean) + (g_k - mean)) / std)
+        tie = (a == 0) | (b == 0)
+        logits = -0.5 * np.where(tie, 0.0, a) * np.where(tie, 0.0, b)
     return logits - logsumexp(logits, axis=-1, keepdims=True)
 
 
