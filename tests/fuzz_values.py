@@ -33,6 +33,12 @@ class Entry:
         Integer arrays that are counts (a grid of ``n``), not indices into a table.
     none_args : tuple of str
         Arguments whose documented values include ``None`` though their default is not.
+    nan_fields : tuple of str
+        Fields or keys of the result documented to hold ``NaN`` placeholders (a diagnostic
+        at step 0, before any step); their values are not checked.
+    trains : bool
+        A training loop: a valid value that makes the run diverge (``lr = 1e308``) may
+        stop it with a ``FloatingPointError`` naming the step, as the conventions ask.
     """
 
     kwargs: Callable[[], dict]
@@ -40,6 +46,8 @@ class Entry:
     inf_args: tuple = ()
     count_args: tuple = field(default=())
     none_args: tuple = ()
+    nan_fields: tuple = ()
+    trains: bool = False
 
 
 # --------------------------------------------------------------------------------------
@@ -457,6 +465,92 @@ REGISTRY: dict[str, Entry] = {
     "rlhf_toy.optim.lr_schedule": Entry(
         lambda: dict(step=5, lr=0.1, total_steps=100, warmup_steps=10, min_lr=0.01)),
 }
+
+
+# --------------------------------------------------------------------------------------
+# the bandit world, its experiments and the RL steps (tiny worlds, a few steps)
+# --------------------------------------------------------------------------------------
+
+
+def _env(**kw):
+    from rlhf_toy.bandit.env import make_bandit
+
+    return make_bandit(2, 3, rng=0, **kw)
+
+
+def _rl_args(config, **extra):
+    """A policy, its reference, an optimiser, prompts, a reward and ``config`` on the bandit."""
+    from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+    from rlhf_toy.bandit.rl import table_reward
+    from rlhf_toy.optim import AdamW
+
+    policy = TrainableTabularPolicy(np.log(_pi()))
+    return dict(policy=policy, ref=TabularPolicy.from_probs(_pi_ref()),
+                optimiser=AdamW(policy.params, lr=0.1, weight_decay=0.0),
+                prompts=np.array([0, 1]), reward_fn=table_reward(_reward()), config=config,
+                rng=np.random.default_rng(0), **extra)
+
+
+def _rl_registry():
+    from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+    from rlhf_toy.bandit.rl import TabularCritic
+    from rlhf_toy.optim import AdamW
+    from rlhf_toy.rl import (
+        GRPOConfig,
+        OnlineDPOConfig,
+        PPOConfig,
+        ReinforceConfig,
+        RLOOConfig,
+    )
+
+    def ppo():
+        critic = TabularCritic(2)
+        return _rl_args(PPOConfig(group_size=2, epochs=1), critic=critic,
+                        critic_optimiser=AdamW(critic.params, lr=0.1, weight_decay=0.0))
+
+    def rollout():
+        policy = TrainableTabularPolicy(np.log(_pi()))
+        from rlhf_toy.bandit.rl import table_reward
+
+        return dict(policy=policy, ref=TabularPolicy.from_probs(_pi_ref()),
+                    prompts=np.array([0, 1]), reward_fn=table_reward(_reward()),
+                    group_size=2, rng=np.random.default_rng(0))
+
+    def gradients():
+        policy = TrainableTabularPolicy(np.log(_pi()))
+        return dict(optimiser=AdamW(policy.params, lr=0.1, weight_decay=0.0),
+                    grads={"logits": np.full((2, 3), 0.1)}, max_grad_norm=1.0, where="step")
+
+    return {
+        "rlhf_toy.rl.reinforce.reinforce_step": Entry(
+            lambda: _rl_args(ReinforceConfig(group_size=2))),
+        "rlhf_toy.rl.reinforce.rloo_step": Entry(lambda: _rl_args(RLOOConfig(group_size=2))),
+        "rlhf_toy.rl.grpo.grpo_step": Entry(lambda: _rl_args(GRPOConfig(group_size=2))),
+        "rlhf_toy.rl.grpo.dr_grpo_config": Entry(lambda: dict(group_size=4, beta=0.1)),
+        "rlhf_toy.rl.online_dpo.online_dpo_step": Entry(
+            lambda: _rl_args(OnlineDPOConfig(beta=0.1))),
+        "rlhf_toy.rl.ppo.ppo_step": Entry(ppo),
+        "rlhf_toy.rl.rollout.collect_rollout": Entry(rollout),
+        "rlhf_toy.rl.rollout.apply_gradients": Entry(gradients, none_args=("max_grad_norm",)),
+    }
+
+
+def _bandit_registry():
+    from rlhf_toy.rl import ReinforceConfig
+
+    return {
+        "rlhf_toy.bandit.env.check_env": Entry(lambda: dict(env=_env())),
+        "rlhf_toy.bandit.rl.method_name": Entry(lambda: dict(config=ReinforceConfig())),
+        "rlhf_toy.bandit.rl.table_reward": Entry(lambda: dict(reward=_reward())),
+        "rlhf_toy.bandit.rl.train_rl": Entry(
+            lambda: dict(env=_env(), config=ReinforceConfig(group_size=2), steps=2, lr=0.05,
+                         rng=0, critic_lr=0.1),
+            none_args=("critic_lr",), nan_fields=("diagnostics",), trains=True),
+    }
+
+
+REGISTRY.update(_bandit_registry())
+REGISTRY.update(_rl_registry())
 
 #: Modules whose every public function must have an entry.
 OBJECTIVES = ("rlhf_toy.kl", "rlhf_toy.optimal", "rlhf_toy.bradley_terry",

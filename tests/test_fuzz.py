@@ -38,6 +38,7 @@ TIME_LIMIT = 5.0
 #: Not yet keeping the promise (each listed with how it breaks it).
 PHASE_TWO = "not yet"
 KNOWN_FAILING = {
+    "rlhf_toy.bandit.rl.train_rl",  # steps = 10**400: numpy's "Maximum allowed dimension"
     "rlhf_toy.gpt.layers.log_softmax",  # a layer: no input validation on the hot path
     "rlhf_toy.gpt.layers.cross_entropy",  # accepts NaN logits; names targets for logits
     "rlhf_toy.gpt.model.check_token_id",  # vocab_size (a trusted internal) unchecked
@@ -116,17 +117,20 @@ def _alarm(signum, frame):
     raise _Timeout
 
 
-def _numbers(obj):
-    """Every numeric array or scalar inside a result (tuples, dicts, dataclasses)."""
+def _numbers(obj, skip=()):
+    """Every numeric array or scalar inside a result (tuples, dicts, dataclasses), but for
+    the fields and keys named in ``skip``."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
-            yield from _numbers(getattr(obj, f.name))
+            if f.name not in skip:
+                yield from _numbers(getattr(obj, f.name), skip)
     elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _numbers(v)
+        for k, v in obj.items():
+            if k not in skip:
+                yield from _numbers(v, skip)
     elif isinstance(obj, (tuple, list)):
         for v in obj:
-            yield from _numbers(v)
+            yield from _numbers(v, skip)
     elif isinstance(obj, (np.ndarray, np.generic, float, int)) and not isinstance(obj, bool):
         a = np.asarray(obj)
         if a.dtype.kind in "fc":
@@ -159,11 +163,15 @@ def _violation(fn, kwargs, arg, bad, entry):
         if bad.type_error and not isinstance(err, TypeError):
             return f"ValueError where a TypeError is due: {err}"
         return None
+    except FloatingPointError as err:
+        if entry.trains and not bad.must_fail and "step" in str(err):
+            return None  # a valid value that makes the run diverge: named, at its step
+        return f"{type(err).__name__}: {err}"
     except Exception as err:  # noqa: BLE001 - any other class breaks the promise
         return f"{type(err).__name__}: {err}"
     if bad.must_fail:
         return "accepted"
-    for a in _numbers(out):
+    for a in _numbers(out, entry.nan_fields):
         if np.any(np.isnan(a)):
             return "returned NaN"
         if not entry.inf_result and not np.all(np.isfinite(a)):
@@ -178,12 +186,12 @@ def test_the_promise_holds(qualname):
     entry = REGISTRY[qualname]
     base = entry.kwargs()
     out = _call(fn, base)  # the valid call itself
-    for a in _numbers(out):
+    for a in _numbers(out, entry.nan_fields):
         assert np.all(np.isfinite(a)), f"{qualname}: the valid example call is not finite"
     params = inspect.signature(fn).parameters
     broken = []
     for arg in base:
-        optional = params[arg].default is None or arg in entry.none_args
+        optional = arg in entry.none_args or (arg in params and params[arg].default is None)
         for bad in bad_values(base[arg], inf_ok=arg in entry.inf_args,
                               count=arg in entry.count_args):
             if optional and bad.value is None:
@@ -193,9 +201,9 @@ def test_the_promise_holds(qualname):
             why = _violation(fn, kwargs, arg, bad, entry)
             if why is not None:
                 broken.append(f"{arg} = {bad.label}: {why}")
-    optional = {a for a in base if params[a].default is None}
+    optional = {a for a in base if a in params and params[a].default is None}
     for label, kwargs in joint_bads(base, optional):
-        why = _violation(fn, kwargs, tuple(params), Bad(label, None, must_fail=False), entry)
+        why = _violation(fn, kwargs, tuple(base), Bad(label, None, must_fail=False), entry)
         if why is not None:
             broken.append(f"{label}: {why}")
     assert not broken, f"{qualname}: {len(broken)} broken promises:\n" + "\n".join(broken)

@@ -65,3 +65,60 @@ def test_sequence_sum_rejects_values_of_the_wrong_kind():
         sequence_sum(np.ones((1, 2)) + 1j, np.ones((1, 2)))
     with pytest.raises(TypeError, match="x must hold numbers, got booleans"):
         sequence_sum(np.ones((1, 2), dtype=bool), np.ones((1, 2)))
+
+
+# --- the rollout helpers: prompts, counts and gradients checked at the entry ----------------
+
+
+def _tabular():
+    from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+    from rlhf_toy.bandit.rl import table_reward
+
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    return (TrainableTabularPolicy(np.log(pi_ref)), TabularPolicy.from_probs(pi_ref),
+            table_reward(np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]])))
+
+
+def test_collect_rollout_refuses_no_prompts_and_unbounded_groups():
+    from rlhf_toy._validate import MAX_SAMPLES
+    from rlhf_toy.rl import collect_rollout
+
+    policy, ref, reward_fn = _tabular()
+    with pytest.raises(ValueError, match="prompts must hold at least one prompt"):
+        collect_rollout(policy, ref, np.zeros(0, dtype=np.int64), reward_fn, 2, 0)
+    with pytest.raises(TypeError, match="prompts must be an array of prompts"):
+        collect_rollout(policy, ref, None, reward_fn, 2, 0)
+    with pytest.raises(ValueError, match=f"group_size must be <= {MAX_SAMPLES // 2}"):
+        collect_rollout(policy, ref, np.array([0, 1]), reward_fn, 10**400, 0)
+    ro = collect_rollout(policy, ref, np.array([0, 1]), reward_fn, 3, 0)
+    assert ro.responses.shape == (6, 1) and ro.n_prompts == 2
+
+
+def test_apply_gradients_names_grads_and_max_grad_norm_and_does_not_overflow():
+    from rlhf_toy.optim import AdamW
+    from rlhf_toy.rl import apply_gradients
+
+    params = {"w": np.zeros(2, dtype=np.float32)}
+    opt = AdamW(params, lr=0.1, weight_decay=0.0)
+    g = np.array([3e20, 4e20], dtype=np.float32)  # squares overflow float32
+    assert apply_gradients(opt, {"w": g}, 1.0, "step") == pytest.approx(5e20, rel=1e-6)
+    with pytest.raises(FloatingPointError, match=r"my_step: non-finite gradient.*grads"):
+        apply_gradients(opt, {"w": np.array([np.nan, 0.0])}, None, "my_step")
+    with pytest.raises(ValueError, match="max_grad_norm must be > 0"):
+        apply_gradients(opt, {"w": np.ones(2)}, 0.0, "step")
+    with pytest.raises(TypeError, match=r"grads\['w'\] must hold real numbers"):
+        apply_gradients(opt, {"w": np.ones(2) + 1j}, None, "step")
+    with pytest.raises(TypeError, match="grads must be a dict"):
+        apply_gradients(opt, [np.ones(2)], None, "step")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("rlhf_toy.rl", fromlist=["GRPOConfig"]).GRPOConfig(group_size=10**8),
+    lambda: __import__("rlhf_toy.rl", fromlist=["RLOOConfig"]).RLOOConfig(group_size=10**8),
+    lambda: __import__("rlhf_toy.rl", fromlist=["PPOConfig"]).PPOConfig(group_size=10**8),
+])
+def test_rl_configs_have_a_documented_maximum_group_size(make):
+    from rlhf_toy._validate import MAX_SAMPLES
+
+    with pytest.raises(ValueError, match=f"group_size must be <= {MAX_SAMPLES}"):
+        make()

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import as_real_array, as_rng, check_int, check_mask, check_ndim
+from rlhf_toy._validate import (
+    MAX_SAMPLES,
+    ArgumentTypeError,
+    NonFiniteInputError,
+    as_real_array,
+    as_rng,
+    check_int,
+    check_mask,
+    check_ndim,
+    check_positive,
+)
 from rlhf_toy.optim import clip_grad_norm
 from rlhf_toy.rl.protocol import Rollout
 
@@ -86,13 +96,21 @@ def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,
     Raises
     ------
     ValueError
-        If ``reward_fn`` returns the wrong shape, or a sampled response is empty.
+        If ``prompts`` is empty, ``group_size * len(prompts)`` exceeds
+        :data:`rlhf_toy._validate.MAX_SAMPLES`, ``reward_fn`` returns the wrong shape, or a
+        sampled response is empty.
+    TypeError
+        If ``prompts`` is not a sequence, or ``group_size`` not an integer.
     FloatingPointError
         If a reward or a log-probability is not finite.
     """
-    group_size = check_int(group_size, "group_size")
-    rng = as_rng(rng)
+    if prompts is None or isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__len__"):
+        raise ArgumentTypeError(f"prompts must be an array of prompts, got {prompts!r:.40}")
     n_prompts = len(prompts)
+    if n_prompts == 0:
+        raise ValueError("prompts must hold at least one prompt, got none")
+    group_size = check_int(group_size, "group_size", maximum=MAX_SAMPLES // n_prompts or 1)
+    rng = as_rng(rng)
     responses, mask = policy.sample(prompts, group_size, rng)  # (B, T), B = n_prompts * G
     prompts_rep = np.repeat(prompts, group_size, axis=0)  # one row per response
     logp = policy.logprobs(prompts_rep, responses, mask)  # (B, T): log pi_old
@@ -137,16 +155,26 @@ def apply_gradients(optimiser, grads: dict[str, np.ndarray], max_grad_norm: floa
     Raises
     ------
     FloatingPointError
-        If a gradient is NaN or infinite (the message names ``where``).
+        If a gradient is NaN or infinite (the message names ``where`` and the entry of
+        ``grads``); it is a :class:`rlhf_toy._validate.NonFiniteInputError`, a
+        ``ValueError`` too.
+    TypeError
+        If ``grads`` is not a dict of real arrays.
+    ValueError
+        If ``max_grad_norm`` is not ``> 0`` and finite.
+
+    Notes
+    -----
+    The checks are those of :func:`rlhf_toy.optim.clip_grad_norm` (a dtype test, then the
+    norm it needs anyway), cheap beside the backward pass that produced the gradients.
     """
-    total = 0.0
-    for g in grads.values():
-        flat = g.reshape(-1)
-        total += float(np.dot(flat, flat))
-    norm = float(np.sqrt(total))
-    if not np.isfinite(norm):
-        raise FloatingPointError(f"{where}: non-finite gradient (norm {norm})")
-    if max_grad_norm is not None:
-        clip_grad_norm(grads, max_grad_norm)
+    if max_grad_norm is None:
+        limit = float(np.finfo(np.float64).max)  # no clip: the norm only
+    else:
+        limit = check_positive(max_grad_norm, "max_grad_norm")
+    try:
+        norm = clip_grad_norm(grads, limit)  # validates grads; overflow-free norm
+    except FloatingPointError as err:
+        raise NonFiniteInputError(f"{where}: non-finite gradient ({err})") from None
     optimiser.step(grads)
     return norm
