@@ -34,6 +34,7 @@ from scipy.special import log_softmax, logsumexp, ndtr
 from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
     MAX_SAMPLES,
+    MAX_STEPS,
     as_rng,
     check_betas,
     check_distribution,
@@ -178,7 +179,7 @@ def sample_categorical(q, n: int, rng) -> np.ndarray:
         Indices in ``[0, Y)``; an index with ``q = 0`` is never drawn.
     """
     q = check_distribution(q, "q")
-    n = check_int(n, "n")
+    n = check_int(n, "n", maximum=MAX_SAMPLES)
     rng = as_rng(rng)
     lead = q.shape[:-1]
     n_rows = int(np.prod(lead))
@@ -215,7 +216,7 @@ def sampled_estimator_stats(q, p, n_samples: int, rng) -> dict:
         ``"stderr"``: the standard error of the sample mean. Used to check that sampling
         agrees with the exact sums.
     """
-    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    n_samples = check_int(n_samples, "n_samples", minimum=2, maximum=MAX_SAMPLES)
     q, p, ks = _sampled_ks(q, p, n_samples, rng)
     kl = kl_divergence(q, p)
     out = {"kl": kl}
@@ -257,7 +258,7 @@ def batch_negative_probability(q, p, batch_size: int, n_batches: int, rng) -> np
     multinomial over the support), too costly in general, hence sampling.
     """
     batch_size = check_int(batch_size, "batch_size", maximum=MAX_SAMPLES)
-    n_batches = check_int(n_batches, "n_batches")
+    n_batches = check_int(n_batches, "n_batches", maximum=MAX_SAMPLES // batch_size or 1)
     q, p, ks = _sampled_ks(q, p, batch_size * n_batches, rng)
     k1 = ks["k1"].reshape(q.shape[:-1] + (n_batches, batch_size))
     return (k1.mean(-1) < 0).mean(-1)
@@ -584,7 +585,7 @@ def sampled_kl_gradients(logits, pi_ref, n_samples: int, rng) -> dict[str, np.nd
         Keys ``"k<i>_in_reward"`` and ``"k<i>_in_loss"``; each converges to the
         :func:`kl_gradients` entry of the same name as ``n_samples`` grows.
     """
-    n_samples = check_int(n_samples, "n_samples")
+    n_samples = check_int(n_samples, "n_samples", maximum=MAX_SAMPLES)
     log_pi, log_ref = _softmax_pair(logits, pi_ref)
     pi = np.exp(log_pi)
     y = sample_categorical(pi, n_samples, rng)  # (..., n)
@@ -633,7 +634,7 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     lr : float
         Step size on each prompt's logits.
     record_every : int
-        Keep the policy every ``record_every`` steps (and at the start and the end).
+        Keep the policy every ``record_every >= 1`` steps (and at the start and the end).
     verbose : bool
         Show a progress bar.
 
@@ -670,6 +671,7 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     pi_ref = np.atleast_2d(pi_ref)
     reward = np.atleast_2d(check_finite(reward, "reward"))
     lr = check_positive(lr, "lr")
+    record_every = check_int(record_every, "record_every", maximum=MAX_STEPS)
     penalty = None if kl_gradient == "reverse_kl" else partial(_kl_gradient, kl_gradient)
     run = gradient_ascent(pi_ref, reward, beta, steps=steps, lr=lr * pi_ref.shape[0],
                           record_every=record_every, kl_gradient=penalty, verbose=verbose)

@@ -40,8 +40,10 @@ from scipy.optimize import minimize
 from scipy.special import entr, logsumexp
 
 from rlhf_toy._validate import (
+    MAX_TABLE_ENTRIES,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
     check_positive,
     check_same_shape,
@@ -410,8 +412,7 @@ def mode_summary(pi, threshold: float = 0.05) -> dict[str, np.ndarray]:
     pi = check_distribution(pi, "pi")
     if pi.shape[-1] < 2:
         raise ValueError(f"pi needs at least 2 responses, got shape {pi.shape}")
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    threshold = check_float(threshold, "threshold", low=0.0, high=1.0, high_open=True)
     pad = np.full(pi.shape[:-1] + (1,), -np.inf)
     padded = np.concatenate([pad, pi, pad], axis=-1)
     left, centre, right = padded[..., :-2], padded[..., 1:-1], padded[..., 2:]
@@ -500,7 +501,7 @@ def rlhf_mode_world(n_grid: int = 401):
         ``0.4 b(y + 4) + 0.7 b(y) + b(y - 4)`` with ``b(u) = exp(-u^2 / 2)``: the right
         cluster is best, the middle one second, the left one worst.
     """
-    n_grid = check_int(n_grid, "n_grid", minimum=3)
+    n_grid = check_int(n_grid, "n_grid", minimum=3, maximum=MAX_TABLE_ENTRIES)
     grid = np.linspace(-8.0, 8.0, n_grid)
     pi_ref = two_mode_target(grid, (-4.0, 0.0, 4.0), (0.8, 0.8, 0.8), (0.3, 0.4, 0.3))
     bump = lambda u: np.exp(-0.5 * u**2)  # noqa: E731
