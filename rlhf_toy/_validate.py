@@ -145,6 +145,37 @@ def check_int(value, name: str, minimum: int = 1, maximum: int | None = None) ->
     return value
 
 
+def check_counts(values, name: str, minimum: int = 1, maximum: int | None = None
+                 ) -> np.ndarray:
+    """A non-empty 1-D grid of integers in ``[minimum, maximum]`` (group sizes, ``ns``), int64.
+
+    Integer dtypes and integer-valued floats (``np.geomspace(...).round()``) are accepted;
+    booleans, strings, complex and scalars raise :class:`ArgumentTypeError`; fractions, NaN,
+    an empty or 2-D grid and values out of range raise ``ValueError``.
+    """
+    if values is None or isinstance(values, (str, bytes, numbers.Number, np.bool_)):
+        raise ArgumentTypeError(f"{name} must be a 1-D array of integers, got {_show(values)}")
+    try:
+        arr = np.asarray(values)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular array, got a ragged sequence") from None
+    if arr.dtype.kind not in "iuf":
+        raise ArgumentTypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of integers, got shape "
+                         f"{arr.shape}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if np.any(bad):
+            raise ValueError(f"{name} must hold integers, got {arr[np.argmax(bad)]!r}")
+    top = np.inf if maximum is None else maximum
+    bad = (arr < minimum) | (arr > top)
+    if np.any(bad):
+        rule = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must hold integers {rule}, got {arr[np.argmax(bad)]!r}")
+    return arr.astype(np.int64)
+
+
 # --------------------------------------------------------------------------------------
 # arrays
 # --------------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ class Entry:
         Arguments whose documented values include ``None`` though their default is not.
     weight_args : tuple of str
         Boolean masks that also take any finite weight ``>= 0`` (a 2 is valid there).
+    nan_fields : tuple of str
+        Fields or keys of the result documented to hold ``NaN`` placeholders (a diagnostic
+        at step 0, before any step); their values are not checked.
+    trains : bool
+        A training loop: a valid value that makes the run diverge (``lr = 1e308``) may
+        stop it with a ``FloatingPointError`` naming the step, as the conventions ask.
     """
 
     kwargs: Callable[[], dict]
@@ -43,6 +49,8 @@ class Entry:
     count_args: tuple = field(default=())
     none_args: tuple = ()
     weight_args: tuple = ()
+    nan_fields: tuple = ()
+    trains: bool = False
 
 
 # --------------------------------------------------------------------------------------
@@ -411,7 +419,8 @@ REGISTRY: dict[str, Entry] = {
         lambda: dict(q=_pi(), p=_pi_ref())),
     "rlhf_toy.bandit.experiments.kl_study.estimator_table": Entry(
         lambda: dict(pi_ref=np.array([0.2, 0.3, 0.5]), reward=np.array([0.0, 1.0, 2.0]),
-                     betas=np.array([0.5, 2.0]))),
+                     betas=np.array([0.5, 2.0])),
+        inf_result=True),  # k3_std: +inf where its true value exceeds float64
     "rlhf_toy.bandit.experiments.kl_study.tilted_policies": Entry(
         lambda: dict(pi_ref=np.array([0.2, 0.3, 0.5]), reward=np.array([0.0, 1.0, 2.0]),
                      betas=np.array([0.5, 2.0]))),
@@ -464,6 +473,213 @@ REGISTRY: dict[str, Entry] = {
     "rlhf_toy.optim.lr_schedule": Entry(
         lambda: dict(step=5, lr=0.1, total_steps=100, warmup_steps=10, min_lr=0.01)),
 }
+
+
+# --------------------------------------------------------------------------------------
+# the bandit world, its experiments and the RL steps (tiny worlds, a few steps)
+# --------------------------------------------------------------------------------------
+
+
+def _env(**kw):
+    from rlhf_toy.bandit.env import make_bandit
+
+    return make_bandit(2, 3, rng=0, **kw)
+
+
+def _rl_args(config, **extra):
+    """A policy, its reference, an optimiser, prompts, a reward and ``config`` on the bandit."""
+    from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+    from rlhf_toy.bandit.rl import table_reward
+    from rlhf_toy.optim import AdamW
+
+    policy = TrainableTabularPolicy(np.log(_pi()))
+    return dict(policy=policy, ref=TabularPolicy.from_probs(_pi_ref()),
+                optimiser=AdamW(policy.params, lr=0.1, weight_decay=0.0),
+                prompts=np.array([0, 1]), reward_fn=table_reward(_reward()), config=config,
+                rng=np.random.default_rng(0), **extra)
+
+
+def _rl_registry():
+    from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+    from rlhf_toy.bandit.rl import TabularCritic
+    from rlhf_toy.optim import AdamW
+    from rlhf_toy.rl import (
+        GRPOConfig,
+        OnlineDPOConfig,
+        PPOConfig,
+        ReinforceConfig,
+        RLOOConfig,
+    )
+
+    def ppo():
+        critic = TabularCritic(2)
+        return _rl_args(PPOConfig(group_size=2, epochs=1), critic=critic,
+                        critic_optimiser=AdamW(critic.params, lr=0.1, weight_decay=0.0))
+
+    def rollout():
+        policy = TrainableTabularPolicy(np.log(_pi()))
+        from rlhf_toy.bandit.rl import table_reward
+
+        return dict(policy=policy, ref=TabularPolicy.from_probs(_pi_ref()),
+                    prompts=np.array([0, 1]), reward_fn=table_reward(_reward()),
+                    group_size=2, rng=np.random.default_rng(0))
+
+    def gradients():
+        policy = TrainableTabularPolicy(np.log(_pi()))
+        return dict(optimiser=AdamW(policy.params, lr=0.1, weight_decay=0.0),
+                    grads={"logits": np.full((2, 3), 0.1)}, max_grad_norm=1.0, where="step")
+
+    return {
+        "rlhf_toy.rl.reinforce.reinforce_step": Entry(
+            lambda: _rl_args(ReinforceConfig(group_size=2))),
+        "rlhf_toy.rl.reinforce.rloo_step": Entry(lambda: _rl_args(RLOOConfig(group_size=2))),
+        "rlhf_toy.rl.grpo.grpo_step": Entry(lambda: _rl_args(GRPOConfig(group_size=2))),
+        "rlhf_toy.rl.grpo.dr_grpo_config": Entry(lambda: dict(group_size=4, beta=0.1)),
+        "rlhf_toy.rl.online_dpo.online_dpo_step": Entry(
+            lambda: _rl_args(OnlineDPOConfig(beta=0.1))),
+        "rlhf_toy.rl.ppo.ppo_step": Entry(ppo),
+        "rlhf_toy.rl.rollout.collect_rollout": Entry(rollout),
+        "rlhf_toy.rl.rollout.apply_gradients": Entry(gradients, none_args=("max_grad_norm",)),
+    }
+
+
+def _bandit_registry():
+    from rlhf_toy.rl import ReinforceConfig
+
+    return {
+        "rlhf_toy.bandit.env.check_env": Entry(lambda: dict(env=_env())),
+        "rlhf_toy.bandit.rl.method_name": Entry(lambda: dict(config=ReinforceConfig())),
+        "rlhf_toy.bandit.rl.table_reward": Entry(lambda: dict(reward=_reward())),
+        "rlhf_toy.bandit.rl.train_rl": Entry(
+            lambda: dict(env=_env(), config=ReinforceConfig(group_size=2), steps=2, lr=0.05,
+                         rng=0, critic_lr=0.1),
+            none_args=("critic_lr",), nan_fields=("diagnostics",), trains=True),
+    }
+
+
+def _experiments_registry():
+    grid = np.linspace(-3.0, 3.0, 9)
+    target = np.exp(-0.5 * (grid - 1.0) ** 2)
+    target = target / target.sum()
+    ens = np.stack([_reward(), _gold(), _reward() * 0.5])
+    ex = "rlhf_toy.bandit.experiments."
+    return {
+        # kl_study
+        ex + "kl_study.batch_negative_probability": Entry(
+            lambda: dict(q=_pi(), p=_pi_ref(), batch_size=4, n_batches=8,
+                         rng=np.random.default_rng(0))),
+        ex + "kl_study.kl_gradients": Entry(lambda: dict(logits=np.log(_pi()), pi_ref=_pi_ref())),
+        ex + "kl_study.sampled_estimator_stats": Entry(
+            lambda: dict(q=_pi(), p=_pi_ref(), n_samples=8, rng=np.random.default_rng(0))),
+        ex + "kl_study.sampled_kl_gradients": Entry(
+            lambda: dict(logits=np.log(_pi()), pi_ref=_pi_ref(), n_samples=8,
+                         rng=np.random.default_rng(0))),
+        ex + "kl_study.kl_penalised_ascent": Entry(
+            lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5, kl_gradient="k3_in_loss",
+                         steps=2, lr=0.5, record_every=1), trains=True),
+        # modes
+        ex + "modes.forward_kl_regularised_policy": Entry(
+            lambda: dict(pi_ref=_pi_ref(), reward=_reward(), beta=0.5)),
+        ex + "modes.gaussian_divergence": Entry(
+            lambda: dict(target=target, grid=grid, mean=np.array([0.0, 1.0]),
+                         std=np.array([1.0, 0.5]), divergence="reverse")),
+        ex + "modes.reverse_kl_landscape": Entry(
+            lambda: dict(target=target, grid=grid, means=np.array([0.0, 1.0]),
+                         stds=np.array([1.0, 0.5]))),
+        ex + "modes.mode_summary": Entry(lambda: dict(pi=_pi(), threshold=0.05)),
+        ex + "modes.fit_gaussian_local": Entry(
+            lambda: dict(target=target, grid=grid, divergence="forward", init=(0.5, 1.0))),
+        ex + "modes.rlhf_mode_sweep": Entry(
+            lambda: dict(pi_ref=target, reward=grid, betas=np.array([0.5, 2.0]),
+                         threshold=0.05)),
+        # multi_objective
+        ex + "multi_objective.lagrangian_policy": Entry(
+            lambda: dict(pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), lam=0.5, beta=0.5)),
+        ex + "multi_objective.policy_values": Entry(
+            lambda: dict(pi=_pi(), pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), beta=0.5,
+                         prompt_probs=np.array([0.3, 0.7]))),
+        ex + "multi_objective.scalarisation_front": Entry(
+            lambda: dict(pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), beta=0.5,
+                         weights=np.array([0.0, 0.5, 1.0]), prompt_probs=np.array([0.3, 0.7]))),
+        ex + "multi_objective.lagrangian_front": Entry(
+            lambda: dict(pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), beta=0.5,
+                         lams=np.array([0.0, 0.5, 2.0]), prompt_probs=np.array([0.3, 0.7]))),
+        ex + "multi_objective.constrained_optimum": Entry(
+            lambda: dict(pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), beta=0.5, c=1.0,
+                         prompt_probs=np.array([0.3, 0.7]))),
+        ex + "multi_objective.make_two_reward_bandit": Entry(
+            lambda: dict(n_prompts=2, n_responses=3, correlation=0.5, noise_scale=0.3,
+                         ref_temperature=1.0, rng=0)),
+        ex + "multi_objective.train_constrained": Entry(
+            lambda: dict(pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), beta=0.5, c=1.0,
+                         steps=2, lr=0.05, eta=0.02, lam_init=0.0, rng=0), trains=True,
+            nan_fields=("harm_sampled",)),
+        # ensembles
+        ex + "ensembles.aggregate": Entry(lambda: dict(ensemble=ens, method="uwo", lam=1.0)),
+        ex + "ensembles.disagreement": Entry(lambda: dict(ensemble=ens)),
+        ex + "ensembles.fit_ensemble": Entry(
+            lambda: dict(pi_ref=_pi_ref(), r_star=_reward(), k=2, n_comparisons=20,
+                         rng=np.random.default_rng(0), l2=0.1, prior_scale=0.5,
+                         prompt_probs=np.array([0.3, 0.7]))),
+        # goodhart
+        ex + "goodhart.check_betas": Entry(lambda: dict(betas=np.array([0.1, 1.0]))),
+        ex + "goodhart.beta_sweep": Entry(lambda: dict(env=_env(), betas=np.array([0.1, 1.0]))),
+        ex + "goodhart.best_of_n_curve": Entry(
+            lambda: dict(env=_env(), ns=np.array([1, 2, 4])), count_args=("ns",)),
+        ex + "goodhart.trajectory_sweep": Entry(
+            lambda: dict(env=_env(), beta=0.5, steps=2, lr=0.5, record_every=1), trains=True),
+        # proxy_error
+        ex + "proxy_error.aligned_proxy": Entry(lambda: dict(env=_env())),
+        ex + "proxy_error.overestimation": Entry(
+            lambda: dict(env=_env(), betas=np.array([0.1, 1.0]))),
+        ex + "proxy_error.excess_overestimation": Entry(
+            lambda: dict(env=_env(), betas=np.array([0.1, 1.0]))),
+        ex + "proxy_error.distribution_shift": Entry(
+            lambda: dict(env=_env(), betas=np.array([0.1, 1.0]))),
+        ex + "proxy_error.proxy_error_under": Entry(lambda: dict(env=_env(), pi=_pi())),
+        # pg_study
+        ex + "pg_study.exact_gradient": Entry(
+            lambda: dict(pi=_pi(), pi_ref=_pi_ref(), reward=_reward(), beta=0.5)),
+        ex + "pg_study.difficulty_weights": Entry(
+            lambda: dict(success_probs=np.array([0.1, 0.5, 0.9]), group_size=4, n_draws=50,
+                         rng=np.random.default_rng(0))),
+        ex + "pg_study.zero_spread_study": Entry(
+            lambda: dict(success_probs=np.array([0.1, 0.5, 0.9]), group_sizes=np.array([2, 4]),
+                         n_groups=50, rng=np.random.default_rng(0)), count_args=("group_sizes",)),
+        ex + "pg_study.estimator_mse": Entry(
+            lambda: dict(pi=_pi(), pi_ref=_pi_ref(), reward=_reward(), beta=0.5,
+                         group_sizes=np.array([2, 4]), n_draws=20, rng=np.random.default_rng(0)),
+            count_args=("group_sizes",)),
+        # rft, on/off-policy, overestimation, preferences, dpo
+        ex + "rft.sample_responses": Entry(
+            lambda: dict(pi=_pi(), size=4, rng=np.random.default_rng(0))),
+        ex + "rft.rejection_sampling_finetune": Entry(
+            lambda: dict(env=_env(), n=2, samples_per_prompt=4, rng=np.random.default_rng(0),
+                         n_rounds=1, smoothing=0.5)),
+        ex + "on_off_policy.exact_scores": Entry(
+            lambda: dict(pi=_pi(), pi_ref=_pi_ref(), r_star=_reward(), beta=0.5,
+                         prompt_probs=np.array([0.3, 0.7]))),
+        ex + "overestimation.overestimation_monte_carlo": Entry(
+            lambda: dict(pi_ref=_pi_ref(), betas=np.array([0.5, 2.0]), noise_scale=0.5,
+                         n_draws=20, rng=np.random.default_rng(0), n_batches=2,
+                         prompt_probs=np.array([0.3, 0.7]))),
+        ex + "preferences.bt_recovery": Entry(
+            lambda: dict(r_star=_reward(), sizes=np.array([20, 40]), n_seeds=1),
+            count_args=("sizes",)),
+        ex + "dpo.dpo_uncovered": Entry(lambda: dict(beta=1.0, steps=2, lr=2.0), trains=True),
+        ex + "dpo.uncovered_example": Entry(lambda: dict()),
+        ex + "dpo.dpo_convergence": Entry(
+            lambda: dict(env=_env(), beta=0.5, steps=2, record_every=1), trains=True),
+        ex + "dpo.dpo_on_sampled_pairs": Entry(
+            lambda: dict(env=_env(), n_pairs=20, beta=0.5, steps=2, rng=0), trains=True),
+        ex + "rft.kl_bound_worlds": Entry(lambda: dict()),
+        ex + "modes.rlhf_mode_world": Entry(lambda: dict(n_grid=41)),
+    }
+
+
+REGISTRY.update(_bandit_registry())
+REGISTRY.update(_experiments_registry())
+REGISTRY.update(_rl_registry())
 
 #: Modules whose every public function must have an entry.
 OBJECTIVES = ("rlhf_toy.kl", "rlhf_toy.optimal", "rlhf_toy.bradley_terry",

@@ -38,9 +38,26 @@ TIME_LIMIT = 5.0
 #: Not yet keeping the promise (each listed with how it breaks it).
 PHASE_TWO = "not yet"
 KNOWN_FAILING = {
-    "rlhf_toy.bandit.experiments.kl_study.estimator_table",  # NaN at beta = 1e308
-    "rlhf_toy.bandit.experiments.modes.discretized_gaussian",  # overflow at |mean| ~ 1e308
-    "rlhf_toy.rl.rollout.sequence_sum",  # a trusted helper of the RL steps: no checks
+    "rlhf_toy.bandit.rl.train_rl",  # steps = 10**400: numpy's "Maximum allowed dimension"
+    # bandit experiments: entries of 1e308 overflow a square / product (RuntimeWarning)
+    "rlhf_toy.bandit.experiments.ensembles.aggregate",  # ensemble 1e308: std overflows
+    "rlhf_toy.bandit.experiments.ensembles.disagreement",  # ensemble 1e308: std overflows
+    "rlhf_toy.bandit.experiments.ensembles.fit_ensemble",  # l2 subnormal; prior_scale 1e308
+    "rlhf_toy.bandit.experiments.kl_study.kl_gradients",  # logits 1e308: inf * 0
+    "rlhf_toy.bandit.experiments.modes.fit_gaussian_local",  # init of length 1 unpacked
+    "rlhf_toy.bandit.experiments.modes.forward_kl_regularised_policy",  # beta subnormal
+    "rlhf_toy.bandit.experiments.modes.gaussian_divergence",  # mean 1e308; shapes unnamed
+    "rlhf_toy.bandit.experiments.modes.reverse_kl_landscape",  # means 1e308; names std
+    "rlhf_toy.bandit.experiments.modes.rlhf_mode_sweep",  # reward 1e308; beta subnormal
+    "rlhf_toy.bandit.experiments.multi_objective.lagrangian_front",  # lams 1e308
+    "rlhf_toy.bandit.experiments.multi_objective.lagrangian_policy",  # lam 1e308
+    "rlhf_toy.bandit.experiments.multi_objective.train_constrained",  # rewards 1e308: sums
+    "rlhf_toy.bandit.experiments.on_off_policy.exact_scores",  # inf at r_star 1e308
+    "rlhf_toy.bandit.experiments.overestimation.overestimation_monte_carlo",  # noise 1e308
+    "rlhf_toy.bandit.experiments.pg_study.difficulty_weights",  # subnormal p: 0 / 0
+    "rlhf_toy.bandit.experiments.pg_study.estimator_mse",  # reward 1e308; beta 1e308
+    "rlhf_toy.bandit.experiments.preferences.bt_recovery",  # r_star 1e308: square
+    "rlhf_toy.bandit.experiments.rft.rejection_sampling_finetune",  # smoothing 1e308
 }
 MODULES_WITHOUT_ALL: set[str] = set()
 
@@ -115,17 +132,20 @@ def _alarm(signum, frame):
     raise _Timeout
 
 
-def _numbers(obj):
-    """Every numeric array or scalar inside a result (tuples, dicts, dataclasses)."""
+def _numbers(obj, skip=()):
+    """Every numeric array or scalar inside a result (tuples, dicts, dataclasses), but for
+    the fields and keys named in ``skip``."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
-            yield from _numbers(getattr(obj, f.name))
+            if f.name not in skip:
+                yield from _numbers(getattr(obj, f.name), skip)
     elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _numbers(v)
+        for k, v in obj.items():
+            if k not in skip:
+                yield from _numbers(v, skip)
     elif isinstance(obj, (tuple, list)):
         for v in obj:
-            yield from _numbers(v)
+            yield from _numbers(v, skip)
     elif isinstance(obj, (np.ndarray, np.generic, float, int)) and not isinstance(obj, bool):
         a = np.asarray(obj)
         if a.dtype.kind in "fc":
@@ -158,11 +178,15 @@ def _violation(fn, kwargs, arg, bad, entry):
         if bad.type_error and not isinstance(err, TypeError):
             return f"ValueError where a TypeError is due: {err}"
         return None
+    except FloatingPointError as err:
+        if entry.trains and not bad.must_fail and "step" in str(err):
+            return None  # a valid value that makes the run diverge: named, at its step
+        return f"{type(err).__name__}: {err}"
     except Exception as err:  # noqa: BLE001 - any other class breaks the promise
         return f"{type(err).__name__}: {err}"
     if bad.must_fail:
         return "accepted"
-    for a in _numbers(out):
+    for a in _numbers(out, entry.nan_fields):
         if np.any(np.isnan(a)):
             return "returned NaN"
         if not entry.inf_result and not np.all(np.isfinite(a)):
@@ -177,12 +201,12 @@ def test_the_promise_holds(qualname):
     entry = REGISTRY[qualname]
     base = entry.kwargs()
     out = _call(fn, base)  # the valid call itself
-    for a in _numbers(out):
+    for a in _numbers(out, entry.nan_fields):
         assert np.all(np.isfinite(a)), f"{qualname}: the valid example call is not finite"
     params = inspect.signature(fn).parameters
     broken = []
     for arg in base:
-        optional = params[arg].default is None or arg in entry.none_args
+        optional = arg in entry.none_args or (arg in params and params[arg].default is None)
         for bad in bad_values(base[arg], inf_ok=arg in entry.inf_args,
                               count=arg in entry.count_args, weights=arg in entry.weight_args):
             if optional and bad.value is None:
@@ -192,9 +216,9 @@ def test_the_promise_holds(qualname):
             why = _violation(fn, kwargs, arg, bad, entry)
             if why is not None:
                 broken.append(f"{arg} = {bad.label}: {why}")
-    optional = {a for a in base if params[a].default is None}
+    optional = {a for a in base if a in params and params[a].default is None}
     for label, kwargs in joint_bads(base, optional):
-        why = _violation(fn, kwargs, tuple(params), Bad(label, None, must_fail=False), entry)
+        why = _violation(fn, kwargs, tuple(base), Bad(label, None, must_fail=False), entry)
         if why is not None:
             broken.append(f"{label}: {why}")
     assert not broken, f"{qualname}: {len(broken)} broken promises:\n" + "\n".join(broken)

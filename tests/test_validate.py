@@ -209,3 +209,24 @@ def test_as_rng_refuses_bad_seeds_by_name():
         as_rng(-1)
     with pytest.raises(ValueError, match="rng seed must be .* an integer of"):
         as_rng(10**400)
+
+
+def test_check_counts_takes_integer_grids_and_names_what_it_refuses():
+    from rlhf_toy._validate import ArgumentTypeError, check_counts
+
+    np.testing.assert_array_equal(check_counts([1, 2, 8], "ns"), [1, 2, 8])
+    out = check_counts(np.array([2.0, 4.0]), "ns", minimum=2)
+    assert out.dtype == np.int64 and list(out) == [2, 4]
+    for bad, kind, match, top in [
+        (3, ArgumentTypeError, "ns must be a 1-D array of integers, got 3", None),
+        (np.array([True]), ArgumentTypeError, "ns must hold integers, got dtype bool", None),
+        ([1.5], ValueError, "ns must hold integers, got", None),
+        ([np.nan], ValueError, "ns must hold integers, got", None),
+        ([], ValueError, r"ns must be a non-empty 1-D array of integers, got shape \(0,\)",
+         None),
+        ([[1, 2]], ValueError, r"got shape \(1, 2\)", None),
+        ([1, 10**6], ValueError, r"ns must hold integers in \[1, 1000\], got", 1000),
+        ([0], ValueError, r"ns must hold integers >= 1, got", None),
+    ]:
+        with pytest.raises(kind, match=match):
+            check_counts(bad, "ns", maximum=top)

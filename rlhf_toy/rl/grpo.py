@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlhf_toy._validate import check_int, check_nonnegative, check_positive
+from rlhf_toy._validate import MAX_SAMPLES, MAX_STEPS, check_int, check_nonnegative, check_positive
 from rlhf_toy.policy_gradient import grpo_advantages, kl_loss, ppo_clip_loss
 from rlhf_toy.rl.rollout import apply_gradients, collect_rollout
 
@@ -77,19 +77,19 @@ class GRPOConfig:
     max_grad_norm: float | None = None
 
     def __post_init__(self):
-        check_int(self.group_size, "group_size", minimum=2)
+        check_int(self.group_size, "group_size", minimum=2, maximum=MAX_SAMPLES)
         check_nonnegative(self.beta, "beta")
         check_positive(self.clip_eps, "clip_eps")
         if self.clip_eps_high is not None:
             check_positive(self.clip_eps_high, "clip_eps_high")
-        check_int(self.mu, "mu")
+        check_int(self.mu, "mu", maximum=MAX_STEPS)
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
         if self.agg not in AGGS:
             raise ValueError(f"agg must be one of {AGGS}, got {self.agg!r}")
         check_nonnegative(self.eps, "eps")
         if self.max_len is not None:
-            check_int(self.max_len, "max_len")
+            check_int(self.max_len, "max_len", maximum=MAX_SAMPLES)
         if self.max_grad_norm is not None:
             check_positive(self.max_grad_norm, "max_grad_norm")
 

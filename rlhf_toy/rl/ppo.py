@@ -21,7 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlhf_toy._validate import as_rng, check_int, check_nonnegative, check_positive
+from rlhf_toy._validate import (
+    MAX_SAMPLES,
+    MAX_STEPS,
+    as_rng,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 from rlhf_toy.policy_gradient import (
     explained_variance,
     gae,
@@ -83,7 +90,7 @@ class PPOConfig:
     max_grad_norm: float | None = None
 
     def __post_init__(self):
-        check_int(self.group_size, "group_size")
+        check_int(self.group_size, "group_size", maximum=MAX_SAMPLES)
         check_nonnegative(self.beta, "beta")
         if self.kl_estimator not in KL_IN_REWARD:
             raise ValueError(f"kl_estimator must be one of {KL_IN_REWARD}, "
@@ -95,8 +102,8 @@ class PPOConfig:
         check_positive(self.clip_eps, "clip_eps")
         if self.vf_clip is not None:
             check_positive(self.vf_clip, "vf_clip")
-        check_int(self.epochs, "epochs")
-        check_int(self.n_minibatches, "n_minibatches")
+        check_int(self.epochs, "epochs", maximum=MAX_STEPS)
+        check_int(self.n_minibatches, "n_minibatches", maximum=MAX_SAMPLES)
         if self.max_grad_norm is not None:
             check_positive(self.max_grad_norm, "max_grad_norm")
 

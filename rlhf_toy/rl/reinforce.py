@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlhf_toy._validate import check_int, check_nonnegative, check_positive
+from rlhf_toy._validate import MAX_SAMPLES, check_int, check_nonnegative, check_positive
 from rlhf_toy.policy_gradient import (
     kl_penalty_rewards,
     policy_gradient_loss,
@@ -69,7 +69,7 @@ class ReinforceConfig:
 
     def __post_init__(self):
         check_int(self.group_size, "group_size",
-                  minimum=2 if self.baseline == "mean" else 1)
+                  minimum=2 if self.baseline == "mean" else 1, maximum=MAX_SAMPLES)
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         _check_common(self)
@@ -97,7 +97,7 @@ class RLOOConfig:
     max_grad_norm: float | None = None
 
     def __post_init__(self):
-        check_int(self.group_size, "group_size", minimum=2)
+        check_int(self.group_size, "group_size", minimum=2, maximum=MAX_SAMPLES)
         _check_common(self)
 
 

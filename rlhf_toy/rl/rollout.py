@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import as_rng, check_int
+from rlhf_toy._validate import (
+    MAX_SAMPLES,
+    ArgumentTypeError,
+    NonFiniteInputError,
+    as_real_array,
+    as_rng,
+    check_int,
+    check_mask,
+    check_ndim,
+    check_positive,
+)
 from rlhf_toy.optim import clip_grad_norm
 from rlhf_toy.rl.protocol import Rollout
 
@@ -24,14 +34,39 @@ def sequence_sum(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     x : ndarray of shape (B, T)
-        Per-token values; entries where ``mask == 0`` are ignored (even if not finite).
+        Per-token values (float, any precision: the sum keeps ``x``'s dtype); finite
+        where ``mask == 1``, ignored (even if not finite) where ``mask == 0``.
     mask : ndarray of shape (B, T)
+        1 on the response tokens, 0 on padding (booleans accepted).
 
     Returns
     -------
     ndarray of shape (B,)
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or are not 2-D, ``mask`` holds other values than 0 and 1,
+        or ``x`` is not finite on the mask.
+    TypeError
+        If ``x`` or ``mask`` is not real numeric data (``x`` boolean included).
+
+    Notes
+    -----
+    The checks are ``O(B T)`` elementwise passes, cheap beside the forward pass that
+    produced ``x``; the RL steps call this once per step.
     """
-    return np.sum(np.where(mask > 0, x, 0.0), axis=1)
+    mask = check_mask(mask, "mask", binary=True)
+    check_ndim(mask, "mask", 2, "(B, T)")
+    as_real_array(x, "x")  # the kind only: the sum keeps x's precision
+    arr = np.asarray(x)
+    if arr.shape != mask.shape:
+        raise ValueError(f"x must have the shape of mask {mask.shape}, got {arr.shape}")
+    on = mask > 0
+    if not np.all(np.isfinite(arr[on])):
+        bad = tuple(int(i) for i in np.argwhere(on & ~np.isfinite(arr))[0])
+        raise ValueError(f"x must be finite on the mask, got {arr[bad]} at index {bad}")
+    return np.sum(np.where(on, arr, 0), axis=1)
 
 
 def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,
@@ -61,13 +96,21 @@ def collect_rollout(policy, ref, prompts, reward_fn, group_size: int, rng,
     Raises
     ------
     ValueError
-        If ``reward_fn`` returns the wrong shape, or a sampled response is empty.
+        If ``prompts`` is empty, ``group_size * len(prompts)`` exceeds
+        :data:`rlhf_toy._validate.MAX_SAMPLES`, ``reward_fn`` returns the wrong shape, or a
+        sampled response is empty.
+    TypeError
+        If ``prompts`` is not a sequence, or ``group_size`` not an integer.
     FloatingPointError
         If a reward or a log-probability is not finite.
     """
-    group_size = check_int(group_size, "group_size")
-    rng = as_rng(rng)
+    if prompts is None or isinstance(prompts, (str, bytes)) or not hasattr(prompts, "__len__"):
+        raise ArgumentTypeError(f"prompts must be an array of prompts, got {prompts!r:.40}")
     n_prompts = len(prompts)
+    if n_prompts == 0:
+        raise ValueError("prompts must hold at least one prompt, got none")
+    group_size = check_int(group_size, "group_size", maximum=MAX_SAMPLES // n_prompts or 1)
+    rng = as_rng(rng)
     responses, mask = policy.sample(prompts, group_size, rng)  # (B, T), B = n_prompts * G
     prompts_rep = np.repeat(prompts, group_size, axis=0)  # one row per response
     logp = policy.logprobs(prompts_rep, responses, mask)  # (B, T): log pi_old
@@ -112,16 +155,26 @@ def apply_gradients(optimiser, grads: dict[str, np.ndarray], max_grad_norm: floa
     Raises
     ------
     FloatingPointError
-        If a gradient is NaN or infinite (the message names ``where``).
+        If a gradient is NaN or infinite (the message names ``where`` and the entry of
+        ``grads``); it is a :class:`rlhf_toy._validate.NonFiniteInputError`, a
+        ``ValueError`` too.
+    TypeError
+        If ``grads`` is not a dict of real arrays.
+    ValueError
+        If ``max_grad_norm`` is not ``> 0`` and finite.
+
+    Notes
+    -----
+    The checks are those of :func:`rlhf_toy.optim.clip_grad_norm` (a dtype test, then the
+    norm it needs anyway), cheap beside the backward pass that produced the gradients.
     """
-    total = 0.0
-    for g in grads.values():
-        flat = g.reshape(-1)
-        total += float(np.dot(flat, flat))
-    norm = float(np.sqrt(total))
-    if not np.isfinite(norm):
-        raise FloatingPointError(f"{where}: non-finite gradient (norm {norm})")
-    if max_grad_norm is not None:
-        clip_grad_norm(grads, max_grad_norm)
+    if max_grad_norm is None:
+        limit = float(np.finfo(np.float64).max)  # no clip: the norm only
+    else:
+        limit = check_positive(max_grad_norm, "max_grad_norm")
+    try:
+        norm = clip_grad_norm(grads, limit)  # validates grads; overflow-free norm
+    except FloatingPointError as err:
+        raise NonFiniteInputError(f"{where}: non-finite gradient ({err})") from None
     optimiser.step(grads)
     return norm

@@ -11,6 +11,11 @@ from functools import partial
 
 import numpy as np
 
+from rlhf_toy._validate import (
+    MAX_STEPS,
+    check_float,
+    check_int,
+)
 from rlhf_toy.bandit.env import BanditEnv, check_env
 from rlhf_toy.bandit.train import TrainResult, all_pairs_preferences, train_dpo
 from rlhf_toy.bradley_terry import sample_comparisons
@@ -19,12 +24,22 @@ from rlhf_toy.optimal import optimal_policy
 from rlhf_toy.preference_losses import cdpo_loss
 
 __all__ = [
+    "BETA_RANGE",
     "dpo_convergence",
     "dpo_on_sampled_pairs",
     "dpo_uncovered",
     "preference_loss_comparison",
     "uncovered_example",
 ]
+
+
+#: ``beta`` range of the studies whose step size scales as ``1 / beta^2``.
+BETA_RANGE = (1e-150, 1e150)
+
+
+def _check_beta(beta) -> float:
+    """``beta`` in :data:`BETA_RANGE`: the studies' step size ``~ 1 / beta^2`` stays finite."""
+    return check_float(beta, "beta", low=BETA_RANGE[0], high=BETA_RANGE[1])
 
 
 def dpo_convergence(env, beta: float, *, steps: int = 600, record_every: int = 5) -> dict:
@@ -35,7 +50,9 @@ def dpo_convergence(env, beta: float, *, steps: int = 600, record_every: int = 5
     env : BanditEnv
         Its gold ``r_star`` labels the pairs; ``pi_ref`` is the reference.
     beta : float
+        KL coefficient in :data:`BETA_RANGE` (gradient descent's step is ``100 / beta^2``).
     steps, record_every : int
+        ``record_every >= 1``: the curves need the recorded policies.
 
     Returns
     -------
@@ -52,6 +69,8 @@ def dpo_convergence(env, beta: float, *, steps: int = 600, record_every: int = 5
     (gradient descent), ``0.1`` (Adam).
     """
     env = check_env(env)
+    beta = _check_beta(beta)
+    record_every = check_int(record_every, "record_every", maximum=MAX_STEPS)
     pi_star = optimal_policy(env.pi_ref, env.r_star, beta)
     x, y_w, y_l, w = all_pairs_preferences(env.r_star, pi=env.pi_ref)
     out = {"kl": {}, "final": {}, "pi_star": pi_star, "n_pairs": x.size}
@@ -122,7 +141,7 @@ def dpo_on_sampled_pairs(env, n_pairs: int, beta: float, *, steps: int = 1000, r
     n_pairs : int
         Number of comparisons.
     beta : float
-        KL coefficient, ``> 0``.
+        KL coefficient in :data:`BETA_RANGE` (the step size is ``4 / beta^2``).
     steps : int, default 1000
     rng : numpy.random.Generator or int, default 0
 
@@ -136,6 +155,7 @@ def dpo_on_sampled_pairs(env, n_pairs: int, beta: float, *, steps: int = 1000, r
         ``E_x E_{pi*} r_star`` of the optimum at this ``beta``.
     """
     env = check_env(env)
+    beta = _check_beta(beta)
     pairs = sample_comparisons(env.pi_ref, env.r_star, n_pairs, rng=rng)
     res = train_dpo(env.pi_ref, *pairs, beta, steps=steps, lr=4.0 / beta**2, record_every=10,
                     eval_rewards={"gold": env.r_star})
@@ -145,6 +165,7 @@ def dpo_on_sampled_pairs(env, n_pairs: int, beta: float, *, steps: int = 1000, r
 
 def _losses(beta: float) -> dict:
     """The losses compared on the same data, with their learning rates at ``beta``."""
+    beta = _check_beta(beta)
     return {"DPO": ("dpo", 4.0 / beta**2), "IPO": ("ipo", 1.0),
             "cDPO (eps = 0.2)": (partial(cdpo_loss, label_smoothing=0.2), 4.0 / beta**2),
             "hinge": ("hinge", 2.0 / beta**2)}

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from rlhf_toy._validate import MAX_STEPS, check_int
 from rlhf_toy._validate import check_betas as validate_betas
-from rlhf_toy._validate import check_int
 from rlhf_toy.bandit.env import BanditEnv, check_env, make_bandit
 from rlhf_toy.bandit.train import gradient_ascent
 from rlhf_toy.best_of_n import best_of_n_sweep
@@ -263,7 +263,7 @@ def trajectory_sweep(env, beta, steps, lr, record_every=1, *, verbose=False) -> 
     """
     env = check_env(env)
     steps = check_int(steps, "steps", minimum=1)
-    record_every = check_int(record_every, "record_every", minimum=1)
+    record_every = check_int(record_every, "record_every", minimum=1, maximum=MAX_STEPS)
     res = gradient_ascent(env.pi_ref, env.r_hat, beta, steps=steps, lr=lr,
                           prompt_probs=env.prompt_probs, record_every=0,
                           eval_rewards={"gold": env.r_star}, verbose=verbose)

@@ -25,14 +25,16 @@ KL penalties of PPO-RLHF (Stage 3) and GRPO (Modern RL for LLMs). For samples ``
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import numpy as np
-from scipy.special import log_softmax, ndtr
+from scipy.special import log_softmax, logsumexp, ndtr
 
 from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
     MAX_SAMPLES,
+    MAX_STEPS,
     as_rng,
     check_betas,
     check_distribution,
@@ -48,6 +50,7 @@ from rlhf_toy.optimal import optimal_policy
 __all__ = [
     "ESTIMATORS",
     "KL_GRADIENTS",
+    "MIN_TABLE_KL",
     "batch_negative_probability",
     "batch_negative_probability_normal",
     "estimator_stats",
@@ -176,7 +179,7 @@ def sample_categorical(q, n: int, rng) -> np.ndarray:
         Indices in ``[0, Y)``; an index with ``q = 0`` is never drawn.
     """
     q = check_distribution(q, "q")
-    n = check_int(n, "n")
+    n = check_int(n, "n", maximum=MAX_SAMPLES)
     rng = as_rng(rng)
     lead = q.shape[:-1]
     n_rows = int(np.prod(lead))
@@ -213,7 +216,7 @@ def sampled_estimator_stats(q, p, n_samples: int, rng) -> dict:
         ``"stderr"``: the standard error of the sample mean. Used to check that sampling
         agrees with the exact sums.
     """
-    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    n_samples = check_int(n_samples, "n_samples", minimum=2, maximum=MAX_SAMPLES)
     q, p, ks = _sampled_ks(q, p, n_samples, rng)
     kl = kl_divergence(q, p)
     out = {"kl": kl}
@@ -255,7 +258,7 @@ def batch_negative_probability(q, p, batch_size: int, n_batches: int, rng) -> np
     multinomial over the support), too costly in general, hence sampling.
     """
     batch_size = check_int(batch_size, "batch_size", maximum=MAX_SAMPLES)
-    n_batches = check_int(n_batches, "n_batches")
+    n_batches = check_int(n_batches, "n_batches", maximum=MAX_SAMPLES // batch_size or 1)
     q, p, ks = _sampled_ks(q, p, batch_size * n_batches, rng)
     k1 = ks["k1"].reshape(q.shape[:-1] + (n_batches, batch_size))
     return (k1.mean(-1) < 0).mean(-1)
@@ -310,6 +313,95 @@ def tilted_policies(pi_ref, reward, betas) -> np.ndarray:
     return np.stack([optimal_policy(pi_ref[None], reward[None], float(b))[0] for b in betas])
 
 
+#: Smallest ``KL(pi*_beta || pi_ref)`` for which :func:`estimator_table` reports the relative
+#: columns ``bias / KL`` and ``std / KL``: below it ``pi*`` is ``pi_ref`` to within the
+#: square root of the float64 range and the ratios are not computable.
+MIN_TABLE_KL = 1e-280
+
+#: ``|log r|`` below which ``e^l - 1 - l`` is summed as its Taylor series (no cancellation).
+_SERIES_BELOW = 1.0
+
+#: Taylor terms kept: the remainder is below ``1 / 25!`` of the sum for ``|l| < 1``.
+_SERIES_TERMS = 22
+
+
+def _exp_tail(log_r, u, first):
+    """``sum_{k >= first} l^k / k!`` divided by ``s^2`` (``u = l / s``), for ``|l| < 1``."""
+    h = np.ones_like(log_r)
+    for k in range(first + _SERIES_TERMS, first, -1):
+        h = 1.0 + h * log_r / k
+    return u * u * log_r ** (first - 2) / math.factorial(first) * h
+
+
+def _tilted_stats(logp, gap, beta):
+    """Exact statistics of k1, k2, k3 for ``q = pi*_beta`` and ``p = pi_ref`` (one beta).
+
+    ``logp``: ``log pi_ref`` on its support (shape (S,)); ``gap``: ``max r - r`` there.
+    Everything is a function of ``l = log(p / q) = gap / beta + log sum_y p e^{-gap/beta}``,
+    summed term by term without cancellation and scaled by ``s = min(1, max |l|)`` (each
+    estimator's value is ``O(s)`` or ``O(s^2)``), so that it stays exact from ``q`` near
+    ``p`` (``l ~ 1e-140``) to ``q`` whose suppressed entries underflow (``l ~ 1e300``);
+    standard deviations are summed in log space (``q r^2 = p^2 / q`` overflows far from p).
+    """
+    p = np.exp(logp)
+    with np.errstate(over="ignore"):  # gap / beta = inf: that entry's q is exactly 0
+        a = gap / beta
+    mass = np.sum(p * np.expm1(-a))  # sum p e^{-a} - 1, in [-1, 0]
+    log_mass = np.log1p(mass) if mass > -0.5 else logsumexp(logp - a)
+    log_r = a + log_mass  # (S,): log(p / q); +inf where q underflows to 0
+    finite = np.isfinite(log_r)
+    # q > 0 needs l < 745 - log p < 1500: capping l there changes no product q * f(l)
+    lf = np.where(finite, np.minimum(log_r, 1e4), 0.0)
+    scale = min(1.0, float(np.max(np.abs(log_r)))) or 1.0
+    u = lf / scale
+    log_q = logp - lf
+    q = np.where(finite, np.exp(log_q), 0.0)
+    small = np.abs(lf) < _SERIES_BELOW
+    ls = np.where(small, lf, 0.0)
+    lb = np.where(small, 1.0, np.minimum(lf, 700.0))  # l > 700: only in log space below
+    # k3 / s^2 and (k2 - k3) / s^2
+    k3 = np.where(small, _exp_tail(ls, np.where(small, u, 0.0), 2), np.expm1(lb) - lb)
+    d = np.where(small, -_exp_tail(ls, np.where(small, u, 0.0), 3),
+                 0.5 * lb * lb - (np.expm1(lb) - lb))
+    # q k3 = (p - q) - q l, with p - q = p (1 - e^{-l}): tends to p (not 0 * inf) as q -> 0
+    p_minus_q = np.where(lf > 0, -p * np.expm1(-np.maximum(lf, 0.0)), p - q)
+    qk3 = np.where(finite, np.where(np.abs(lf) < 30, q * k3, p_minus_q - q * lf), p)
+    kl = float(np.sum(qk3))  # KL / s^2 = E_q[k3] / s^2: every term >= 0, no cancellation
+    qd = np.where(finite, np.where(np.abs(lf) < 30, q * d, 0.5 * q * lf * lf - qk3), -p)
+    # l - E_q l = a - E_q a (log_mass cancels), measured from q's mode j: exact even where
+    # q is nearly a point mass
+    j = int(np.argmax(np.where(finite, log_q, -np.inf)))
+    with np.errstate(over="ignore"):  # only off q's support (a = inf there)
+        a_j = np.where(finite, (gap - gap[j]) / beta, 0.0)
+    dev1 = np.minimum(a_j - np.sum(q * a_j), 1e4) / scale  # (k1 - E k1) / s, up to sign
+    var1 = float(np.sum(q * dev1 * dev1))
+    dev2 = 0.5 * dev1 * dev1 - scale * kl * dev1 - 0.5 * var1  # (k2 - E k2) / s^2
+
+    def log_std(log_dev, where_q_is_zero=-np.inf):  # log sqrt(sum_y q_y dev_y^2)
+        log_var = np.where(finite, log_q + 2 * log_dev, where_q_is_zero)
+        return 0.5 * float(logsumexp(log_var))
+
+    with np.errstate(divide="ignore"):  # log 0 = -inf: a response at the mean
+        log_std1 = log_std(np.log(np.abs(dev1)))  # std(k1) / s
+        log_std2 = log_std(np.log(np.abs(dev2)))  # std(k2) / s^2
+        log_std3 = log_std(np.where(  # std(k3) / s^2
+            lf < 700, np.log(np.abs(k3 - kl)),
+            lf + np.log1p(-(1 + lf + kl) * np.exp(-np.maximum(lf, 700.0)))),
+            np.inf)  # q r^2 = p e^l: infinite where l is
+    log_kl = np.log(kl) if kl > 0 else -np.inf
+    s1, s2 = np.log(scale), 2 * np.log(scale)
+    with np.errstate(over="ignore", invalid="ignore"):  # +inf only where the truth overflows
+        out = {"kl": kl * scale**2, "p_negative_k1": float(np.sum(np.where(lf > 0, q, 0.0))),
+               "k1_bias": 0.0, "k1_std": np.exp(log_std1 + s1),
+               "k2_bias": float(np.sum(qd)) * scale**2, "k2_std": np.exp(log_std2 + s2),
+               "k3_bias": 0.0, "k3_std": np.exp(log_std3 + s2),
+               "k1_rel_bias": 0.0, "k1_rel_std": np.exp(log_std1 - s1 - log_kl),
+               "k2_rel_bias": float(np.sum(qd)) / kl if kl > 0 else np.nan,
+               "k2_rel_std": np.exp(log_std2 - log_kl),
+               "k3_rel_bias": 0.0, "k3_rel_std": np.exp(log_std3 - log_kl)}
+    return out
+
+
 def estimator_table(pi_ref, reward, betas) -> dict[str, np.ndarray]:
     """Bias and spread of k1, k2, k3 for policies ``pi*_beta`` near and far from ``pi_ref``.
 
@@ -328,19 +420,48 @@ def estimator_table(pi_ref, reward, betas) -> dict[str, np.ndarray]:
         ``"beta"``, ``"kl"`` (exact ``KL(pi* || pi_ref)``), ``"p_negative_k1"``, and for
         each estimator ``k``: ``"<k>_bias"``, ``"<k>_std"``, and the relative
         ``"<k>_rel_bias"`` = bias / KL and ``"<k>_rel_std"`` = std / KL (Schulman's
-        table reports these two).
+        table reports these two). ``"k3_std"`` and ``"k3_rel_std"`` are ``+inf`` where
+        their true value exceeds the float64 range (far from ``pi_ref``, where
+        ``r = pi_ref / pi*`` does).
+
+    Raises
+    ------
+    ValueError
+        If an input is invalid, or at some ``beta`` the KL is below :data:`MIN_TABLE_KL`
+        (``beta`` too large for the reward's spread, or a reward constant on the support
+        of ``pi_ref``): the relative columns are then not computable.
+
+    Notes
+    -----
+    Exact sums over the support in log space, with ``l = log(pi_ref / pi*) =
+    (max r - r) / beta + log E_{pi_ref} e^{-(max r - r) / beta}``; ``KL = E_q[k3]`` summed
+    term by term (each ``>= 0``) and ``k2``'s bias as ``E_q[l^2/2 - k3]``. k1 and k3 are
+    unbiased on this family (``E_q[r] = 1``: ``pi*`` covers the support of ``pi_ref``), so
+    their bias columns are exact zeros. Chapter, "RLHF uses reverse KL, which is
+    mode-seeking" (Schulman, 2020).
     """
-    q = tilted_policies(pi_ref, reward, betas)
-    stats = estimator_stats(q, pi_ref)
-    kl = stats["kl"]
-    table = {"beta": np.atleast_1d(np.asarray(betas, dtype=np.float64)), "kl": kl,
-             "p_negative_k1": stats["p_negative_k1"]}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for name in ESTIMATORS:
-            table[f"{name}_bias"] = stats[name]["bias"]
-            table[f"{name}_std"] = stats[name]["std"]
-            table[f"{name}_rel_bias"] = stats[name]["bias"] / kl
-            table[f"{name}_rel_std"] = stats[name]["std"] / kl
+    pi_ref = check_distribution(pi_ref, "pi_ref")
+    reward = check_finite(reward, "reward")
+    check_same_shape(pi_ref, reward, "pi_ref", "reward")
+    if pi_ref.ndim != 1:
+        raise ValueError(f"pi_ref must be 1-D (one prompt), got shape {pi_ref.shape}")
+    betas = check_betas(betas)
+    support = pi_ref > 0
+    logp = np.log(pi_ref[support])
+    with np.errstate(over="ignore"):  # a gap beyond float64: q = 0 there, as it should
+        gap = reward[support].max() - reward[support]
+    rows = [_tilted_stats(logp, gap, float(b)) for b in betas]
+    table = {"beta": betas}
+    for key in rows[0]:
+        table[key] = np.array([row[key] for row in rows])
+    kl = table["kl"]
+    if np.any(kl < MIN_TABLE_KL):
+        i = int(np.argmax(kl < MIN_TABLE_KL))
+        raise ValueError(
+            f"betas[{i}] = {betas[i]:g} leaves pi* = pi_ref to float precision "
+            f"(KL = {kl[i]:.3g} < {MIN_TABLE_KL:g}; the reward's spread on the support of "
+            f"pi_ref is {gap.max():g}): the relative columns bias / KL are not computable"
+        )
     return table
 
 
@@ -464,7 +585,7 @@ def sampled_kl_gradients(logits, pi_ref, n_samples: int, rng) -> dict[str, np.nd
         Keys ``"k<i>_in_reward"`` and ``"k<i>_in_loss"``; each converges to the
         :func:`kl_gradients` entry of the same name as ``n_samples`` grows.
     """
-    n_samples = check_int(n_samples, "n_samples")
+    n_samples = check_int(n_samples, "n_samples", maximum=MAX_SAMPLES)
     log_pi, log_ref = _softmax_pair(logits, pi_ref)
     pi = np.exp(log_pi)
     y = sample_categorical(pi, n_samples, rng)  # (..., n)
@@ -513,7 +634,7 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     lr : float
         Step size on each prompt's logits.
     record_every : int
-        Keep the policy every ``record_every`` steps (and at the start and the end).
+        Keep the policy every ``record_every >= 1`` steps (and at the start and the end).
     verbose : bool
         Show a progress bar.
 
@@ -550,6 +671,7 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     pi_ref = np.atleast_2d(pi_ref)
     reward = np.atleast_2d(check_finite(reward, "reward"))
     lr = check_positive(lr, "lr")
+    record_every = check_int(record_every, "record_every", maximum=MAX_STEPS)
     penalty = None if kl_gradient == "reverse_kl" else partial(_kl_gradient, kl_gradient)
     run = gradient_ascent(pi_ref, reward, beta, steps=steps, lr=lr * pi_ref.shape[0],
                           record_every=record_every, kl_gradient=penalty, verbose=verbose)

@@ -40,8 +40,10 @@ from scipy.optimize import minimize
 from scipy.special import entr, logsumexp
 
 from rlhf_toy._validate import (
+    MAX_TABLE_ENTRIES,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
     check_positive,
     check_same_shape,
@@ -82,9 +84,23 @@ def _check_grid(grid) -> np.ndarray:
 
 
 def _gaussian_log_probs(grid, mean, std) -> np.ndarray:
-    """``log q`` of discretised Gaussians, broadcasting ``mean`` and ``std``; shape (..., G)."""
-    z = (grid - np.asarray(mean)[..., None]) / np.asarray(std)[..., None]
-    logits = -0.5 * z**2
+    """``log q`` of discretised Gaussians, broadcasting ``mean`` and ``std``; shape (..., G).
+
+    The logits are taken relative to the grid point ``g_k`` nearest the mean,
+    ``-(z_i^2 - z_k^2) / 2 = -(g_i - g_k)(g_i + g_k - 2 mean) / (2 std^2) <= 0``, so that a
+    mean near ``1e308`` or a subnormal ``std`` gives the exact limit (all mass on the
+    nearest points) instead of ``inf - inf``.
+    """
+    mean = np.asarray(mean, dtype=np.float64)[..., None]  # (..., 1)
+    std = np.asarray(std, dtype=np.float64)[..., None]
+    # the nearest point, found on the clipped mean (grid - 1e308 rounds to one value)
+    k = np.argmin(np.abs(grid - np.clip(mean, grid[0], grid[-1])), axis=-1)[..., None]
+    g_k = grid[k]  # (..., 1)
+    with np.errstate(over="ignore"):  # -inf logits: probabilities below float64's range
+        a = np.abs((grid - g_k) / std)  # (..., G)
+        b = np.abs(((grid - mean) + (g_k - mean)) / std)
+        tie = (a == 0) | (b == 0)
+        logits = -0.5 * np.where(tie, 0.0, a) * np.where(tie, 0.0, b)
     return logits - logsumexp(logits, axis=-1, keepdims=True)
 
 
@@ -396,8 +412,7 @@ def mode_summary(pi, threshold: float = 0.05) -> dict[str, np.ndarray]:
     pi = check_distribution(pi, "pi")
     if pi.shape[-1] < 2:
         raise ValueError(f"pi needs at least 2 responses, got shape {pi.shape}")
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    threshold = check_float(threshold, "threshold", low=0.0, high=1.0, high_open=True)
     pad = np.full(pi.shape[:-1] + (1,), -np.inf)
     padded = np.concatenate([pad, pi, pad], axis=-1)
     left, centre, right = padded[..., :-2], padded[..., 1:-1], padded[..., 2:]
@@ -486,7 +501,7 @@ def rlhf_mode_world(n_grid: int = 401):
         ``0.4 b(y + 4) + 0.7 b(y) + b(y - 4)`` with ``b(u) = exp(-u^2 / 2)``: the right
         cluster is best, the middle one second, the left one worst.
     """
-    n_grid = check_int(n_grid, "n_grid", minimum=3)
+    n_grid = check_int(n_grid, "n_grid", minimum=3, maximum=MAX_TABLE_ENTRIES)
     grid = np.linspace(-8.0, 8.0, n_grid)
     pi_ref = two_mode_target(grid, (-4.0, 0.0, 4.0), (0.8, 0.8, 0.8), (0.3, 0.4, 0.3))
     bump = lambda u: np.exp(-0.5 * u**2)  # noqa: E731

@@ -28,6 +28,7 @@ import numpy as np
 from scipy.special import rel_entr, softmax
 
 from rlhf_toy._validate import (
+    MAX_STEPS,
     as_rng,
     check_distribution,
     check_finite,
@@ -37,6 +38,7 @@ from rlhf_toy._validate import (
     check_positive,
     check_prompt_probs,
     check_same_shape,
+    check_table_size,
 )
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
 from rlhf_toy.bandit.rl import STEPS, TabularCritic, method_name
@@ -150,16 +152,17 @@ def make_two_reward_bandit(n_prompts: int = 8, n_responses: int = 32, *,
     ``N(0, 1)`` per entry; the proxies add independent ``N(0, sigma^2)`` noise
     (the ``"gaussian"`` proxy of :func:`rlhf_toy.bandit.env.make_bandit`, once per reward).
     """
-    n_prompts = check_int(n_prompts, "n_prompts")
-    n_responses = check_int(n_responses, "n_responses", minimum=2)
-    correlation = float(correlation)
-    if not -1.0 <= correlation <= 1.0:
-        raise ValueError(f"correlation must be in [-1, 1], got {correlation!r}")
+    n_prompts, n_responses = check_table_size(n_prompts, n_responses)
+    if n_responses < 2:
+        raise ValueError(f"n_responses must be >= 2, got {n_responses}")
+    correlation = check_float(correlation, "correlation", low=-1.0, high=1.0)
     noise_scale = check_nonnegative(noise_scale, "noise_scale")
     ref_temperature = check_positive(ref_temperature, "ref_temperature")
     rng = as_rng(rng)
     shape = (n_prompts, n_responses)
-    pi_ref = softmax(rng.standard_normal(shape) / ref_temperature, axis=-1)
+    g = rng.standard_normal(shape)
+    with np.errstate(over="ignore"):  # a tiny temperature: -inf logits, an argmax policy
+        pi_ref = softmax((g - g.max(-1, keepdims=True)) / ref_temperature, axis=-1)
     u, v = rng.standard_normal(shape), rng.standard_normal(shape)
     r_help_star = u
     r_harm_star = correlation * u + np.sqrt(1.0 - correlation**2) * v
@@ -702,7 +705,7 @@ def train_constrained(pi_ref, r_help, r_harm, beta, c, *, steps, config=None, lr
     """
     pi_ref, r_help, r_harm, w = _check_tables(pi_ref, r_help, r_harm, prompt_probs)
     beta = check_positive(beta, "beta")
-    steps = check_int(steps, "steps")
+    steps = check_int(steps, "steps", maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
     eta = check_positive(eta, "eta")
     lam = check_nonnegative(lam_init, "lam_init")

@@ -12,6 +12,8 @@ import itertools
 import numpy as np
 
 from rlhf_toy._validate import (
+    MAX_SAMPLES,
+    MAX_TABLE_ENTRIES,
     as_rng,
     check_distribution,
     check_finite,
@@ -154,8 +156,8 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
         raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
     betas = check_betas(betas)
     sigma = check_positive(noise_scale, "noise_scale")
-    n_draws = check_int(n_draws, "n_draws")
-    n_batches = check_int(n_batches, "n_batches", minimum=2)
+    n_draws = check_int(n_draws, "n_draws", maximum=max(MAX_TABLE_ENTRIES // pi_ref.size, 1))
+    n_batches = check_int(n_batches, "n_batches", minimum=2, maximum=MAX_SAMPLES)
     if n_draws % n_batches:
         raise ValueError(f"n_draws must be a multiple of n_batches={n_batches}, got {n_draws}")
     rng = as_rng(rng)

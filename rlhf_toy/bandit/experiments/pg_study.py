@@ -19,7 +19,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import binom
 
-from rlhf_toy._validate import MAX_SAMPLES, as_rng, check_distribution, check_finite, check_int
+from rlhf_toy._validate import (
+    MAX_SAMPLES,
+    as_rng,
+    check_counts,
+    check_distribution,
+    check_finite,
+    check_int,
+    check_nonempty,
+)
 from rlhf_toy.bandit.env import BanditEnv
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
 from rlhf_toy.bandit.rl import table_reward, train_rl
@@ -198,8 +206,11 @@ def estimator_mse(pi, pi_ref, reward, beta, group_sizes, n_draws: int, rng,
     if pi.ndim != 2 or pi.shape != pi_ref.shape or pi.shape != reward.shape:
         raise ValueError(f"pi, pi_ref and reward must share a shape (X, Y), got {pi.shape}, "
                          f"{pi_ref.shape} and {reward.shape}")
-    n_draws = check_int(n_draws, "n_draws", minimum=2)
-    group_sizes = [check_int(G, "group_sizes", minimum=2) for G in group_sizes]
+    n_draws = check_int(n_draws, "n_draws", minimum=2,
+                        maximum=max(MAX_SAMPLES // (2 * pi.shape[0]), 2))
+    # every group size draws n_draws * X * G responses at once
+    group_sizes = check_counts(group_sizes, "group_sizes", minimum=2,
+                               maximum=max(MAX_SAMPLES // (n_draws * pi.shape[0]), 2))
     for name in estimators:
         if name not in ESTIMATORS:
             raise ValueError(f"estimators must be among {ESTIMATORS}, got {name!r}")
@@ -322,12 +333,13 @@ def zero_spread_study(success_probs, group_sizes, n_groups: int, rng) -> dict:
     still acts when ``beta > 0``): with sparse rewards most of GRPO's samples are wasted,
     which is what DAPO's dynamic sampling filters out (Yu et al. 2025).
     """
-    p = check_finite(success_probs, "success_probs")
+    p = check_nonempty(check_finite(success_probs, "success_probs"), "success_probs")
     if p.ndim != 1 or np.any((p < 0) | (p > 1)):
         raise ValueError("success_probs must be a 1-D array of probabilities in [0, 1]")
-    n_groups = check_int(n_groups, "n_groups")
+    n_groups = check_int(n_groups, "n_groups", maximum=MAX_SAMPLES)
     rng = as_rng(rng)
-    group_sizes = [check_int(G, "group_sizes", minimum=2) for G in group_sizes]
+    group_sizes = check_counts(group_sizes, "group_sizes", minimum=2,
+                               maximum=max(MAX_SAMPLES // n_groups, 2))
     measured = np.empty((len(group_sizes), p.size))
     for i, G in enumerate(group_sizes):
         for j, pj in enumerate(p):
@@ -417,11 +429,11 @@ def difficulty_weights(success_probs, group_size: int, n_draws: int, rng,
         ``"success_probs"``; per scale a dict with ``"measured"``, ``"sem"`` and
         ``"exact"`` (:func:`grpo_effective_weight`), each of shape (n_p,).
     """
-    p = check_finite(success_probs, "success_probs")
+    p = check_nonempty(check_finite(success_probs, "success_probs"), "success_probs")
     if p.ndim != 1 or np.any((p <= 0) | (p >= 1)):
         raise ValueError("success_probs must be a 1-D array of probabilities in (0, 1)")
     G = check_int(group_size, "group_size", minimum=2, maximum=MAX_SAMPLES)
-    n_draws = check_int(n_draws, "n_draws", minimum=2)
+    n_draws = check_int(n_draws, "n_draws", minimum=2, maximum=max(MAX_SAMPLES // (G * p.size), 2))
     rng = as_rng(rng)
     pi_ref, reward, logits = _binary_world(np.repeat(p, n_draws))  # rows i * n_draws + d
     n_rows = pi_ref.shape[0]

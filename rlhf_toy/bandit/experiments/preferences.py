@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import check_finite
+from rlhf_toy._validate import (
+    MAX_SAMPLES,
+    check_counts,
+    check_finite,
+    check_int,
+    check_ndim,
+    check_nonempty,
+)
 from rlhf_toy.bandit.env import check_env
 from rlhf_toy.bandit.train import TrainResult, gradient_ascent
 from rlhf_toy.bradley_terry import fit_bradley_terry, sample_comparisons
@@ -44,8 +51,10 @@ def bt_recovery(r_star, sizes, n_seeds: int = 3) -> tuple[np.ndarray, dict]:
     Chapter, Stage 2: the reward is identified up to a per-prompt shift; the error of the
     fit falls like ``1 / sqrt(n)``.
     """
-    r_star = check_finite(r_star, "r_star")
+    r_star = check_ndim(check_nonempty(check_finite(r_star, "r_star"), "r_star"), "r_star", 2)
     n_prompts, n_responses = r_star.shape
+    sizes = check_counts(sizes, "sizes", maximum=MAX_SAMPLES)
+    n_seeds = check_int(n_seeds, "n_seeds", maximum=MAX_SAMPLES)
     r_centred = r_star - r_star.mean(1, keepdims=True)
     uniform = np.full(r_star.shape, 1.0 / n_responses)
     errors = np.empty((len(sizes), n_seeds))

@@ -28,6 +28,8 @@ import numpy as np
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
+    MAX_SAMPLES,
+    MAX_STEPS,
     as_rng,
     check_distribution,
     check_finite,
@@ -127,7 +129,7 @@ def sample_responses(pi, size: int, rng) -> np.ndarray:
     pi = check_distribution(pi, "pi")
     if pi.ndim != 2:
         raise ValueError(f"pi must have shape (X, Y), got {pi.shape}")
-    size = check_int(size, "size")
+    size = check_int(size, "size", maximum=MAX_SAMPLES)
     rng = as_rng(rng)
     n_prompts, n_responses = pi.shape
     counts = rng.multinomial(size, pi / pi.sum(-1, keepdims=True))  # (X, Y)
@@ -203,9 +205,10 @@ def rejection_sampling_finetune(env, n: int, samples_per_prompt: int, rng, *,
     which is uniform among the drawn maximal candidates.
     """
     pi_ref, r_hat, r_star, prompt_probs = _unpack(env)
-    n = check_int(n, "n")
-    samples_per_prompt = check_int(samples_per_prompt, "samples_per_prompt")
-    n_rounds = check_int(n_rounds, "n_rounds")
+    n = check_int(n, "n", maximum=MAX_SAMPLES)
+    samples_per_prompt = check_int(samples_per_prompt, "samples_per_prompt",
+                                   maximum=max(MAX_SAMPLES // pi_ref.shape[0], 1))
+    n_rounds = check_int(n_rounds, "n_rounds", maximum=MAX_STEPS)
     smoothing = check_nonnegative(smoothing, "smoothing")
     rng = as_rng(rng)
 

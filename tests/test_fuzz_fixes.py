@@ -1,0 +1,124 @@
+"""Root fixes behind the fuzz suite's findings, each checked against its exact value."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rlhf_toy.bandit.experiments.modes import discretized_gaussian
+from rlhf_toy.rl import sequence_sum
+
+GRID = np.linspace(-3.0, 3.0, 7)
+
+
+# --- discretized_gaussian: the exact limits at extreme means and widths ---------------------
+
+
+@given(st.floats(-3.5, 3.5), st.floats(0.3, 5.0))
+def test_discretized_gaussian_is_the_renormalised_density(mean, std):
+    w = np.exp(-0.5 * ((GRID - mean) / std) ** 2)
+    np.testing.assert_allclose(discretized_gaussian(GRID, mean, std), w / w.sum(),
+                               rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("mean, nearest", [(1e308, 6), (-1e308, 0), (1e17, 6), (2.9, 6)])
+def test_discretized_gaussian_far_means_put_the_mass_on_the_nearest_point(mean, nearest):
+    q = discretized_gaussian(GRID, mean, 1e-3)
+    expected = np.zeros(7)
+    expected[nearest] = 1.0
+    np.testing.assert_array_equal(q, expected)
+
+
+def test_discretized_gaussian_subnormal_std_splits_a_tie_evenly():
+    np.testing.assert_array_equal(discretized_gaussian(GRID, 0.5, 5e-324),
+                                  [0, 0, 0, 0.5, 0.5, 0, 0])
+    q = discretized_gaussian(GRID, 1e17, 1e17)  # z ~ 1 everywhere: flat, not NaN
+    np.testing.assert_allclose(q, np.full(7, 1 / 7), rtol=1e-12)
+
+
+# --- sequence_sum: validated once, still keeping the caller's precision ---------------------
+
+
+def test_sequence_sum_ignores_padding_even_non_finite_and_keeps_dtype():
+    x = np.array([[1.0, 2.0, np.nan], [0.5, np.inf, -np.inf]], dtype=np.float32)
+    mask = np.array([[1, 1, 0], [1, 0, 0]], dtype=np.float32)
+    out = sequence_sum(x, mask)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [3.0, 0.5])
+    np.testing.assert_array_equal(sequence_sum(x.astype(np.float64), mask.astype(bool)),
+                                  [3.0, 0.5])
+
+
+@pytest.mark.parametrize("x, mask, match", [
+    (np.array([[np.nan, 1.0]]), np.array([[1.0, 1.0]]), r"x must be finite on the mask, got nan"),
+    (np.ones((2, 3)), np.ones((2, 4)), r"x must have the shape of mask \(2, 4\), got \(2, 3\)"),
+    (np.ones((1, 2)), np.array([[1.0, 2.0]]), r"mask must contain only 0 and 1, got 2.0"),
+    (np.ones(3), np.ones(3), r"mask must have shape \(B, T\)"),
+])
+def test_sequence_sum_refuses_with_the_argument_named(x, mask, match):
+    with pytest.raises(ValueError, match=match):
+        sequence_sum(x, mask)
+
+
+def test_sequence_sum_rejects_values_of_the_wrong_kind():
+    with pytest.raises(TypeError, match="x must be real"):
+        sequence_sum(np.ones((1, 2)) + 1j, np.ones((1, 2)))
+    with pytest.raises(TypeError, match="x must hold numbers, got booleans"):
+        sequence_sum(np.ones((1, 2), dtype=bool), np.ones((1, 2)))
+
+
+# --- the rollout helpers: prompts, counts and gradients checked at the entry ----------------
+
+
+def _tabular():
+    from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
+    from rlhf_toy.bandit.rl import table_reward
+
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    return (TrainableTabularPolicy(np.log(pi_ref)), TabularPolicy.from_probs(pi_ref),
+            table_reward(np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]])))
+
+
+def test_collect_rollout_refuses_no_prompts_and_unbounded_groups():
+    from rlhf_toy._validate import MAX_SAMPLES
+    from rlhf_toy.rl import collect_rollout
+
+    policy, ref, reward_fn = _tabular()
+    with pytest.raises(ValueError, match="prompts must hold at least one prompt"):
+        collect_rollout(policy, ref, np.zeros(0, dtype=np.int64), reward_fn, 2, 0)
+    with pytest.raises(TypeError, match="prompts must be an array of prompts"):
+        collect_rollout(policy, ref, None, reward_fn, 2, 0)
+    with pytest.raises(ValueError, match=f"group_size must be <= {MAX_SAMPLES // 2}"):
+        collect_rollout(policy, ref, np.array([0, 1]), reward_fn, 10**400, 0)
+    ro = collect_rollout(policy, ref, np.array([0, 1]), reward_fn, 3, 0)
+    assert ro.responses.shape == (6, 1) and ro.n_prompts == 2
+
+
+def test_apply_gradients_names_grads_and_max_grad_norm_and_does_not_overflow():
+    from rlhf_toy.optim import AdamW
+    from rlhf_toy.rl import apply_gradients
+
+    params = {"w": np.zeros(2, dtype=np.float32)}
+    opt = AdamW(params, lr=0.1, weight_decay=0.0)
+    g = np.array([3e20, 4e20], dtype=np.float32)  # squares overflow float32
+    assert apply_gradients(opt, {"w": g}, 1.0, "step") == pytest.approx(5e20, rel=1e-6)
+    with pytest.raises(FloatingPointError, match=r"my_step: non-finite gradient.*grads"):
+        apply_gradients(opt, {"w": np.array([np.nan, 0.0])}, None, "my_step")
+    with pytest.raises(ValueError, match="max_grad_norm must be > 0"):
+        apply_gradients(opt, {"w": np.ones(2)}, 0.0, "step")
+    with pytest.raises(TypeError, match=r"grads\['w'\] must hold real numbers"):
+        apply_gradients(opt, {"w": np.ones(2) + 1j}, None, "step")
+    with pytest.raises(TypeError, match="grads must be a dict"):
+        apply_gradients(opt, [np.ones(2)], None, "step")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("rlhf_toy.rl", fromlist=["GRPOConfig"]).GRPOConfig(group_size=10**8),
+    lambda: __import__("rlhf_toy.rl", fromlist=["RLOOConfig"]).RLOOConfig(group_size=10**8),
+    lambda: __import__("rlhf_toy.rl", fromlist=["PPOConfig"]).PPOConfig(group_size=10**8),
+])
+def test_rl_configs_have_a_documented_maximum_group_size(make):
+    from rlhf_toy._validate import MAX_SAMPLES
+
+    with pytest.raises(ValueError, match=f"group_size must be <= {MAX_SAMPLES}"):
+        make()
