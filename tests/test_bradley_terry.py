@@ -486,3 +486,18 @@ def test_fit_converges_on_very_unbalanced_counts(l2):
     mu = np.linspace(-1.0, 1.0, 6)[None, :]
     r_map = fit_bradley_terry_with_prior(x, y_w, y_l, 1, 6, mu, 1.0)
     assert np.max(np.abs(_prior_gradient(r_map, mu, x, y_w, y_l, 1.0))) < 1e-7
+
+
+@pytest.mark.parametrize(("gap", "n_w", "l2"), [(1e12, 1, 1e-12), (1e11, 3, 1e-11)])
+def test_fit_with_prior_margin_is_exact_to_float64_at_huge_prior_gaps(gap, n_w, l2):
+    """Prior means ``(0, gap)`` with ``l2 gap = 1``, response 0 winning ``n_w`` times: the
+    MAP margin ``d`` solves ``n_w sigma(-d) = l2 (gap + d) / 2`` (0 for one win, about
+    ``log 5`` for three) while the entries sit near ``gap / 2``. The fit must restart until
+    the margin is right to a few ulps of the entries: a first L-BFGS-B run leaves it
+    ~1e-3 off."""
+    from scipy.optimize import brentq
+
+    d_star = brentq(lambda d: n_w * expit(-d) - l2 * (gap + d) / 2, -50.0, 50.0, xtol=1e-15)
+    x = np.zeros(n_w, np.int64)
+    r = fit_bradley_terry_with_prior(x, x, x + 1, 1, 2, np.array([[0.0, gap]]), l2)
+    assert abs((r[0, 0] - r[0, 1]) - d_star) <= 8 * np.spacing(gap / 2)
