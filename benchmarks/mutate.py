@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,11 @@ TESTS = {
     "rlhf_toy/bradley_terry.py": ["tests/test_bradley_terry.py", "tests/test_fuzz.py"],
     "rlhf_toy/bandit/train.py": ["tests/test_bandit_train.py"],
     "rlhf_toy/policy_gradient.py": ["tests/test_policy_gradient.py", "tests/test_fuzz.py"],
+    "rlhf_toy/gao.py": ["tests/test_gao.py", "tests/test_goodhart.py", "tests/test_fuzz.py"],
+    "rlhf_toy/optim.py": ["tests/test_optim.py", "tests/test_fuzz.py"],
+    "rlhf_toy/bandit/env.py": ["tests/test_env.py", "tests/test_fuzz.py"],
+    "rlhf_toy/bandit/policy.py": ["tests/test_bandit_policy.py", "tests/test_rl_steps.py"],
+    "rlhf_toy/bandit/rl.py": ["tests/test_bandit_rl.py", "tests/test_rl_steps.py"],
 }
 
 #: (pattern, replacement) pairs; each match on a code line is one mutant.
@@ -101,10 +108,13 @@ def mutants(path: Path):
                     yield i, line, new
 
 
+def _pytest_args(tests: list[str]) -> list[str]:
+    return ["-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
+
+
 def run_tests(copy: Path, tests: list[str], timeout: float) -> bool:
-    """True if the tests fail (the mutant is killed)."""
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-           "-o", "addopts=", *tests]
+    """True if the tests fail (the mutant is killed): a fresh interpreter per run."""
+    cmd = [sys.executable, "-m", "pytest", *_pytest_args(tests)]
     env = {"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(copy),
            "OMP_NUM_THREADS": "1"}
     try:
@@ -114,13 +124,56 @@ def run_tests(copy: Path, tests: list[str], timeout: float) -> bool:
     return res.returncode != 0
 
 
-def mutate_module(module: str, max_mutants: int, seed: int, timeout: float) -> dict:
+def _preload() -> None:
+    """Import the heavy third-party modules once, before forking (never ``rlhf_toy``)."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    import hypothesis  # noqa: F401
+    import numpy  # noqa: F401
+    import pytest  # noqa: F401
+    import scipy.optimize  # noqa: F401
+    import scipy.special  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+
+def run_tests_forked(copy: Path, tests: list[str], timeout: float) -> bool:
+    """As :func:`run_tests`, in a child forked from this (pre-loaded) process."""
+    assert not any(m == "rlhf_toy" or m.startswith("rlhf_toy.") for m in sys.modules)
+    pid = os.fork()
+    if pid == 0:  # the child: run pytest on the copy, exit with its status
+        code = 3
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.chdir(copy)
+            sys.path.insert(0, str(copy))
+            os.environ.update(PYTHONPATH=str(copy), HOME=str(copy))
+            import pytest
+
+            code = int(pytest.main(_pytest_args(tests)))
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) != 0
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return True
+        time.sleep(0.02)
+
+
+def mutate_module(module: str, max_mutants: int, seed: int, timeout: float,
+                  fork: bool = True) -> dict:
     src = ROOT / module
     all_mutants = list(mutants(src))
     rng = random.Random(seed)
     chosen = all_mutants if len(all_mutants) <= max_mutants else sorted(
         rng.sample(all_mutants, max_mutants))
     tests = TESTS[module]
+    run = run_tests_forked if fork else run_tests
     survivors, killed = [], 0
     with tempfile.TemporaryDirectory(prefix="mutate_") as tmp:
         copy = Path(tmp)
@@ -129,13 +182,13 @@ def mutate_module(module: str, max_mutants: int, seed: int, timeout: float) -> d
         shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
         target = copy / module
         original = src.read_text().splitlines(keepends=True)
-        if run_tests(copy, tests, timeout):
+        if run(copy, tests, timeout):
             raise RuntimeError(f"the tests of {module} fail on the unmutated code")
         for line_no, old, new in chosen:
             mutated = list(original)
             mutated[line_no - 1] = new + "\n"
             target.write_text("".join(mutated))
-            if run_tests(copy, tests, timeout):
+            if run(copy, tests, timeout):
                 killed += 1
             else:
                 survivors.append({"line": line_no, "from": old.strip(), "to": new.strip()})
@@ -153,14 +206,19 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per test run")
     parser.add_argument("--json", type=Path, help="where to write the report")
+    parser.add_argument("--no-fork", action="store_true",
+                        help="a fresh interpreter per test run (slower; default: fork a child "
+                             "of this process, numpy, scipy and pytest already imported)")
     args = parser.parse_args(argv)
     modules = list(TESTS) if args.all else args.modules
     if not modules:
         parser.error("name modules or pass --all")
+    if not args.no_fork:
+        _preload()
     reports = []
     for module in modules:
         t0 = time.perf_counter()
-        rep = mutate_module(module, args.max, args.seed, args.timeout)
+        rep = mutate_module(module, args.max, args.seed, args.timeout, fork=not args.no_fork)
         rep["seconds"] = round(time.perf_counter() - t0, 1)
         reports.append(rep)
         print(f"{module}: {rep['killed']}/{rep['mutants']} killed "

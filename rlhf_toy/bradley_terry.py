@@ -51,6 +51,10 @@ _GRAD_TOL = 1e-7
 #: the preconditioned optimiser cannot resolve the data term.
 _MAX_L2 = 1e8
 
+#: Restarts of the MAP fit from its last table (each removes the rounding of the objective's
+#: value at the previous one); one suffices unless prior means are huge.
+_PRIOR_ROUNDS = 4
+
 #: Largest prior mean a MAP fit accepts: margins between entries stay finite.
 _MAX_PRIOR_MEAN = 1e100
 
@@ -81,6 +85,18 @@ def _finite_or_raise(value, what: str):
     if not np.all(np.isfinite(value)):
         raise ValueError(f"{what} overflows float64: reward entries or l2 are too large")
     return value
+
+
+def _softplus_shift(a, b):
+    """``softplus(a + b) - softplus(a)``, accurate to ``eps * (1 + |b|)`` however large ``|a|``.
+
+    ``softplus(t) = max(t, 0) + log1p(exp(-|t|))``: the two ``max`` terms are subtracted
+    exactly (``b``, ``-a``, ``a + b`` or 0, each at most ``|b|`` in size), the two bounded
+    ``log1p`` terms directly, so a huge ``a`` never enters the result through cancellation.
+    """
+    t = a + b
+    hinge = np.where(a >= 0, np.maximum(b, -a), np.maximum(t, 0.0))
+    return hinge + (np.log1p(np.exp(-np.abs(t))) - np.log1p(np.exp(-np.abs(a))))
 
 
 # --------------------------------------------------------------------------------------
@@ -489,8 +505,8 @@ def fit_bradley_terry(x, y_w, y_l, n_prompts, n_responses, l2=1e-3) -> np.ndarra
     _, g = _nll_and_grad(r_flat, a_w, a_l, counts, n_total, l2)
     if np.max(np.abs(g)) > _GRAD_TOL:
         warnings.warn(
-            f"fit_bradley_terry: L-BFGS-B stopped with max |grad| = {np.max(np.abs(g)):.3g} "
-            f"> {_GRAD_TOL:g} ({res.message})",
+            f"fit_bradley_terry: L-BFGS-B stopped after {res.nit} iterations with max |grad| = "
+            f"{np.max(np.abs(g)):.3g} > {_GRAD_TOL:g} ({res.message})",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -520,12 +536,30 @@ def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean
     ndarray of shape (n_prompts, n_responses)
         The minimiser, not centred (the prior fixes each row's level).
 
+    Raises
+    ------
+    ValueError
+        On invalid comparisons or sizes, ``l2`` outside ``(0, 1e8]``, or ``prior_mean`` of the
+        wrong shape, not finite or beyond ``+-1e100``.
+
+    Warns
+    -----
+    RuntimeWarning
+        If the optimiser stops with a gradient entry above ``1e-7`` plus what float64 can
+        resolve at the table's scale (``4 eps R H_ii``, ``R`` the row's largest entry,
+        ``H_ii`` the Hessian bound of :func:`fit_bradley_terry`'s preconditioner; it matters
+        only for prior means far above 1e6). The message names the iterations and the
+        gradient.
+
     Notes
     -----
     Minimises ``(1/N) [sum_i -log sigma(r[x_i, y_w_i] - r[x_i, y_l_i])
     + (l2/2) ||r - prior_mean||_F^2]``: :func:`bradley_terry_nll` with the penalty
     recentred (Osband et al. 2018, randomised prior functions; used by the reward-model
-    ensembles of Coste et al. 2023). L-BFGS-B, preconditioned as :func:`fit_bradley_terry`.
+    ensembles of Coste et al. 2023). L-BFGS-B, preconditioned as :func:`fit_bradley_terry`,
+    on the objective minus its value at the start (the data term as
+    ``softplus(a + b) - softplus(a)``, exact however large the prior margins), restarted
+    from its last table while the gradient is above the tolerance (at most 4 runs).
     """
     n_prompts, n_responses = check_table_size(n_prompts, n_responses)
     l2 = check_float(l2, "l2", low=0.0, low_open=True, high=_MAX_L2)
@@ -542,16 +576,45 @@ def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean
     size = mu.size
     a_w, a_l, counts = _aggregate(i_w, i_l, size)
     scale = _preconditioner(a_w, a_l, counts, size, l2, n_total)
+    def grad_at(r):
+        """Gradient of the objective at the float64 table ``r``."""
+        dnll_dd = counts * -expit(-(r[a_w] - r[a_l]))
+        return (np.bincount(a_w, dnll_dd, size) - np.bincount(a_l, dnll_dd, size)
+                + l2 * (r - mu)) / n_total
 
-    def objective(s):
-        r = mu + s / scale
-        f, g = _nll_and_grad(r, a_w, a_l, counts, n_total, 0.0)
-        dev = r - mu
-        return f + 0.5 * l2 * dev @ dev / n_total, (g + l2 * dev / n_total) / scale
+    # What float64 can resolve: rounding a table whose row holds entries up to R moves the
+    # gradient by at most eps * R * (Hessian row sum <= 2 * scale^2); huge prior means only.
+    row_max = np.repeat(np.max(np.abs(mu.reshape(n_prompts, n_responses)), axis=1), n_responses)
+    r, n_iter = mu.copy(), 0
+    for _ in range(_PRIOR_ROUNDS):
+        # Minimise F(r0 + u) - F(r0) over u, computed without the cancellation of F(r0):
+        # the data term by _softplus_shift, the penalty expanded around dev0 = r0 - mu.
+        d0, dev0 = r[a_w] - r[a_l], r - mu
 
-    res = minimize(objective, np.zeros(size), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 20_000, "maxcor": 30, "ftol": 1e-15, "gtol": 1e-10})
-    return (mu + res.x / scale).reshape(n_prompts, n_responses)
+        def objective(s, d0=d0, dev0=dev0):
+            u = s / scale
+            delta = u[a_w] - u[a_l]
+            f = counts @ _softplus_shift(-d0, -delta) + l2 * (dev0 @ u + 0.5 * u @ u)
+            dnll_dd = counts * -expit(-(d0 + delta))
+            g = np.bincount(a_w, dnll_dd, size) - np.bincount(a_l, dnll_dd, size)
+            return f / n_total, (g + l2 * (dev0 + u)) / (n_total * scale)
+
+        res = minimize(objective, np.zeros(size), jac=True, method="L-BFGS-B",
+                       options={"maxiter": 20_000, "maxfun": 40_000, "maxcor": 30,
+                                "ftol": 1e-15, "gtol": 1e-12})
+        r, n_iter = r + res.x / scale, n_iter + res.nit
+        g = np.abs(grad_at(r))
+        floor = 4 * np.finfo(float).eps * np.maximum(row_max, np.abs(r)) * scale**2
+        if np.all(g <= _GRAD_TOL + floor):
+            break
+    else:
+        warnings.warn(
+            f"fit_bradley_terry_with_prior: L-BFGS-B stopped after {n_iter} iterations with "
+            f"max |grad| = {np.max(g):.3g} > {_GRAD_TOL:g} ({res.message})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return r.reshape(n_prompts, n_responses)
 
 
 def comparison_counts(x, y_w, y_l, n_prompts, n_responses) -> np.ndarray:

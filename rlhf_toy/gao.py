@@ -108,6 +108,14 @@ def gao_curve(d, a, b, form="bon") -> np.ndarray:
     return out
 
 
+def _lstsq(design: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients with every column scaled to max 1 first: ``d`` and ``d^2``
+    differ by the scale of ``d`` itself, which would otherwise read as rank deficiency."""
+    col = np.max(np.abs(design), axis=0)
+    col[col == 0] = 1.0
+    return np.linalg.lstsq(design / col, y, rcond=None)[0] / col
+
+
 def _curve_fit(model, d, y, p0) -> np.ndarray:
     """``curve_fit``'s estimate; its covariance (unused) may be singular on exact data."""
     with warnings.catch_warnings():
@@ -175,7 +183,7 @@ def fit_gao(d, gold, form="bon", gold_ref=None) -> GaoFit:
     second = d**2 if form == "bon" else _d_log_d(d)  # R = a d - b * second
     if gold_ref is None:
         design = np.column_stack([d, -second, np.ones_like(d)])
-        p0 = np.linalg.lstsq(design, gold, rcond=None)[0]
+        p0 = _lstsq(design, gold)
 
         def model(dd, a, b, c):
             return c + _gao(dd, a, b, form)
@@ -187,7 +195,7 @@ def fit_gao(d, gold, form="bon", gold_ref=None) -> GaoFit:
         ref = check_float(gold_ref, "gold_ref", low=-_MAX_VALUE, high=_MAX_VALUE)
         target = gold - ref
         design = np.column_stack([d, -second])
-        p0 = np.linalg.lstsq(design, target, rcond=None)[0]
+        p0 = _lstsq(design, target)
 
         def model(dd, a, b):
             return _gao(dd, a, b, form)

@@ -199,3 +199,52 @@ def test_policy_is_immutable():
     assert pi.probs[0, 0] == 0.5
     with pytest.raises(ValueError):
         pi.logits[0, 0] = 1.0
+
+
+@given(logits_tables(), st.data())
+def test_trainable_policy_gradients_are_the_tabular_ones_at_the_current_logits(z, data):
+    """``TrainableTabularPolicy.logits_grad_from_*`` equal :class:`TabularPolicy`'s (checked
+    against finite differences above) at its live logits, also after they were updated."""
+    from rlhf_toy.bandit.policy import TrainableTabularPolicy
+
+    g = data.draw(hnp.arrays(np.float64, z.shape, elements=st.floats(-3, 3)))
+    step = data.draw(hnp.arrays(np.float64, z.shape, elements=st.floats(-2, 2)))
+    live = TrainableTabularPolicy(np.zeros_like(z))
+    live.logits_grad_from_logp(g)  # cache the softmax of the old logits
+    live.params["logits"][...] = z
+    for method in ("logits_grad_from_logp", "logits_grad_from_probs"):
+        np.testing.assert_allclose(getattr(live, method)(g), getattr(TabularPolicy(z), method)(g),
+                                   rtol=1e-12, atol=1e-14)
+    live.params["logits"] += step
+    frozen = TabularPolicy(z + step)
+    for method in ("logits_grad_from_logp", "logits_grad_from_probs"):
+        np.testing.assert_allclose(getattr(live, method)(g), getattr(frozen, method)(g),
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_policy_tables_are_read_only():
+    from rlhf_toy.bandit.policy import TrainableTabularPolicy
+
+    for pi in (TabularPolicy([[0.0, 1.0, 2.0]]), TrainableTabularPolicy([[0.0, 1.0, 2.0]])):
+        for table in (pi.probs, pi.log_probs):
+            assert not table.flags.writeable
+            with pytest.raises(ValueError):
+                table[0, 0] = 0.5
+
+
+def test_sample_names_the_out_of_range_prompt():
+    pi = TabularPolicy(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"x must be in \[0, 3\), got 5"):
+        pi.sample(np.array([0, 2, 5, -1]), rng=0)
+    with pytest.raises(ValueError, match=r"got -1"):
+        pi.sample(np.array([0, 1, -1]), rng=0)
+
+
+def test_trainable_entropy_is_the_row_entropy_on_the_mask_and_zero_off_it():
+    from rlhf_toy.bandit.policy import TrainableTabularPolicy
+
+    pi = TrainableTabularPolicy(np.log([[0.5, 0.25, 0.25], [1.0, 1e-300, 1e-300]]))
+    h0 = -(0.5 * np.log(0.5) + 0.5 * np.log(0.25))
+    out = pi.entropy(np.array([0, 0, 1]), np.zeros((3, 1), np.int64), np.array([[1.0], [0.0],
+                                                                                 [1.0]]))
+    np.testing.assert_allclose(out, [[h0], [0.0], [0.0]], atol=1e-12)

@@ -204,3 +204,19 @@ def test_train_dpo_adam_is_adam_with_both_bias_corrections():
     res = train_dpo(pi_ref, [0], [0], [2], 1.0, steps=1, lr=0.1, optimizer="adam")
     z = res.policy.logits - res.policy.logits.mean()
     np.testing.assert_allclose(z, [[0.1, 0.0, -0.1]], atol=1e-7)
+
+
+def test_result_is_frozen_and_beta_zero_has_no_regularised_optimum(env, capsys):
+    """With beta = 0 there is no pi*_beta: kl_to_optimum is NaN at every step, the rest of
+    the record is exact. The result is immutable, and the default run prints nothing."""
+    import dataclasses
+
+    res = train_rl(env, ReinforceConfig(group_size=4, beta=0.0), steps=3, rng=0)
+    assert capsys.readouterr().err == ""
+    assert np.all(np.isnan(res.kl_to_optimum)) and res.kl_to_optimum.shape == (4,)
+    assert res.kl[0] == pytest.approx(0.0, abs=1e-14) and np.all(np.isfinite(res.kl))
+    assert res.gold[0] == pytest.approx(env.expected(env.pi_ref, "gold"), abs=1e-14)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.beta = 1.0
+    train_rl(env, ReinforceConfig(group_size=4, beta=0.0), steps=3, rng=0, verbose=True)
+    assert "reinforce" in capsys.readouterr().err.lower()

@@ -358,3 +358,146 @@ def test_comparison_counts_count_winners_and_losers_alike():
     assert counts.dtype == np.int64
     x, y_w, y_l = sample_comparisons(np.full((2, 3), 1 / 3), np.zeros((2, 3)), 50, rng=1)
     assert comparison_counts(x, y_w, y_l, 2, 3).sum() == 100  # two per comparison
+
+
+# --------------------------------------------------------------------------------------
+# convergence: the MAP fit with a prior, unbalanced data, the non-convergence warning
+# --------------------------------------------------------------------------------------
+
+
+def _prior_gradient(r, mu, x, y_w, y_l, l2):
+    """Gradient of the MAP objective, from the public NLL gradient."""
+    return bradley_terry_grad(r, x, y_w, y_l) + l2 * (r - mu) / np.size(x)
+
+
+@pytest.mark.parametrize(
+    ("gap", "n_w", "n_l", "l2"),
+    [(0.5, 3, 1, 0.5), (-2.0, 1, 4, 1e-3), (1e3, 2, 0, 1e-3), (1e6, 1, 0, 1e-8),
+     (-1e6, 0, 3, 1e-8), (40.0, 5, 5, 1e-6)],
+)
+def test_fit_with_prior_two_responses_solves_the_scalar_stationarity_condition(gap, n_w, n_l,
+                                                                                l2):
+    """Prior means ``(0, gap)``; response 0 beats 1 ``n_w`` times and loses ``n_l`` times.
+
+    The two gradient entries are opposite, so ``r - mu = (t, -t)`` with
+    ``n_l sigma(d) - n_w sigma(-d) + l2 t = 0`` at the margin ``d = 2 t - gap``: one
+    increasing scalar equation, solved by bisection. Huge gaps saturate the sigmoids.
+    """
+    from scipy.optimize import brentq
+
+    def h(t):
+        d = 2 * t - gap
+        return n_l * expit(d) - n_w * expit(-d) + l2 * t
+
+    lo, hi = -(n_l + 1) / l2, (n_w + 1) / l2
+    t = brentq(h, lo, hi, xtol=1e-12, rtol=4 * np.finfo(float).eps, maxiter=2000)
+    x = np.zeros(n_w + n_l, dtype=np.int64)
+    y_w = np.r_[np.zeros(n_w, np.int64), np.ones(n_l, np.int64)]
+    y_l = 1 - y_w
+    mu = np.array([[0.0, gap]])
+    r = fit_bradley_terry_with_prior(x, y_w, y_l, 1, 2, mu, l2)
+    np.testing.assert_allclose(r - mu, [[t, -t]], rtol=1e-8, atol=1e-8)
+
+
+def test_fit_with_prior_accepts_prior_means_at_the_documented_bound():
+    """Entries of +-1e100 are accepted; the sigmoids saturate, so the MAP is exact.
+
+    Response 2 (prior 3) beats response 0 (prior 1e100) once: ``sigma = 1``, so the
+    stationarity condition ``-1 + l2 (r_2 - 3) = 0`` gives ``r_2 = 3 + 1/l2 = 4``; the moves
+    of ``r_0``, ``r_1`` (size ``1/l2``) are below the resolution of 1e100 and vanish.
+    """
+    mu = np.array([[1e100, -1e100, 3.0]])
+    r = fit_bradley_terry_with_prior([0, 0], [1, 2], [0, 0], 1, 3, mu, 1.0)
+    np.testing.assert_array_equal(r[0, :2], [1e100, -1e100])
+    np.testing.assert_allclose(r[0, 2], 4.0, rtol=1e-11)
+    with pytest.raises(ValueError, match="prior_mean entries must be in"):
+        fit_bradley_terry_with_prior([0], [1], [0], 1, 3, mu * (1 + 1e-15), 1.0)
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([1e-3, 0.1, 1.0, 1e3]),
+    st.sampled_from([0.0, 1.0, "posterior"]),
+    st.integers(1, 300),
+)
+def test_fit_with_prior_converges_without_warning_on_ordinary_fits(seed, l2, prior, n):
+    """Random data, prior means 0, N(0, 1) or N(0, 1/l2) (an ensemble's randomised prior):
+    the fit reaches a stationary point, and never warns (a warning is an error here)."""
+    rng = np.random.default_rng(seed)
+    sd = 1 / np.sqrt(l2) if prior == "posterior" else prior
+    r_star = 2 * rng.standard_normal((2, 5))
+    x, y_w, y_l = sample_comparisons(np.full((2, 5), 0.2), r_star, n, rng)
+    mu = sd * rng.standard_normal((2, 5))
+    r = fit_bradley_terry_with_prior(x, y_w, y_l, 2, 5, mu, l2)
+    assert np.max(np.abs(_prior_gradient(r, mu, x, y_w, y_l, l2))) < 1e-7
+
+
+def test_fit_with_prior_warns_when_the_optimiser_stops_short():
+    """A hard fit: prior means 1e12 apart, a prior precision of 1e-12 and 100 comparisons
+    that pull the two entries level. The sigmoid's kink is 1e-12 of the distance to travel,
+    and L-BFGS-B stops short: the warning names the iterations and the gradient, and the
+    table it returns is indeed not stationary."""
+    mu = np.array([[0.0, 1e12]])
+    x, y_w, y_l = np.zeros(100, np.int64), np.zeros(100, np.int64), np.ones(100, np.int64)
+    message = r"after \d+ iterations with max \|grad\| = \S+ > 1e-07"
+    with pytest.warns(RuntimeWarning, match=message):
+        r = fit_bradley_terry_with_prior(x, y_w, y_l, 1, 2, mu, 1e-12)
+    # the float64 resolution at 5e11 (4 eps R H_ii = 1.1e-4) is far below what is left
+    assert np.max(np.abs(_prior_gradient(r, mu, x, y_w, y_l, 1e-12))) > 1e-3
+
+
+def test_fit_warns_when_the_optimiser_stops_short(monkeypatch):
+    """The plain fit's check: an optimiser cut to one iteration leaves a gradient above
+    1e-7 and the fit says so; the same fit run to the end is silent and stationary."""
+    import rlhf_toy.bradley_terry as bt
+
+    rng = np.random.default_rng(0)
+    x, y_w, y_l = sample_comparisons(np.full((2, 6), 1 / 6), rng.normal(size=(2, 6)), 400, rng)
+    r = fit_bradley_terry(x, y_w, y_l, 2, 6, l2=1e-3)
+    assert np.max(np.abs(bradley_terry_grad(r, x, y_w, y_l, l2=1e-3))) < 1e-7
+
+    minimize = bt.minimize
+
+    def one_iteration(*args, options, **kwargs):
+        return minimize(*args, options={**options, "maxiter": 1}, **kwargs)
+
+    monkeypatch.setattr(bt, "minimize", one_iteration, raising=True)
+    with pytest.warns(RuntimeWarning, match=r"fit_bradley_terry: .* after 1 iterations with"):
+        fit_bradley_terry(x, y_w, y_l, 2, 6, l2=1e-3)
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_fit_converges_on_very_unbalanced_counts(l2):
+    """One pair compared 10^5 times (0 beats 1 in 60%), a chain 1-2-...-5 once each way.
+
+    Without a penalty the MLE is known: ``r_0 - r_1 = log(60000/40000)`` and the chain, tied
+    both ways, is level with ``r_1``. The preconditioner spans 1e5 in curvature here; the fit
+    must still reach a stationary point (a weak penalty moves the margin by ~1e-8).
+    """
+    chain_w, chain_l = np.arange(1, 5), np.arange(2, 6)
+    y_w = np.r_[np.zeros(60_000, np.int64), np.ones(40_000, np.int64), chain_w, chain_l]
+    y_l = np.r_[np.ones(60_000, np.int64), np.zeros(40_000, np.int64), chain_l, chain_w]
+    x = np.zeros(y_w.size, np.int64)
+    r = fit_bradley_terry(x, y_w, y_l, 1, 6, l2=l2)
+    assert np.max(np.abs(bradley_terry_grad(r, x, y_w, y_l, l2=l2))) < 1e-7
+    np.testing.assert_allclose(r[0, 0] - r[0, 1], np.log(1.5), atol=1e-7)
+    if l2 == 0.0:
+        np.testing.assert_allclose(r[0, 2:], r[0, 1], atol=1e-6)
+    mu = np.linspace(-1.0, 1.0, 6)[None, :]
+    r_map = fit_bradley_terry_with_prior(x, y_w, y_l, 1, 6, mu, 1.0)
+    assert np.max(np.abs(_prior_gradient(r_map, mu, x, y_w, y_l, 1.0))) < 1e-7
+
+
+@pytest.mark.parametrize(("gap", "n_w", "l2"), [(1e12, 1, 1e-12), (1e11, 3, 1e-11)])
+def test_fit_with_prior_margin_is_exact_to_float64_at_huge_prior_gaps(gap, n_w, l2):
+    """Prior means ``(0, gap)`` with ``l2 gap = 1``, response 0 winning ``n_w`` times: the
+    MAP margin ``d`` solves ``n_w sigma(-d) = l2 (gap + d) / 2`` (0 for one win, about
+    ``log 5`` for three) while the entries sit near ``gap / 2``. The fit must restart until
+    the margin is right to a few ulps of the entries: a first L-BFGS-B run leaves it
+    ~1e-3 off."""
+    from scipy.optimize import brentq
+
+    d_star = brentq(lambda d: n_w * expit(-d) - l2 * (gap + d) / 2, -50.0, 50.0, xtol=1e-15)
+    x = np.zeros(n_w, np.int64)
+    r = fit_bradley_terry_with_prior(x, x, x + 1, 1, 2, np.array([[0.0, gap]]), l2)
+    assert abs((r[0, 0] - r[0, 1]) - d_star) <= 8 * np.spacing(gap / 2)

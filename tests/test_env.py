@@ -92,3 +92,61 @@ def test_make_bandit_is_exact_at_extreme_temperatures_and_names_the_caller_argum
         make_bandit(10**5, 10**5)
     with pytest.raises(ValueError, match="n_comparisons must be <= 10000000"):
         make_bandit(2, 3, proxy="learned", n_comparisons=10**9)
+
+
+def test_env_is_frozen_and_knows_its_sizes():
+    import dataclasses
+
+    env = make_bandit(3, 7, rng=0)
+    assert (env.n_prompts, env.n_responses) == (3, 7)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        env.proxy = "exact"
+
+
+def test_check_env_passes_an_env_through_and_refuses_anything_else():
+    from rlhf_toy.bandit.env import check_env
+
+    env = make_bandit(2, 3, rng=0)
+    assert check_env(env) is env
+    with pytest.raises(TypeError, match="env must be a BanditEnv, got dict"):
+        check_env({"pi_ref": env.pi_ref})
+
+
+def test_factory_defaults_are_the_documented_signature():
+    """Omitted arguments mean noise_scale=0.5, df=2, ref_temperature=1 (and the proxy's
+    tables follow from them bit for bit)."""
+    for proxy in ("gaussian", "student_t"):
+        default = make_bandit(3, 9, proxy=proxy, rng=4)
+        explicit = make_bandit(3, 9, proxy=proxy, noise_scale=0.5, df=2.0, ref_temperature=1.0,
+                               rng=4)
+        for name in ("pi_ref", "r_star", "r_hat"):
+            np.testing.assert_array_equal(getattr(default, name), getattr(explicit, name))
+    # and they are not the same world under other values
+    assert not np.array_equal(make_bandit(3, 9, rng=4).r_hat,
+                              make_bandit(3, 9, noise_scale=0.25, rng=4).r_hat)
+    assert not np.array_equal(make_bandit(3, 9, rng=4).pi_ref,
+                              make_bandit(3, 9, ref_temperature=2.0, rng=4).pi_ref)
+    assert not np.array_equal(make_bandit(3, 9, proxy="student_t", rng=4).r_hat,
+                              make_bandit(3, 9, proxy="student_t", df=1.0, rng=4).r_hat)
+
+
+def test_reference_logits_scale_as_one_over_the_temperature():
+    """``pi_ref = softmax(g / T)``: the log-probability gaps of one world at T and 2T are in
+    the ratio 2 (same seed, same logits ``g``)."""
+    cold = make_bandit(2, 6, ref_temperature=0.5, rng=1).pi_ref
+    warm = make_bandit(2, 6, ref_temperature=1.0, rng=1).pi_ref
+    gap = lambda p: np.log(p) - np.log(p[:, :1])  # noqa: E731
+    np.testing.assert_allclose(gap(cold), 2 * gap(warm), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("proxy", "law"), [("gaussian", "norm"), ("student_t", "t")])
+def test_proxy_noise_follows_the_documented_law(proxy, law):
+    """``(r_hat - r_star) / sigma`` is N(0, 1) or t(df): a Kolmogorov-Smirnov test on 20,000
+    draws (df = 3, where 1/t, a t with a reflected sign or a wrong scale are all rejected)."""
+    from scipy import stats
+
+    env = make_bandit(20, 1000, proxy=proxy, noise_scale=0.7, df=3.0, rng=5)
+    z = ((env.r_hat - env.r_star) / 0.7).ravel()
+    dist = stats.norm() if law == "norm" else stats.t(3.0)
+    assert stats.kstest(z, dist.cdf).pvalue > 1e-3
+    assert stats.kstest(z, stats.norm(scale=1.2).cdf).pvalue < 1e-6

@@ -303,3 +303,12 @@ def test_clip_grad_norm_does_not_overflow_on_huge_finite_gradients(dtype):
         clip_grad_norm(g, 1.0)
     g = {"a": np.array([1e20, np.nan], dtype=dtype)}
     assert np.isnan(clip_grad_norm(g, 1.0, error_if_nonfinite=False))
+
+
+def test_lr_schedule_at_the_edges_of_its_ranges():
+    """``min_lr == lr`` (allowed) is a constant rate after warmup; an all-warmup run
+    (``warmup_steps == total_steps``) ends at ``min_lr`` on ``step == total_steps``."""
+    flat = [lr_schedule(s, lr=0.3, total_steps=8, warmup_steps=2, min_lr=0.3) for s in range(12)]
+    assert flat == [0.15, 0.3] + [0.3] * 10
+    kw = dict(lr=1.0, total_steps=4, warmup_steps=4, min_lr=0.25)
+    assert [lr_schedule(s, **kw) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 0.25, 0.25]

@@ -471,3 +471,27 @@ def test_scalars_that_are_not_numbers_are_type_errors():
         cdpo_loss(-1.0, -2.0, -1.0, -2.0, 0.1, "0.1")
     with pytest.raises(TypeError, match="policy_chosen must be real"):
         dpo_loss([-1.0 + 1j], [-2.0], [-1.0], [-2.0], 0.1)
+
+
+def test_kto_values_against_the_sigmoid_formula():
+    """``lambda_d sigma(-beta (h - z0))`` if desirable, ``lambda_u sigma(-beta (z0 - h))`` if
+    not, away from ``h = z0`` (where every sign convention agrees)."""
+    from scipy.special import expit
+
+    beta, z0 = 0.5, 0.3
+    h = np.array([2.0, 2.0, -1.5, -1.5])
+    desirable = np.array([True, False, True, False])
+    loss, _ = kto_loss(h - 1.0, np.full(4, -1.0), desirable, beta, kl_ref=z0, lambda_d=2.0,
+                       lambda_u=1.5)
+    want = np.where(desirable, 2.0 * expit(-beta * (h - z0)), 1.5 * expit(-beta * (z0 - h)))
+    np.testing.assert_allclose(loss, want, rtol=1e-14)
+
+
+def test_orpo_without_odds_ratio_is_sft_even_at_probabilities_next_to_one():
+    """lam = 0 is plain SFT exactly, also where ``1 - P`` is below 1e-308 and the odds-ratio
+    pull ``sigma(-m) / (1 - P_w)`` would overflow: it is never formed."""
+    pc = pr = np.array([-1e-320, -5e-324])
+    loss, g_c, g_r = orpo_loss(pc, pr, lam=0.0)
+    np.testing.assert_array_equal(loss, -pc)
+    np.testing.assert_array_equal(g_c, -1.0)
+    np.testing.assert_array_equal(g_r, 0.0)
