@@ -248,3 +248,15 @@ def test_trainable_entropy_is_the_row_entropy_on_the_mask_and_zero_off_it():
     out = pi.entropy(np.array([0, 0, 1]), np.zeros((3, 1), np.int64), np.array([[1.0], [0.0],
                                                                                  [1.0]]))
     np.testing.assert_allclose(out, [[h0], [0.0], [0.0]], atol=1e-12)
+
+
+def test_trainable_sample_refuses_a_sample_count_beyond_the_maximum_at_once():
+    """``np.repeat`` of 2**62 rows used to crash the interpreter; now a named ValueError."""
+    from rlhf_toy._validate import MAX_SAMPLES
+    from rlhf_toy.bandit.policy import TrainableTabularPolicy
+
+    pi = TrainableTabularPolicy(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=f"n must be <= {MAX_SAMPLES // 2}"):
+        pi.sample(np.array([0, 1]), 2**62, 0)
+    y, mask = pi.sample(np.array([0, 1]), 3, 0)
+    assert y.shape == (6, 1) and mask.shape == (6, 1)

@@ -24,6 +24,7 @@ import numpy as np
 
 from rlhf_toy._sampling import sample_rows
 from rlhf_toy._validate import (
+    MAX_SAMPLES,
     as_rng,
     check_distribution,
     check_index,
@@ -496,10 +497,11 @@ class TrainableTabularPolicy:
         Raises
         ------
         ValueError
-            On bad ``prompts`` or ``n``.
+            On bad ``prompts`` or ``n`` (``len(prompts) * n`` at most
+            :data:`rlhf_toy._validate.MAX_SAMPLES`).
         """
         x = _check_prompt_rows(prompts, self.shape[0])
-        n = check_int(n, "n")
+        n = check_int(n, "n", maximum=max(1, MAX_SAMPLES // max(1, x.size)))
         rng = as_rng(rng)
         rows = np.repeat(x, n)  # (B*n,)
         u = rng.random(rows.size)  # (B*n,)

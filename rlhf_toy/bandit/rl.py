@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import rel_entr
 from tqdm import tqdm
 
-from rlhf_toy._validate import as_rng, check_finite, check_int, check_positive
+from rlhf_toy._validate import MAX_STEPS, as_rng, check_finite, check_int, check_positive
 from rlhf_toy.bandit.env import BanditEnv
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
 from rlhf_toy.optim import AdamW
@@ -232,7 +232,7 @@ def train_rl(env: BanditEnv, config, *, steps: int, lr: float = 0.05, rng=0,
     """
     name = method_name(config)
     step_fn = STEPS[type(config)]
-    steps = check_int(steps, "steps", minimum=0)
+    steps = check_int(steps, "steps", minimum=0, maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
     critic_lr = lr if critic_lr is None else check_positive(critic_lr, "critic_lr")
     if kl_controller is not None and not isinstance(config, PPOConfig):
