@@ -38,6 +38,9 @@ class Entry:
     nan_fields : tuple of str
         Fields or keys of the result documented to hold ``NaN`` placeholders (a diagnostic
         at step 0, before any step); their values are not checked.
+    pair_args : tuple of str
+        Tuples that are pairs of values (``(mean, std)``), not ``(low, high)`` brackets:
+        their reversal is valid.
     trains : bool
         A training loop: a valid value that makes the run diverge (``lr = 1e308``) may
         stop it with a ``FloatingPointError`` naming the step, as the conventions ask.
@@ -50,6 +53,7 @@ class Entry:
     none_args: tuple = ()
     weight_args: tuple = ()
     nan_fields: tuple = ()
+    pair_args: tuple = ()
     trains: bool = False
 
 
@@ -191,7 +195,7 @@ def _rng_bads():
 
 
 def bad_values(value, inf_ok: bool = False, count: bool = False,
-               weights: bool = False) -> list[Bad]:
+               weights: bool = False, pair: bool = False) -> list[Bad]:
     """The bad values to try in place of ``value`` (its kind inferred from it)."""
     if isinstance(value, np.random.Generator):
         return _rng_bads()
@@ -205,7 +209,8 @@ def bad_values(value, inf_ok: bool = False, count: bool = False,
         return _dict_bads(value)
     if isinstance(value, tuple):
         return [Bad("short", value[:1]), Bad("nan", (np.nan,) * len(value)),
-                Bad("reversed", value[::-1]), Bad("str", ("a",) * len(value), type_error=True)]
+                Bad("reversed", value[::-1], must_fail=not pair),
+                Bad("str", ("a",) * len(value), type_error=True)]
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "iu":
             return _count_bads(value) if count else _index_bads(value)
@@ -588,7 +593,8 @@ def _experiments_registry():
                          stds=np.array([1.0, 0.5]))),
         ex + "modes.mode_summary": Entry(lambda: dict(pi=_pi(), threshold=0.05)),
         ex + "modes.fit_gaussian_local": Entry(
-            lambda: dict(target=target, grid=grid, divergence="forward", init=(0.5, 1.0))),
+            lambda: dict(target=target, grid=grid, divergence="forward", init=(0.5, 1.0)),
+            pair_args=("init",)),
         ex + "modes.rlhf_mode_sweep": Entry(
             lambda: dict(pi_ref=target, reward=grid, betas=np.array([0.5, 2.0]),
                          threshold=0.05)),

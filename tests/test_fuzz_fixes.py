@@ -122,3 +122,109 @@ def test_rl_configs_have_a_documented_maximum_group_size(make):
 
     with pytest.raises(ValueError, match=f"group_size must be <= {MAX_SAMPLES}"):
         make()
+
+
+# --- kl_gradients: exact where an estimator overflows on a response pi gives no mass --------
+
+
+@given(st.floats(-1e308, 1e308), st.integers(0, 2))
+def test_kl_gradient_identities_hold_at_any_logit(big, where):
+    """``k3`` in the loss is the forward-KL gradient, ``k2`` in the loss and ``k1`` as a
+    reward the reverse-KL one, ``k3`` as a reward their difference: for every finite logit,
+    also where ``pi(y)`` underflows to 0 and ``k2``, ``k3`` overflow."""
+    from rlhf_toy.bandit.experiments.kl_study import kl_gradients
+
+    logits = np.log(np.array([[0.1, 0.6, 0.3], [0.4, 0.4, 0.2]]))
+    logits[0, where] = big
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    g = kl_gradients(logits, pi_ref)
+    for value in g.values():
+        assert np.all(np.isfinite(value))
+    np.testing.assert_allclose(g["k3_in_loss"], g["forward_kl"], atol=1e-15)
+    np.testing.assert_allclose(g["k2_in_loss"], g["reverse_kl"], atol=1e-15)
+    np.testing.assert_allclose(g["k1_in_reward"], g["reverse_kl"], atol=1e-15)
+    np.testing.assert_allclose(g["k3_in_reward"], g["reverse_kl"] - g["forward_kl"],
+                               atol=1e-12)
+
+
+def test_kl_gradients_at_a_huge_logit_are_the_one_hot_limits():
+    from rlhf_toy.bandit.experiments.kl_study import kl_gradients
+
+    pi_ref = np.array([0.2, 0.3, 0.5])
+    g = kl_gradients(np.array([1e308, 0.0, 0.0]), pi_ref)  # pi = (1, 0, 0)
+    np.testing.assert_array_equal(g["reverse_kl"], 0.0)  # a vertex: no score gradient
+    np.testing.assert_allclose(g["forward_kl"], [0.8, -0.3, -0.5], rtol=1e-15)
+    np.testing.assert_allclose(g["k3_in_reward"], [-0.8, 0.3, 0.5], rtol=1e-15)
+    np.testing.assert_array_equal(g["k2_in_reward"], 0.0)
+
+
+# --- the forward-KL optimum and the mode sweep: every accepted beta -------------------------
+
+
+@given(st.floats(-8.0, 8.0))
+def test_forward_kl_optimum_is_stationary(log10_beta):
+    from rlhf_toy.bandit.experiments.modes import forward_kl_regularised_policy
+
+    beta = 10.0**log10_beta
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    reward = np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]])
+    pi = forward_kl_regularised_policy(pi_ref, reward, beta)
+    np.testing.assert_allclose(pi.sum(-1), 1.0, rtol=1e-12)
+    lam = reward + beta * pi_ref / pi  # r(y) + beta pi_ref(y) / pi(y) is one constant per row
+    np.testing.assert_allclose(lam, lam[:, :1].repeat(3, 1), rtol=1e-9, atol=1e-300)
+
+
+@pytest.mark.parametrize("beta", [5e-324, 1e-300, 1e-30])
+def test_forward_kl_optimum_at_tiny_beta_is_the_argmax(beta):
+    from rlhf_toy.bandit.experiments.modes import forward_kl_regularised_policy
+
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    reward = np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]])
+    pi = forward_kl_regularised_policy(pi_ref, reward, beta)
+    np.testing.assert_allclose(pi, [[0, 0, 1], [1, 0, 0]], atol=1e-29)
+
+
+def test_rlhf_mode_sweep_at_a_subnormal_beta_puts_the_mass_on_the_argmax():
+    from rlhf_toy.bandit.experiments.modes import rlhf_mode_sweep
+
+    grid = np.linspace(-3.0, 3.0, 9)
+    pi_ref = np.exp(-0.5 * grid**2) / np.exp(-0.5 * grid**2).sum()
+    reward = -((grid - 1.0) ** 2)
+    out = rlhf_mode_sweep(pi_ref, reward, np.array([5e-324, 1.0]))
+    top = np.zeros(9)
+    top[np.argmax(reward)] = 1.0
+    np.testing.assert_array_equal(out["pi_star"][0], top)
+    np.testing.assert_allclose(out["pi_forward"][0], top, atol=1e-300)
+    assert out["reward_star"][0] == reward.max()
+    np.testing.assert_allclose(out["kl_star"][0], -np.log(pi_ref[np.argmax(reward)]))
+    with pytest.raises(ValueError, match="betas must be a non-empty 1-D array"):
+        rlhf_mode_sweep(pi_ref, reward, np.zeros(0))
+
+
+# --- the Gaussian fits: far means, named shapes, the init pair ------------------------------
+
+
+def test_reverse_kl_of_a_far_gaussian_is_that_of_the_nearest_point_mass():
+    from rlhf_toy.bandit.experiments.modes import gaussian_divergence, reverse_kl_landscape
+
+    target = np.full(7, 1 / 7)
+    kl = gaussian_divergence(target, GRID, np.array([1e308, -1e308]), 1.0, "reverse")
+    np.testing.assert_allclose(kl, np.log(7.0), rtol=1e-15)
+    np.testing.assert_allclose(reverse_kl_landscape(target, GRID, [1e308], [5e-324, 1.0]),
+                               [np.log(7.0)], rtol=1e-15)
+    with pytest.raises(ValueError, match=r"mean and std must broadcast together"):
+        gaussian_divergence(target, GRID, np.zeros(3), np.ones(2), "reverse")
+    with pytest.raises(ValueError, match="stds must be > 0, got -1.0"):
+        reverse_kl_landscape(target, GRID, [0.0], [1.0, -1.0])
+    with pytest.raises(ValueError, match="stds must not be empty"):
+        reverse_kl_landscape(target, GRID, [0.0], np.zeros(0))
+
+
+def test_fit_gaussian_local_names_a_bad_init():
+    from rlhf_toy.bandit.experiments.modes import fit_gaussian_local
+
+    target = np.full(7, 1 / 7)
+    with pytest.raises(ValueError, match=r"init must be a pair \(mean, std\)"):
+        fit_gaussian_local(target, GRID, "forward", (0.5,))
+    with pytest.raises(ValueError, match="init std must be > 0"):
+        fit_gaussian_local(target, GRID, "forward", (0.5, -1.0))
