@@ -33,6 +33,11 @@ MAX_TABLE_ENTRIES = 10**7
 #: Largest step counter (an index into a schedule, a number of steps of a loop).
 MAX_STEPS = 10**9
 
+#: Largest magnitude of a table entry or a scale that a computation squares, multiplies
+#: or sums (rewards whose variance is taken, a multiplier times a reward): ``1e100``
+#: keeps every square and every sum of up to :data:`MAX_TABLE_ENTRIES` of them finite.
+MAX_MAGNITUDE = 1e100
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong kind; both a ``TypeError`` and a ``ValueError``."""
@@ -215,6 +220,16 @@ def check_finite(a, name: str) -> np.ndarray:
         raise ValueError(
             f"{name} must be finite, got {a[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
         )
+    return a
+
+
+def check_bounded(a, name: str, bound: float = MAX_MAGNITUDE) -> np.ndarray:
+    """A finite float64 array whose entries lie in ``[-bound, bound]``
+    (default :data:`MAX_MAGNITUDE`)."""
+    a = check_finite(a, name)
+    if a.size and np.max(np.abs(a)) > bound:
+        bad = a.ravel()[np.argmax(np.abs(a.ravel()))]
+        raise ValueError(f"{name} entries must be in [-{bound:g}, {bound:g}], got {bad:g}")
     return a
 
 

@@ -38,6 +38,9 @@ class Entry:
     nan_fields : tuple of str
         Fields or keys of the result documented to hold ``NaN`` placeholders (a diagnostic
         at step 0, before any step); their values are not checked.
+    inf_fields : tuple of str
+        Fields or keys of the result documented to be ``+inf`` where the true value
+        exceeds float64; NaN there is still a failure.
     pair_args : tuple of str
         Tuples that are pairs of values (``(mean, std)``), not ``(low, high)`` brackets:
         their reversal is valid.
@@ -53,6 +56,7 @@ class Entry:
     none_args: tuple = ()
     weight_args: tuple = ()
     nan_fields: tuple = ()
+    inf_fields: tuple = ()
     pair_args: tuple = ()
     trains: bool = False
 
@@ -619,7 +623,7 @@ def _experiments_registry():
         ex + "multi_objective.train_constrained": Entry(
             lambda: dict(pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), beta=0.5, c=1.0,
                          steps=2, lr=0.05, eta=0.02, lam_init=0.0, rng=0), trains=True,
-            nan_fields=("harm_sampled",)),
+            nan_fields=("harm_sampled",), inf_fields=("kl_to_optimum",)),
         # ensembles
         ex + "ensembles.aggregate": Entry(lambda: dict(ensemble=ens, method="uwo", lam=1.0)),
         ex + "ensembles.disagreement": Entry(lambda: dict(ensemble=ens)),

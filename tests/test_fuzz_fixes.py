@@ -228,3 +228,52 @@ def test_fit_gaussian_local_names_a_bad_init():
         fit_gaussian_local(target, GRID, "forward", (0.5,))
     with pytest.raises(ValueError, match="init std must be > 0"):
         fit_gaussian_local(target, GRID, "forward", (0.5, -1.0))
+
+
+# --- multi-objective: bounded tables and multipliers, the KL to the optimum in log space ----
+
+
+def _two_rewards():
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    return (pi_ref, np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]]),
+            np.array([[0.5, 1.5, -1.0], [0.0, 2.0, 1.0]]))
+
+
+@pytest.mark.parametrize("beta", [1e-5, 0.5])
+def test_train_constrained_kl_to_optimum_is_exact_where_the_optimum_underflows(beta):
+    from scipy.special import log_softmax
+
+    from rlhf_toy.bandit.experiments.multi_objective import train_constrained
+
+    pi_ref, r_help, r_harm = _two_rewards()
+    run = train_constrained(pi_ref, r_help, r_harm, beta, 1.0, steps=1, rng=0)
+    reward = r_help - run.optimum.lam * r_harm
+    log_opt = log_softmax(np.log(pi_ref) + reward / beta, axis=-1)
+    expected = np.mean((pi_ref * (np.log(pi_ref) - log_opt)).sum(-1))  # step 0: pi = pi_ref
+    assert np.isfinite(run.kl_to_optimum).all()
+    np.testing.assert_allclose(run.kl_to_optimum[0], expected, rtol=1e-12)
+
+
+def test_multi_objective_refuses_magnitudes_beyond_its_documented_range():
+    from rlhf_toy.bandit.experiments.multi_objective import (
+        lagrangian_front,
+        lagrangian_policy,
+        train_constrained,
+    )
+
+    pi_ref, r_help, r_harm = _two_rewards()
+    big = r_harm.copy()
+    big[0, 0] = 1e308
+    with pytest.raises(ValueError, match=r"r_harm entries must be in \[-1e\+100, 1e\+100\]"):
+        lagrangian_policy(pi_ref, r_help, big, 0.5, 0.5)
+    with pytest.raises(ValueError, match=r"lam must be in \[0, 1e\+100\], got 1e\+308"):
+        lagrangian_policy(pi_ref, r_help, r_harm, 1e308, 0.5)
+    with pytest.raises(ValueError, match=r"lams must be in \[0, 1e\+100\], got 1e\+308"):
+        lagrangian_front(pi_ref, r_help, r_harm, 0.5, np.array([0.0, 1e308]))
+    with pytest.raises(ValueError, match=r"beta must be in \(0, 1e\+100\]"):
+        train_constrained(pi_ref, r_help, r_harm, 1e308, 1.0, steps=1, rng=0)
+    with pytest.raises(ValueError, match=r"lam_init must be in \[0, 1e\+100\]"):
+        train_constrained(pi_ref, r_help, r_harm, 0.5, 1.0, steps=1, rng=0, lam_init=1e101)
+    # the largest accepted values still give finite policies
+    pi = lagrangian_policy(pi_ref, r_help * 1e100 / 2, r_harm * 1e100 / 2, 1e100, 0.5)
+    assert np.all(np.isfinite(pi))
