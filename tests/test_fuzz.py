@@ -40,9 +40,6 @@ PHASE_TWO = "not yet"
 KNOWN_FAILING = {
     "rlhf_toy.bandit.rl.train_rl",  # steps = 10**400: numpy's "Maximum allowed dimension"
     # bandit experiments: entries of 1e308 overflow a square / product (RuntimeWarning)
-    "rlhf_toy.bandit.experiments.ensembles.aggregate",  # ensemble 1e308: std overflows
-    "rlhf_toy.bandit.experiments.ensembles.disagreement",  # ensemble 1e308: std overflows
-    "rlhf_toy.bandit.experiments.ensembles.fit_ensemble",  # l2 subnormal; prior_scale 1e308
     "rlhf_toy.bandit.experiments.on_off_policy.exact_scores",  # inf at r_star 1e308
     "rlhf_toy.bandit.experiments.overestimation.overestimation_monte_carlo",  # noise 1e308
     "rlhf_toy.bandit.experiments.pg_study.difficulty_weights",  # subnormal p: 0 / 0

@@ -277,3 +277,26 @@ def test_multi_objective_refuses_magnitudes_beyond_its_documented_range():
     # the largest accepted values still give finite policies
     pi = lagrangian_policy(pi_ref, r_help * 1e100 / 2, r_harm * 1e100 / 2, 1e100, 0.5)
     assert np.all(np.isfinite(pi))
+
+
+# --- ensembles: bounded members, a bounded prior scale, a prior precision that cannot vanish
+
+
+def test_ensemble_aggregates_at_the_documented_magnitude_and_refuse_beyond():
+    from rlhf_toy.bandit.experiments.ensembles import aggregate, disagreement, fit_ensemble
+
+    ens = np.array([[[1e100, 0.0]], [[-1e100, 0.0]]])  # (k=2, X=1, Y=2)
+    np.testing.assert_allclose(disagreement(ens), [[1e100, 0.0]], rtol=1e-15)
+    np.testing.assert_allclose(aggregate(ens, "uwo", 1e100), [[-1e300, 0.0]], rtol=1e-15)
+    with pytest.raises(ValueError, match=r"ensemble entries must be in \[-1e\+100, 1e\+100\]"):
+        disagreement(ens * 1e200)
+    with pytest.raises(ValueError, match=r"lam must be in \[0, 1e\+100\]"):
+        aggregate(ens, "uwo", 1e101)
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    r_star = np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 0.5]])
+    with pytest.raises(ValueError, match=r"prior_scale must be in \[0, 1e\+90\], got 1e\+308"):
+        fit_ensemble(pi_ref, r_star, 2, 20, 0, prior_scale=1e308)
+    with pytest.raises(ValueError, match=r"prior_scale > 0 needs l2 >= 1e-300"):
+        fit_ensemble(pi_ref, r_star, 2, 20, 0, l2=5e-324, prior_scale=0.5)
+    members = fit_ensemble(pi_ref, r_star, 2, 20, 0, l2=1e-300, prior_scale=1e90)
+    assert np.all(np.isfinite(members))
