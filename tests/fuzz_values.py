@@ -668,7 +668,7 @@ def _experiments_registry():
                          n_rounds=1, smoothing=0.5)),
         ex + "on_off_policy.exact_scores": Entry(
             lambda: dict(pi=_pi(), pi_ref=_pi_ref(), r_star=_reward(), beta=0.5,
-                         prompt_probs=np.array([0.3, 0.7]))),
+                         prompt_probs=np.array([0.3, 0.7])), inf_fields=("kl_to_optimum",)),
         ex + "overestimation.overestimation_monte_carlo": Entry(
             lambda: dict(pi_ref=_pi_ref(), betas=np.array([0.5, 2.0]), noise_scale=0.5,
                          n_draws=20, rng=np.random.default_rng(0), n_batches=2,

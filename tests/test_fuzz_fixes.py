@@ -300,3 +300,24 @@ def test_ensemble_aggregates_at_the_documented_magnitude_and_refuse_beyond():
         fit_ensemble(pi_ref, r_star, 2, 20, 0, l2=5e-324, prior_scale=0.5)
     members = fit_ensemble(pi_ref, r_star, 2, 20, 0, l2=1e-300, prior_scale=1e90)
     assert np.all(np.isfinite(members))
+
+
+# --- on/off-policy scores: the KL to the optimum in log space --------------------------------
+
+
+@pytest.mark.parametrize("beta", [1e-4, 0.5])
+def test_exact_scores_kl_to_optimum_is_finite_where_the_optimum_underflows(beta):
+    from scipy.special import log_softmax
+
+    from rlhf_toy.bandit.experiments.on_off_policy import exact_scores
+
+    pi_ref, r_star, _ = _two_rewards()
+    pi = np.array([[0.1, 0.6, 0.3], [0.4, 0.4, 0.2]])
+    out = exact_scores(pi, pi_ref, r_star, beta, prompt_probs=np.array([0.3, 0.7]))
+    log_opt = log_softmax(np.log(pi_ref) + r_star / beta, axis=-1)
+    expected = np.array([0.3, 0.7]) @ (pi * (np.log(pi) - log_opt)).sum(-1)
+    np.testing.assert_allclose(out["kl_to_optimum"], expected, rtol=1e-12)
+    big = r_star.copy()
+    big[0, 0] = 1e308
+    with pytest.raises(ValueError, match=r"r_star entries must be in \[-1e\+100, 1e\+100\]"):
+        exact_scores(pi, pi_ref, big, beta)
