@@ -295,15 +295,21 @@ def check_distribution(p, name: str, axis: int = -1, *, ndim: int | None = None,
     return p
 
 
-def check_prompt_probs(prompt_probs, n_prompts: int, name: str = "prompt_probs") -> np.ndarray:
-    """The prompt distribution ``p(x)``, shape ``(n_prompts,)``; uniform when ``None``."""
+def check_prompt_probs(prompt_probs, n_prompts: int, name: str = "prompt_probs",
+                       table: str | None = None) -> np.ndarray:
+    """The prompt distribution ``p(x)``, shape ``(n_prompts,)``; uniform when ``None``.
+
+    ``table`` names the argument whose rows are the prompts (``"pi_ref"``), for the
+    message when the two disagree.
+    """
     if n_prompts < 1:
         raise ValueError(f"the table must have at least one prompt, got {n_prompts}")
     if prompt_probs is None:
         return np.full(n_prompts, 1.0 / n_prompts)
     shape = as_real_array(prompt_probs, name).shape
     if shape != (n_prompts,):  # the shape first: it is the likelier mistake
-        raise ValueError(f"{name} must have shape ({n_prompts},), got {shape}")
+        of = f" (one per prompt of {table})" if table else ""
+        raise ValueError(f"{name} must have shape ({n_prompts},){of}, got {shape}")
     return check_distribution(prompt_probs, name)
 
 

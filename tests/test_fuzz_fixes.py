@@ -321,3 +321,19 @@ def test_exact_scores_kl_to_optimum_is_finite_where_the_optimum_underflows(beta)
     big[0, 0] = 1e308
     with pytest.raises(ValueError, match=r"r_star entries must be in \[-1e\+100, 1e\+100\]"):
         exact_scores(pi, pi_ref, big, beta)
+
+
+def test_overestimation_monte_carlo_names_the_table_behind_prompt_probs_and_bounds_sigma():
+    from rlhf_toy.bandit.experiments.overestimation import overestimation_monte_carlo
+
+    pi_ref = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
+    with pytest.raises(ValueError, match=r"prompt_probs must have shape \(1,\) \(one per "
+                                         r"prompt of pi_ref\), got \(2,\)"):
+        overestimation_monte_carlo(pi_ref[:1], [0.5], noise_scale=0.5, n_draws=4, rng=0,
+                                   n_batches=2, prompt_probs=np.array([0.3, 0.7]))
+    with pytest.raises(ValueError, match=r"noise_scale must be in \(0, 1e\+100\]"):
+        overestimation_monte_carlo(pi_ref, [0.5], noise_scale=1e308, n_draws=4, rng=0,
+                                   n_batches=2)
+    out = overestimation_monte_carlo(pi_ref, [0.5], noise_scale=1e100, n_draws=4, rng=0,
+                                     n_batches=2)
+    assert all(np.all(np.isfinite(v)) for v in out.values())

@@ -12,14 +12,15 @@ import itertools
 import numpy as np
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     MAX_SAMPLES,
     MAX_TABLE_ENTRIES,
     as_rng,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
     check_nonempty,
-    check_positive,
     check_prompt_probs,
     check_same_shape,
 )
@@ -127,7 +128,7 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
         Reference policy.
     betas : array_like of shape (k,)
     noise_scale : float
-        ``sigma``.
+        ``sigma``, in ``(0, 1e100]``.
     n_draws : int
         Number of ``(r_star, eps)`` tables; a multiple of ``n_batches``.
     rng : numpy Generator or int
@@ -155,14 +156,14 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
     if pi_ref.ndim != 2:
         raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
     betas = check_betas(betas)
-    sigma = check_positive(noise_scale, "noise_scale")
+    sigma = check_float(noise_scale, "noise_scale", low=0.0, low_open=True, high=MAX_MAGNITUDE)
     n_draws = check_int(n_draws, "n_draws", maximum=max(MAX_TABLE_ENTRIES // pi_ref.size, 1))
     n_batches = check_int(n_batches, "n_batches", minimum=2, maximum=MAX_SAMPLES)
     if n_draws % n_batches:
         raise ValueError(f"n_draws must be a multiple of n_batches={n_batches}, got {n_draws}")
     rng = as_rng(rng)
     n_prompts = pi_ref.shape[0]
-    w_x = check_prompt_probs(prompt_probs, n_prompts)
+    w_x = check_prompt_probs(prompt_probs, n_prompts, table="pi_ref")
     per = n_draws // n_batches
     ref_rows = np.tile(pi_ref, (per, 1))  # (per * X, Y)
     weights = np.tile(w_x, per) / per
