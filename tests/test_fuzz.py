@@ -40,8 +40,6 @@ PHASE_TWO = "not yet"
 KNOWN_FAILING = {
     "rlhf_toy.bandit.rl.train_rl",  # steps = 10**400: numpy's "Maximum allowed dimension"
     # bandit experiments: entries of 1e308 overflow a square / product (RuntimeWarning)
-    "rlhf_toy.bandit.experiments.pg_study.difficulty_weights",  # subnormal p: 0 / 0
-    "rlhf_toy.bandit.experiments.pg_study.estimator_mse",  # reward 1e308; beta 1e308
     "rlhf_toy.bandit.experiments.preferences.bt_recovery",  # r_star 1e308: square
     "rlhf_toy.bandit.experiments.rft.rejection_sampling_finetune",  # smoothing 1e308
 }

@@ -337,3 +337,32 @@ def test_overestimation_monte_carlo_names_the_table_behind_prompt_probs_and_boun
     out = overestimation_monte_carlo(pi_ref, [0.5], noise_scale=1e100, n_draws=4, rng=0,
                                      n_batches=2)
     assert all(np.all(np.isfinite(v)) for v in out.values())
+
+
+# --- the policy-gradient study: a subnormal success probability, bounded rewards ------------
+
+
+def test_difficulty_weights_at_a_subnormal_success_probability_are_zero_not_nan():
+    from rlhf_toy.bandit.experiments.pg_study import difficulty_weights
+
+    out = difficulty_weights(np.array([5e-324, 0.5]), 4, 50, np.random.default_rng(0))
+    for scale in ("group", "none"):
+        assert np.all(np.isfinite(out[scale]["measured"]))
+        assert out[scale]["measured"][0] == 0.0  # no success is ever drawn: no signal
+        assert out[scale]["exact"][0] == 0.0
+    again = difficulty_weights(np.array([0.3, 0.5]), 4, 50, np.random.default_rng(0))
+    w = again["none"]["measured"]  # the scaled projection keeps the unbiased weight
+    np.testing.assert_allclose(w, again["none"]["exact"], atol=5 * again["none"]["sem"].max())
+
+
+def test_estimator_mse_refuses_rewards_and_beta_beyond_the_documented_magnitude():
+    from rlhf_toy.bandit.experiments.pg_study import estimator_mse
+
+    pi = np.array([[0.1, 0.6, 0.3], [0.4, 0.4, 0.2]])
+    pi_ref, reward, _ = _two_rewards()
+    big = reward.copy()
+    big[0, 0] = -1e308
+    with pytest.raises(ValueError, match=r"reward entries must be in \[-1e\+100, 1e\+100\]"):
+        estimator_mse(pi, pi_ref, big, 0.5, [2], 4, 0)
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1e\+100\], got 1e\+308"):
+        estimator_mse(pi, pi_ref, reward, 1e308, [2], 4, 0)
