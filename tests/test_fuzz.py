@@ -39,9 +39,6 @@ TIME_LIMIT = 5.0
 PHASE_TWO = "not yet"
 KNOWN_FAILING = {
     "rlhf_toy.bandit.rl.train_rl",  # steps = 10**400: numpy's "Maximum allowed dimension"
-    # bandit experiments: entries of 1e308 overflow a square / product (RuntimeWarning)
-    "rlhf_toy.bandit.experiments.preferences.bt_recovery",  # r_star 1e308: square
-    "rlhf_toy.bandit.experiments.rft.rejection_sampling_finetune",  # smoothing 1e308
 }
 MODULES_WITHOUT_ALL: set[str] = set()
 

@@ -366,3 +366,20 @@ def test_estimator_mse_refuses_rewards_and_beta_beyond_the_documented_magnitude(
         estimator_mse(pi, pi_ref, big, 0.5, [2], 4, 0)
     with pytest.raises(ValueError, match=r"beta must be in \[0, 1e\+100\], got 1e\+308"):
         estimator_mse(pi, pi_ref, reward, 1e308, [2], 4, 0)
+
+
+def test_bt_recovery_and_rft_refuse_magnitudes_beyond_the_documented_range():
+    from rlhf_toy.bandit.env import make_bandit
+    from rlhf_toy.bandit.experiments.preferences import bt_recovery
+    from rlhf_toy.bandit.experiments.rft import rejection_sampling_finetune
+
+    r_star = np.array([[0.0, 1.0, 2.0], [1.0, -1.0, 1e308]])
+    with pytest.raises(ValueError, match=r"r_star entries must be in \[-1e\+100, 1e\+100\]"):
+        bt_recovery(r_star, np.array([20]), n_seeds=1)
+    env = make_bandit(2, 3, rng=0)
+    with pytest.raises(ValueError, match=r"smoothing must be in \[0, 1e\+100\], got 1e\+308"):
+        rejection_sampling_finetune(env, 2, 4, np.random.default_rng(0), smoothing=1e308)
+    res = rejection_sampling_finetune(env, 2, 4, np.random.default_rng(0), smoothing=1e100)
+    support = env.pi_ref > 0
+    np.testing.assert_allclose(res.policy, support / support.sum(-1, keepdims=True),
+                               rtol=1e-12)  # all pseudo-counts: uniform on the support

@@ -11,8 +11,8 @@ import numpy as np
 
 from rlhf_toy._validate import (
     MAX_SAMPLES,
+    check_bounded,
     check_counts,
-    check_finite,
     check_int,
     check_ndim,
     check_nonempty,
@@ -34,7 +34,8 @@ def bt_recovery(r_star, sizes, n_seeds: int = 3) -> tuple[np.ndarray, dict]:
     Parameters
     ----------
     r_star : array_like of shape (X, Y)
-        The reward the labelers follow.
+        The reward the labelers follow, entries within ``+-1e100`` (the squared errors
+        stay finite).
     sizes : sequence of int
         Numbers of comparisons.
     n_seeds : int, default 3
@@ -51,7 +52,7 @@ def bt_recovery(r_star, sizes, n_seeds: int = 3) -> tuple[np.ndarray, dict]:
     Chapter, Stage 2: the reward is identified up to a per-prompt shift; the error of the
     fit falls like ``1 / sqrt(n)``.
     """
-    r_star = check_ndim(check_nonempty(check_finite(r_star, "r_star"), "r_star"), "r_star", 2)
+    r_star = check_ndim(check_nonempty(check_bounded(r_star, "r_star"), "r_star"), "r_star", 2)
     n_prompts, n_responses = r_star.shape
     sizes = check_counts(sizes, "sizes", maximum=MAX_SAMPLES)
     n_seeds = check_int(n_seeds, "n_seeds", maximum=MAX_SAMPLES)

@@ -28,13 +28,14 @@ import numpy as np
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     MAX_SAMPLES,
     MAX_STEPS,
     as_rng,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
-    check_nonnegative,
     check_same_shape,
 )
 from rlhf_toy.bandit.env import BanditEnv, make_bandit
@@ -176,7 +177,8 @@ def rejection_sampling_finetune(env, n: int, samples_per_prompt: int, rng, *,
         ``k - 1``.
     smoothing : float, default 0
         Add-``smoothing`` pseudo-counts on every response in the support of ``pi_ref``
-        (Laplace smoothing of the maximum-likelihood table; ``0`` is the plain MLE).
+        (Laplace smoothing of the maximum-likelihood table; ``0`` is the plain MLE), in
+        ``[0, 1e100]`` (the row's total of pseudo-counts stays finite).
     verbose : bool, default False
         Show a progress bar over rounds and sampling chunks.
 
@@ -209,7 +211,7 @@ def rejection_sampling_finetune(env, n: int, samples_per_prompt: int, rng, *,
     samples_per_prompt = check_int(samples_per_prompt, "samples_per_prompt",
                                    maximum=max(MAX_SAMPLES // pi_ref.shape[0], 1))
     n_rounds = check_int(n_rounds, "n_rounds", maximum=MAX_STEPS)
-    smoothing = check_nonnegative(smoothing, "smoothing")
+    smoothing = check_float(smoothing, "smoothing", low=0.0, high=MAX_MAGNITUDE)
     rng = as_rng(rng)
 
     n_prompts, n_responses = pi_ref.shape
