@@ -38,9 +38,14 @@ class Entry:
     nan_fields : tuple of str
         Fields or keys of the result documented to hold ``NaN`` placeholders (a diagnostic
         at step 0, before any step); their values are not checked.
+    diverge_args : tuple of str
+        Arguments whose non-finite values are a diverged run (a training loss): a
+        ``FloatingPointError`` naming the step is the documented answer there.
     inf_fields : tuple of str
         Fields or keys of the result documented to be ``+inf`` where the true value
         exceeds float64; NaN there is still a failure.
+    shape_args : tuple of str
+        Tuples that are array shapes of any length: a shorter or reversed one is valid.
     pair_args : tuple of str
         Tuples that are pairs of values (``(mean, std)``), not ``(low, high)`` brackets:
         their reversal is valid.
@@ -56,8 +61,10 @@ class Entry:
     none_args: tuple = ()
     weight_args: tuple = ()
     nan_fields: tuple = ()
+    diverge_args: tuple = ()
     inf_fields: tuple = ()
     pair_args: tuple = ()
+    shape_args: tuple = ()
     trains: bool = False
 
 
@@ -175,6 +182,8 @@ def _index_bads(a: np.ndarray):
 
 def _dict_bads(d: dict):
     key, value = next(iter(d.items()))
+    if not isinstance(value, (np.ndarray, float, int)) or isinstance(value, bool):
+        return [Bad("not a dict", "gold", type_error=True)]  # a dict of options
     v = np.asarray(value, dtype=np.float64)
     nan = v.copy()
     nan.flat[0] = np.nan
@@ -199,7 +208,7 @@ def _rng_bads():
 
 
 def bad_values(value, inf_ok: bool = False, count: bool = False,
-               weights: bool = False, pair: bool = False) -> list[Bad]:
+               weights: bool = False, pair: bool = False, shape: bool = False) -> list[Bad]:
     """The bad values to try in place of ``value`` (its kind inferred from it)."""
     if isinstance(value, np.random.Generator):
         return _rng_bads()
@@ -212,8 +221,9 @@ def bad_values(value, inf_ok: bool = False, count: bool = False,
     if isinstance(value, dict):
         return _dict_bads(value)
     if isinstance(value, tuple):
-        return [Bad("short", value[:1]), Bad("nan", (np.nan,) * len(value)),
-                Bad("reversed", value[::-1], must_fail=not pair),
+        return [Bad("short", value[:1], must_fail=not shape),
+                Bad("nan", (np.nan,) * len(value)),
+                Bad("reversed", value[::-1], must_fail=not (pair or shape)),
                 Bad("str", ("a",) * len(value), type_error=True)]
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "iu":
@@ -687,7 +697,46 @@ def _experiments_registry():
     }
 
 
+def _pipeline_registry():
+    from rlhf_toy.pipeline import dpo
+
+    pairs = _pairs()
+    return {
+        "rlhf_toy.tasks.digits.digit_batches": Entry(
+            lambda: dict(rng=np.random.default_rng(0), batch_size=3, n_digits=4,
+                         task="reverse")),
+        "rlhf_toy.tasks.digits.lm_batch": Entry(
+            lambda: dict(sequences=np.array([[1, 2, 3, 4, 5], [2, 3, 4, 5, 6]]), prompt_len=2),
+            count_args=("sequences",)),
+        "rlhf_toy.strategies.shapes": Entry(
+            lambda: dict(max_prompts=4, max_responses=8, min_responses=2)),
+        "rlhf_toy.strategies.distributions": Entry(lambda: dict(n=3)),
+        "rlhf_toy.strategies.log_probs": Entry(lambda: dict(shape=(2, 3), low=-20.0, high=0.0),
+                                               shape_args=("shape",)),
+        "rlhf_toy.strategies.policy_tables": Entry(
+            lambda: dict(shape=(2, 3), min_prob=0.0), pair_args=("shape",)),
+        "rlhf_toy.strategies.reward_tables": Entry(lambda: dict(shape=(2, 3), scale=3.0),
+                                                   shape_args=("shape",)),
+        "rlhf_toy.strategies.bandit_tables": Entry(
+            lambda: dict(max_prompts=4, max_responses=8, scale=3.0)),
+        "rlhf_toy.pipeline.reward_model.pairwise_accuracy": Entry(
+            lambda: dict(r_a=np.array([0.5, -1.0, 2.0]), r_b=np.array([0.0, 1.0, 2.0]),
+                         truth_a=np.array([1.0, 0.0, 3.0]), truth_b=np.array([0.0, 1.0, 1.0]))),
+        "rlhf_toy.pipeline.dpo.pair_losses": Entry(
+            lambda: dict(loss="dpo", pc=pairs["policy_chosen"], pr=pairs["policy_rejected"],
+                         rc=pairs["ref_chosen"], rr=pairs["ref_rejected"],
+                         len_c=np.array([3.0, 4.0, 2.0]), len_r=np.array([2.0, 5.0, 3.0]),
+                         beta=0.1, opts=dict(dpo.DEFAULTS))),
+        "rlhf_toy.pipeline.common.check_loss": Entry(
+            lambda: dict(stage="sft", step=3, loss=0.5), diverge_args=("loss",)),
+        "rlhf_toy.pipeline.rl_common.stack_history": Entry(
+            lambda: dict(rows=[{"loss": 0.5, "kl": 0.1}, {"loss": 0.4}]),
+            nan_fields=("kl",)),  # a key a step did not record: NaN, as documented
+    }
+
+
 REGISTRY.update(_bandit_registry())
+REGISTRY.update(_pipeline_registry())
 REGISTRY.update(_experiments_registry())
 REGISTRY.update(_rl_registry())
 

@@ -160,7 +160,8 @@ def _violation(fn, kwargs, arg, bad, entry):
             return f"ValueError where a TypeError is due: {err}"
         return None
     except FloatingPointError as err:
-        if entry.trains and not bad.must_fail and "step" in str(err):
+        diverged = (entry.trains and not bad.must_fail) or arg in entry.diverge_args
+        if diverged and "step" in str(err):
             return None  # a valid value that makes the run diverge: named, at its step
         return f"{type(err).__name__}: {err}"
     except Exception as err:  # noqa: BLE001 - any other class breaks the promise
@@ -191,7 +192,7 @@ def test_the_promise_holds(qualname):
         optional = arg in entry.none_args or (arg in params and params[arg].default is None)
         for bad in bad_values(base[arg], inf_ok=arg in entry.inf_args,
                               count=arg in entry.count_args, weights=arg in entry.weight_args,
-                              pair=arg in entry.pair_args):
+                              pair=arg in entry.pair_args, shape=arg in entry.shape_args):
             if optional and bad.value is None:
                 continue
             kwargs = entry.kwargs()

@@ -383,3 +383,61 @@ def test_bt_recovery_and_rft_refuse_magnitudes_beyond_the_documented_range():
     support = env.pi_ref > 0
     np.testing.assert_allclose(res.policy, support / support.sum(-1, keepdims=True),
                                rtol=1e-12)  # all pseudo-counts: uniform on the support
+
+
+# --- strategies, tasks and the pipeline's pure helpers: checked when called -----------------
+
+
+def test_strategies_check_their_arguments_when_called_not_when_drawn():
+    from rlhf_toy import strategies
+
+    with pytest.raises(TypeError, match="max_prompts must be an integer, got 2.5"):
+        strategies.shapes(max_prompts=2.5)
+    with pytest.raises(ValueError, match="max_responses must be >= 3"):
+        strategies.shapes(max_responses=2, min_responses=3)
+    with pytest.raises(ValueError, match=r"shape must have 2 sizes, got \(3,\)"):
+        strategies.policy_tables(shape=(3,))
+    with pytest.raises(TypeError, match=r"shape\[1\] must be an integer"):
+        strategies.reward_tables((2, "3"))
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        strategies.bandit_tables(scale=float("nan"))
+    with pytest.raises(ValueError, match="high must be <= 0"):
+        strategies.log_probs((2,), high=1.0)
+    with pytest.raises(ValueError, match="min_prob must be >= 0"):
+        strategies.policy_tables(min_prob=-0.1)
+
+    @given(strategies.bandit_tables(max_prompts=2, max_responses=3, scale=2.0),
+           strategies.policy_tables(shape=(2, 3), min_prob=0.1))
+    def draws(tables, pi):
+        pi_ref, reward = tables
+        assert pi_ref.shape == reward.shape and np.all(np.abs(reward) <= 2.0)
+        np.testing.assert_allclose(pi.sum(-1), 1.0)
+        assert np.all(pi >= 0.1 / 1.3 - 1e-12)
+
+    draws()
+
+
+def test_pipeline_helpers_name_their_arguments():
+    from rlhf_toy.pipeline.common import check_loss
+    from rlhf_toy.pipeline.dpo import DEFAULTS, pair_losses
+    from rlhf_toy.pipeline.reward_model import pairwise_accuracy
+    from rlhf_toy.tasks.digits import lm_batch
+
+    assert check_loss("sft", 3, np.float32(0.5)) == 0.5
+    with pytest.raises(FloatingPointError, match="sft: non-finite loss at step 3"):
+        check_loss("sft", 3, np.array(np.nan))
+    with pytest.raises(TypeError, match="loss must be a real number"):
+        check_loss("sft", 3, "0.5")
+    with pytest.raises(TypeError, match="step must be an integer"):
+        check_loss("sft", 2.5, 0.5)
+    one = np.ones(2)
+    with pytest.raises(ValueError, match=r"pr and pc must have the same shape"):
+        pair_losses("dpo", -one, -np.ones(3), -one, -one, one, one, 0.1, dict(DEFAULTS))
+    with pytest.raises(ValueError, match=r"len_r must be > 0 \(token counts\), got 0.0"):
+        pair_losses("simpo", -one, -one, -one, -one, one, 0 * one, 0.1, dict(DEFAULTS))
+    with pytest.raises(ValueError, match="r_b must be finite"):
+        pairwise_accuracy([1.0], [np.nan], [1.0], [0.0])
+    with pytest.raises(ValueError, match="r_a must not be empty"):
+        pairwise_accuracy([], [], [], [])
+    with pytest.raises(TypeError, match="sequences must be a 2-D int array, got dtype bool"):
+        lm_batch(np.ones((2, 4), dtype=bool), 2)
