@@ -693,6 +693,26 @@ def _experiments_registry():
         ex + "dpo.dpo_on_sampled_pairs": Entry(
             lambda: dict(env=_env(), n_pairs=20, beta=0.5, steps=2, rng=0), trains=True),
         ex + "rft.kl_bound_worlds": Entry(lambda: dict()),
+        ex + "modes.fit_gaussian": Entry(
+            lambda: dict(target=target, grid=grid, divergence="reverse", n_starts=2)),
+        ex + "modes.rlhf_gaussian_fits": Entry(
+            lambda: dict(pi_ref=target, reward=-((grid - 1.0) ** 2), grid=grid, beta=0.5)),
+        ex + "overestimation.exercise3_curves": Entry(
+            lambda: dict(inv_beta=np.array([0.5, 2.0]), n_draws=20, rng=0)),
+        ex + "rft.best_of_n_vs_optimal": Entry(
+            lambda: dict(env=_env(), ns=np.array([1, 2, 4]), betas=np.array([0.5, 2.0])),
+            count_args=("ns",)),
+        ex + "rft.estimator_experiment": Entry(
+            lambda: dict(env=_env(), ns=np.array([1, 2]), n_samples=8, repeats=2,
+                         rng=np.random.default_rng(0)), count_args=("ns",)),
+        ex + "rft.matched_kl_comparison": Entry(
+            lambda: dict(env=_env(), ns=np.array([2, 4])), count_args=("ns",)),
+        ex + "rft.rft_convergence": Entry(
+            lambda: dict(env=_env(), n=2, sample_sizes=np.array([4, 8]),
+                         rng=np.random.default_rng(0), repeats=1), count_args=("sample_sizes",)),
+        ex + "preferences.ascent_convergence": Entry(
+            lambda: dict(env=_env(), betas=np.array([0.5, 2.0]), steps=2, record_every=1),
+            trains=True),
         ex + "modes.rlhf_mode_world": Entry(lambda: dict(n_grid=41)),
     }
 

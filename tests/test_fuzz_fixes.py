@@ -441,3 +441,33 @@ def test_pipeline_helpers_name_their_arguments():
         pairwise_accuracy([], [], [], [])
     with pytest.raises(TypeError, match="sequences must be a 2-D int array, got dtype bool"):
         lm_batch(np.ones((2, 4), dtype=bool), 2)
+
+
+def test_bandit_studies_refuse_what_their_inner_calls_would_misname():
+    from rlhf_toy.bandit.env import make_bandit
+    from rlhf_toy.bandit.experiments.modes import fit_gaussian, rlhf_gaussian_fits
+    from rlhf_toy.bandit.experiments.overestimation import exercise3_curves
+    from rlhf_toy.bandit.experiments.preferences import ascent_convergence
+    from rlhf_toy.bandit.experiments.rft import estimator_experiment, rft_convergence
+
+    grid = np.linspace(-3.0, 3.0, 9)
+    target = np.exp(-0.5 * grid**2) / np.exp(-0.5 * grid**2).sum()
+    with pytest.raises(ValueError, match="n_starts must be <= 976"):
+        fit_gaussian(target, grid, "reverse", n_starts=10**400)
+    with pytest.raises(ValueError, match=r"reward / beta spans too wide a range.*beta=5e-324"):
+        rlhf_gaussian_fits(target, -((grid - 1.0) ** 2), grid, 5e-324)
+    with pytest.raises(ValueError, match="inv_beta must be a non-empty 1-D array"):
+        exercise3_curves(np.array([0.5, np.nan]), n_draws=20, rng=0)
+    with pytest.raises(ValueError, match=r"inv_beta must be >= 5.56e-309"):
+        exercise3_curves(np.array([5e-324]), n_draws=20, rng=0)
+    env = make_bandit(2, 3, rng=0)
+    with pytest.raises(ValueError, match=r"betas must be >= 8.9e-308"):
+        ascent_convergence(env, [5e-324], steps=2, record_every=1)
+    with pytest.raises(TypeError, match="betas must hold numbers"):
+        ascent_convergence(env, np.array([True]), steps=2, record_every=1)
+    with pytest.raises(ValueError, match="repeats must be <= "):
+        estimator_experiment(env, [1, 2], 8, 10**400, 0)
+    with pytest.raises(ValueError, match="sample_sizes must hold integers"):
+        rft_convergence(env, 2, np.array([4.5]), 0)
+    with pytest.raises(TypeError, match="sample_sizes must hold integers, got dtype bool"):
+        rft_convergence(env, 2, np.array([True]), 0)

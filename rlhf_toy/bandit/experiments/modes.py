@@ -359,7 +359,7 @@ def fit_gaussian(target, grid, divergence: str, n_starts: int = 6) -> tuple[floa
     of the Gaussian's tails).
     """
     target, grid = _check_target(target, grid, divergence)
-    n_starts = check_int(n_starts, "n_starts")
+    n_starts = check_int(n_starts, "n_starts", maximum=61 * 16)  # the coarse grid's points
     span = float(grid[-1] - grid[0])
     spacing = float(np.min(np.diff(grid)))
     means = np.linspace(grid[0], grid[-1], 61)
@@ -608,6 +608,11 @@ def rlhf_gaussian_fits(pi_ref, reward, grid, beta) -> dict:
     """
     beta = check_positive(beta, "beta")
     pi_star = optimal_policy(pi_ref, reward, beta)
+    if np.any(pi_star <= 0):  # the reverse-KL fit needs pi* > 0 on the whole grid
+        bad = int(np.argmax(pi_star <= 0))
+        raise ValueError(f"reward / beta spans too wide a range: pi* underflows to 0 at grid "
+                         f"index {bad}, and the reverse-KL Gaussian fit needs pi* > 0 "
+                         f"everywhere (beta={beta!r})")
     fits = {"pi_star": pi_star}
     for name, divergence in [("rlhf", "reverse"), ("gdc", "forward")]:
         mean, std = fit_gaussian(pi_star, grid, divergence)

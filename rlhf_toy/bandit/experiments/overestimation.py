@@ -24,6 +24,9 @@ from rlhf_toy._validate import (
     check_prompt_probs,
     check_same_shape,
 )
+from rlhf_toy._validate import (
+    check_betas as check_betas_named,
+)
 from rlhf_toy.bandit.env import BanditEnv
 from rlhf_toy.bandit.experiments.goodhart import check_betas
 from rlhf_toy.bandit.experiments.proxy_error import overestimation
@@ -186,7 +189,7 @@ def exercise3_curves(inv_beta, *, n_draws: int = 4000, rng=7) -> dict:
     Parameters
     ----------
     inv_beta : array_like
-        Values of ``1/beta``, ``> 0``.
+        Values of ``1/beta``, ``> 0`` and at least ``1 / 1.8e308`` (``beta`` finite).
     n_draws : int, default 4000
         Random worlds of the Monte Carlo curve.
     rng : numpy.random.Generator or int, default 7
@@ -206,7 +209,11 @@ def exercise3_curves(inv_beta, *, n_draws: int = 4000, rng=7) -> dict:
     0 (the hard-optimised policy picks response 2, whose noise averages to zero); the third
     ends below zero.
     """
-    betas = 1.0 / check_betas(inv_beta)
+    inv_beta = check_betas_named(inv_beta, "inv_beta")
+    if np.any(inv_beta < 1.0 / np.finfo(np.float64).max):
+        raise ValueError(f"inv_beta must be >= {1.0 / np.finfo(np.float64).max:.3g} (so that "
+                         f"beta = 1 / inv_beta is finite), got {inv_beta.min()!r}")
+    betas = 1.0 / inv_beta
     pi_ref, r_star = np.array([[0.5, 0.5]]), np.array([[0.0, 4.0]])
     draw = BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_star + [[1.0, -1.0]],
                      prompt_probs=np.ones(1))

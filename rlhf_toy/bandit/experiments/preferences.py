@@ -11,6 +11,7 @@ import numpy as np
 
 from rlhf_toy._validate import (
     MAX_SAMPLES,
+    check_betas,
     check_bounded,
     check_counts,
     check_int,
@@ -76,7 +77,7 @@ def ascent_convergence(env, betas, *, steps: int = 1500,
     ----------
     env : BanditEnv
     betas : sequence of float
-        One run each, with step size ``16 / beta``.
+        One run each, with step size ``16 / beta`` (so ``beta >= 16 / 1.8e308``).
     steps, record_every : int
 
     Returns
@@ -85,8 +86,13 @@ def ascent_convergence(env, betas, *, steps: int = 1500,
         ``beta`` to the run and ``J(pi*) - J(pi_t)`` at its recorded steps.
     """
     env = check_env(env)
+    betas = check_betas(betas)
+    if np.any(betas < 16.0 / np.finfo(np.float64).max):
+        raise ValueError(f"betas must be >= {16.0 / np.finfo(np.float64).max:.3g} (the step "
+                         f"size 16 / beta must be finite), got {betas.min()!r}")
     out = {}
     for beta in betas:
+        beta = float(beta)
         res = gradient_ascent(env.pi_ref, env.r_star, beta, steps=steps, lr=16.0 / beta,
                               record_every=record_every)
         out[beta] = res, optimal_value(env.pi_ref, env.r_star, beta) - res.history["objective"]

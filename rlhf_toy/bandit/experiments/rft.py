@@ -32,13 +32,14 @@ from rlhf_toy._validate import (
     MAX_SAMPLES,
     MAX_STEPS,
     as_rng,
+    check_counts,
     check_distribution,
     check_finite,
     check_float,
     check_int,
     check_same_shape,
 )
-from rlhf_toy.bandit.env import BanditEnv, make_bandit
+from rlhf_toy.bandit.env import BanditEnv, check_env, make_bandit
 from rlhf_toy.best_of_n import (
     best_of_n_disjoint_estimator,
     best_of_n_estimator,
@@ -418,10 +419,11 @@ def rft_convergence(env, n: int, sample_sizes, rng, *, repeats: int = 1) -> np.n
         ``1/sqrt(samples_per_prompt)``.
     """
     pi_ref, r_hat, _, prompt_probs = _unpack(env)
-    repeats = check_int(repeats, "repeats")
+    repeats = check_int(repeats, "repeats", maximum=MAX_STEPS)
     rng = as_rng(rng)
     exact = best_of_n_policy(pi_ref, r_hat, n)
-    sizes = [check_int(int(s), "sample_sizes") for s in np.atleast_1d(sample_sizes)]
+    sizes = check_counts(np.atleast_1d(sample_sizes), "sample_sizes",
+                         maximum=max(MAX_SAMPLES // pi_ref.shape[0], 1)).tolist()
     out = np.zeros(len(sizes))
     for i, size in enumerate(sizes):
         for _ in range(repeats):
@@ -454,8 +456,10 @@ def estimator_experiment(env: BanditEnv, ns, n_samples: int, repeats: int, rng):
     disjoint : ndarray of shape (R, K)
         ``E_x`` of :func:`~rlhf_toy.best_of_n.best_of_n_disjoint_estimator` per run.
     """
-    n_samples = check_int(n_samples, "n_samples")
-    repeats = check_int(repeats, "repeats")
+    env = check_env(env)
+    n_samples = check_int(n_samples, "n_samples", maximum=max(MAX_SAMPLES // env.n_prompts, 1))
+    repeats = check_int(repeats, "repeats",
+                        maximum=max(MAX_SAMPLES // (env.n_prompts * n_samples), 1))
     rng = as_rng(rng)
     ns = np.atleast_1d(np.asarray(ns))
     exact = best_of_n_sweep(env.pi_ref, env.r_hat, ns, env.prompt_probs,
