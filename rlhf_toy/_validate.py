@@ -173,6 +173,10 @@ def check_counts(values, name: str, minimum: int = 1, maximum: int | None = None
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if np.any(bad):
             raise ValueError(f"{name} must hold integers, got {arr[np.argmax(bad)]!r}")
+        wide = np.abs(arr) >= 2.0**63  # would not survive the cast to int64
+        if np.any(wide):
+            raise ValueError(f"{name} must hold integers within int64, got "
+                             f"{arr[np.argmax(wide)]:g}")
     top = np.inf if maximum is None else maximum
     bad = (arr < minimum) | (arr > top)
     if np.any(bad):

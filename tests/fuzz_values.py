@@ -755,7 +755,34 @@ def _pipeline_registry():
     }
 
 
+def _plots_registry():
+    pl = "rlhf_toy.presentation.plots."
+    ns = np.array([1, 2, 4, 8])
+    return {
+        pl + "preferences.plot_preference_probability": Entry(
+            lambda: dict(delta=np.linspace(-3.0, 3.0, 5),
+                         prob=1 / (1 + np.exp(-np.linspace(-3.0, 3.0, 5))))),
+        pl + "best_of_n.plot_bon_kl_bound": Entry(
+            lambda: dict(ns=ns, kls={"world": np.array([0.0, 0.2, 0.6, 1.2])},
+                         bound=np.log(ns) - (ns - 1) / ns), count_args=("ns",)),
+        pl + "dpo.plot_dpo_loss_and_weight": Entry(
+            lambda: dict(margin=np.linspace(-2.0, 2.0, 5),
+                         loss=np.log1p(np.exp(-np.linspace(-2.0, 2.0, 5))),
+                         weight=1 / (1 + np.exp(np.linspace(-2.0, 2.0, 5))))),
+        pl + "pitfalls.plot_length_bias": Entry(
+            lambda: dict(lengths=np.array([1, 2, 3]), rewards=np.array([0.1, 0.4, 0.9]),
+                         push={"seq_mean": np.array([[0.5, 0.0, 0.0], [0.2, 0.2, 0.0],
+                                                     [0.1, 0.1, 0.1]])}),
+            count_args=("lengths",)),
+        pl + "preferences.plot_optimal_policy_betas": Entry(
+            lambda: dict(reward=np.array([0.0, 1.0, 2.0]), pi_ref=np.array([0.2, 0.3, 0.5]),
+                         betas=np.array([0.5, 2.0]),
+                         pi_stars=np.array([[0.05, 0.15, 0.8], [0.15, 0.3, 0.55]]))),
+    }
+
+
 REGISTRY.update(_bandit_registry())
+REGISTRY.update(_plots_registry())
 REGISTRY.update(_pipeline_registry())
 REGISTRY.update(_experiments_registry())
 REGISTRY.update(_rl_registry())

@@ -20,6 +20,7 @@ import importlib
 import inspect
 import pkgutil
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -141,6 +142,8 @@ def _call(fn, kwargs):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if "matplotlib.pyplot" in sys.modules:  # a plot's figure, finished or not
+            sys.modules["matplotlib.pyplot"].close("all")
 
 
 def _violation(fn, kwargs, arg, bad, entry):

@@ -471,3 +471,40 @@ def test_bandit_studies_refuse_what_their_inner_calls_would_misname():
         rft_convergence(env, 2, np.array([4.5]), 0)
     with pytest.raises(TypeError, match="sample_sizes must hold integers, got dtype bool"):
         rft_convergence(env, 2, np.array([True]), 0)
+
+
+# --- plots: every array checked, named, before anything is drawn ----------------------------
+
+
+def test_plots_refuse_bad_arrays_by_name_before_drawing():
+    import matplotlib.pyplot as plt
+
+    from rlhf_toy.presentation.plots import (
+        plot_bon_kl_bound,
+        plot_dpo_loss_and_weight,
+        plot_length_bias,
+    )
+
+    before = len(plt.get_fignums())
+    m = np.linspace(-2.0, 2.0, 5)
+    with pytest.raises(ValueError, match=r"margin must be finite, got nan"):
+        plot_dpo_loss_and_weight(np.r_[np.nan, m[1:]], m, m)
+    with pytest.raises(TypeError, match="loss must hold numbers, got booleans"):
+        plot_dpo_loss_and_weight(m, m > 0, m)
+    with pytest.raises(ValueError, match=r"weight entries must be in \[-1e\+100, 1e\+100\]"):
+        plot_dpo_loss_and_weight(m, m, np.r_[1e308, m[1:]])
+    with pytest.raises(ValueError, match="must not be empty"):
+        plot_dpo_loss_and_weight(np.zeros(0), np.zeros(0), np.zeros(0))
+    ns = np.array([1, 2, 4])
+    with pytest.raises(TypeError, match="kls must be a dict of label to array"):
+        plot_bon_kl_bound(ns, [np.zeros(3)], np.zeros(3))
+    with pytest.raises(ValueError, match=r"kls\['a'\] must be finite"):
+        plot_bon_kl_bound(ns, {"a": np.array([0.0, np.inf, 1.0])}, np.zeros(3))
+    with pytest.raises(ValueError, match="ns must hold integers"):
+        plot_bon_kl_bound(ns + 0.5, {"a": np.zeros(3)}, np.zeros(3))
+    with pytest.raises(ValueError, match=r"push\['seq_mean'\] must be finite"):
+        plot_length_bias([1, 2], [0.0, 1.0], {"seq_mean": np.array([[np.nan], [0.0]])})
+    assert len(plt.get_fignums()) == before  # refused before any figure was made
+    fig = plot_dpo_loss_and_weight(m, np.log1p(np.exp(-m)), 1 / (1 + np.exp(m)))
+    assert len(fig.axes) == 2
+    plt.close("all")

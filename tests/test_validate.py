@@ -7,6 +7,7 @@ from rlhf_toy._validate import (
     MAX_MAGNITUDE,
     as_rng,
     check_bounded,
+    check_counts,
     check_distribution,
     check_finite,
     check_int,
@@ -245,3 +246,9 @@ def test_check_bounded_names_the_entry_beyond_the_documented_magnitude():
     with pytest.raises(ValueError, match=r"x entries must be in \[-2, 2\], got 3"):
         check_bounded([3.0], "x", bound=2.0)
     assert check_bounded(np.zeros((0, 3)), "r").shape == (0, 3)
+
+
+def test_check_counts_refuses_integer_valued_floats_beyond_int64():
+    np.testing.assert_array_equal(check_counts(np.array([1.0, 4.0]), "ns"), [1, 4])
+    with pytest.raises(ValueError, match=r"lengths must hold integers within int64, got 1e\+308"):
+        check_counts(np.array([1.0, 1e308]), "lengths")

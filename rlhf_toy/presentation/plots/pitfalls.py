@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
+from rlhf_toy.presentation.plots._style import (
+    COLORS,
+    check_counts_arg,
+    check_same_length,
+    check_table_dict,
+    new_figure,
+)
 
 __all__ = ["plot_negative_kl", "plot_length_bias"]
 
@@ -96,8 +102,9 @@ def plot_length_bias(lengths, rewards, push):
     ``seq_mean`` weighs a token of a response of length ``L`` by ``1 / (B L)`` (GRPO, Shao
     et al. 2024); ``constant`` by ``1 / (B max_len)`` (Dr. GRPO, Liu et al. 2025).
     """
+    lengths = check_counts_arg(lengths, "lengths")
+    check_same_length(lengths=lengths, rewards=rewards, **check_table_dict(push, "push"))
     lengths, rewards = np.asarray(lengths, int), np.asarray(rewards, float)
-    check_same_length(lengths=lengths, rewards=rewards, **{k: v for k, v in push.items()})
     fig, (ax0, ax1) = new_figure(1, 2, width=4.8, height=3.6)
     ticks = [f"r = {r:g}\nL = {n}" for r, n in zip(rewards, lengths, strict=True)]
     x = np.arange(len(lengths))

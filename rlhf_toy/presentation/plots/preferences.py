@@ -95,6 +95,9 @@ def plot_optimal_policy_betas(reward, pi_ref, betas, pi_stars):
         each ``beta``.
     """
     check_same_length(betas=betas, pi_stars=pi_stars)
+    check_same_length(reward=reward, pi_ref=pi_ref)
+    for pi in pi_stars:
+        check_same_length(reward=reward, pi_stars_row=pi)
     order = np.argsort(reward)
     ranks = np.arange(len(order))
     fig, ax = new_figure(width=7.0)
