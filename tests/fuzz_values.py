@@ -769,6 +769,27 @@ def _plots_registry():
             lambda: dict(margin=np.linspace(-2.0, 2.0, 5),
                          loss=np.log1p(np.exp(-np.linspace(-2.0, 2.0, 5))),
                          weight=1 / (1 + np.exp(np.linspace(-2.0, 2.0, 5))))),
+        pl + "best_of_n.plot_bon_win_rate": Entry(
+            lambda: dict(ns=ns, win_rates={"world": np.array([0.5, 0.6, 0.7, 0.8])}),
+            count_args=("ns",)),
+        pl + "pitfalls.plot_negative_kl": Entry(
+            lambda: dict(k1=np.array([0.1, -0.2, 0.3]), k3=np.array([0.01, 0.02, 0.05]),
+                         exact_kl=0.05, batch_means={1: np.array([0.1, -0.2]),
+                                                     4: np.array([0.05, 0.04])})),
+        pl + "preferences.plot_convergence": Entry(
+            lambda: dict(steps=np.array([0, 1, 2]), curves={"a": np.array([1.0, 0.1, 0.01])},
+                         ylabel="gap", title="t"), count_args=("steps",)),
+        pl + "preferences.plot_reward_kl_frontier": Entry(
+            lambda: dict(kl=np.array([0.1, 0.5, 1.0]), reward=np.array([0.2, 0.6, 0.9]),
+                         betas=np.array([2.0, 1.0, 0.5]), gold=np.array([0.2, 0.5, 0.4]))),
+        pl + "dpo.plot_logprobs_fall": Entry(
+            lambda: dict(steps=np.array([0, 1, 2]), logp_chosen=np.array([-1.0, -1.2, -1.5]),
+                         logp_rejected=np.array([-1.0, -2.0, -3.0]),
+                         margin=np.array([0.0, 0.5, 1.0]), gold=np.array([0.1, 0.2, 0.3]),
+                         gold_optimal=0.5), count_args=("steps",)),
+        pl + "preferences.plot_first_order_condition": Entry(
+            lambda: dict(reward=np.array([0.0, 1.0, 2.0]),
+                         grads={"pi*": np.array([0.5, 0.5, 0.5])})),
         pl + "pitfalls.plot_length_bias": Entry(
             lambda: dict(lengths=np.array([1, 2, 3]), rewards=np.array([0.1, 0.4, 0.9]),
                          push={"seq_mean": np.array([[0.5, 0.0, 0.0], [0.2, 0.2, 0.0],

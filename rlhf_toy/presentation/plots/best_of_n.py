@@ -71,7 +71,8 @@ def plot_bon_win_rate(ns, win_rates):
         Left: the win rates and ``n/(n+1)``. Right: the shortfall ``n/(n+1) - win`` on
         log-log axes (points where it is below ``1e-13``, e.g. ``n = 1``, are left out).
     """
-    ns = np.asarray(ns, float)
+    ns = check_counts_arg(ns, "ns").astype(float)
+    check_same_length(ns=ns, **check_table_dict(win_rates, "win_rates"))
     ideal = ns / (ns + 1.0)
     fig, (ax0, ax1) = new_figure(1, 2, width=5.6, height=4.2)
     ax0.plot(ns, ideal, color=COLORS["fit"], ls="--", lw=2.5, label=r"$n/(n+1)$")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlhf_toy._validate import check_float
 from rlhf_toy.presentation.plots._style import (
     COLORS,
     check_counts_arg,
@@ -48,8 +49,11 @@ def plot_negative_kl(k1, k3, exact_kl, batch_means):
     ``k1 = -log r`` is negative wherever ``pi_ref > pi``; ``k3 = (r - 1) - log r >= 0``, with
     ``r = pi_ref(y) / pi(y)`` (Schulman 2020).
     """
-    k1, k3 = np.asarray(k1, float), np.asarray(k3, float)
     check_same_length(k1=k1, k3=k3)
+    exact_kl = check_float(exact_kl, "exact_kl")
+    for label, means in check_table_dict(batch_means, "batch_means").items():
+        check_same_length(**{label: means})
+    k1, k3 = np.asarray(k1, float), np.asarray(k3, float)
     fig, (ax0, ax1) = new_figure(1, 2, width=5.0, height=3.8)
     bins = np.linspace(min(k1.min(), 0.0), max(k1.max(), k3.max()), 40)
     ax0.hist(k1, bins=bins, color=COLORS["policy"], alpha=0.6,
