@@ -182,7 +182,7 @@ def _index_bads(a: np.ndarray):
 
 def _dict_bads(d: dict):
     key, value = next(iter(d.items()))
-    if not isinstance(value, (np.ndarray, float, int)) or isinstance(value, bool):
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
         return [Bad("not a dict", "gold", type_error=True)]  # a dict of options
     v = np.asarray(value, dtype=np.float64)
     nan = v.copy()
@@ -719,6 +719,7 @@ def _experiments_registry():
 
 def _pipeline_registry():
     from rlhf_toy.pipeline import dpo
+    from rlhf_toy.pipeline.config import PipelineConfig
 
     pairs = _pairs()
     return {
@@ -747,6 +748,16 @@ def _pipeline_registry():
                          rc=pairs["ref_chosen"], rr=pairs["ref_rejected"],
                          len_c=np.array([3.0, 4.0, 2.0]), len_r=np.array([2.0, 5.0, 3.0]),
                          beta=0.1, opts=dict(dpo.DEFAULTS))),
+        "rlhf_toy.pipeline.rl_common.method_options": Entry(
+            lambda: dict(config=PipelineConfig(method_options={"ppo": {"epochs": 2}}),
+                         name="ppo", defaults={"epochs": 1, "clip": 0.2})),
+        "rlhf_toy.pipeline.methods.check_method_options": Entry(
+            lambda: dict(config=PipelineConfig(method_options={"dpo": {"loss": "ipo"}}))),
+        "rlhf_toy.pipeline.cli.summary_table": Entry(
+            lambda: dict(metrics={"methods": {"ppo": dict(gold=0.5, proxy=0.6, kl=0.1,
+                                                          kl_to_optimum=0.05, length=3.0,
+                                                          seconds=1.0)},
+                                  "optimum": dict(gold=0.7, proxy=0.8, kl=0.2)})),
         "rlhf_toy.pipeline.common.check_loss": Entry(
             lambda: dict(stage="sft", step=3, loss=0.5), diverge_args=("loss",)),
         "rlhf_toy.pipeline.rl_common.stack_history": Entry(

@@ -508,3 +508,19 @@ def test_plots_refuse_bad_arrays_by_name_before_drawing():
     fig = plot_dpo_loss_and_weight(m, np.log1p(np.exp(-m)), 1 / (1 + np.exp(m)))
     assert len(fig.axes) == 2
     plt.close("all")
+
+
+def test_pipeline_option_helpers_name_a_value_of_the_wrong_kind():
+    from rlhf_toy.pipeline.cli import summary_table
+    from rlhf_toy.pipeline.config import PipelineConfig
+    from rlhf_toy.pipeline.rl_common import method_options
+
+    config = PipelineConfig(method_options={"ppo": {"epochs": 2}})
+    assert method_options(config, "ppo", {"epochs": 1, "clip": 0.2}) == {"epochs": 2,
+                                                                         "clip": 0.2}
+    with pytest.raises(TypeError, match="defaults must be a dict"):
+        method_options(config, "ppo", "epochs")
+    with pytest.raises(TypeError, match="config must be a PipelineConfig"):
+        method_options({"ppo": {}}, "ppo", {})
+    with pytest.raises(TypeError, match="metrics must be a dict with a 'methods' dict"):
+        summary_table({"ppo": 1.0})
