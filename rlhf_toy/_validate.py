@@ -33,6 +33,11 @@ MAX_TABLE_ENTRIES = 10**7
 #: Largest step counter (an index into a schedule, a number of steps of a loop).
 MAX_STEPS = 10**9
 
+#: Largest magnitude of a table entry or a scale that a computation squares, multiplies
+#: or sums (rewards whose variance is taken, a multiplier times a reward): ``1e100``
+#: keeps every square and every sum of up to :data:`MAX_TABLE_ENTRIES` of them finite.
+MAX_MAGNITUDE = 1e100
+
 
 class ArgumentTypeError(TypeError, ValueError):
     """An argument of the wrong kind; both a ``TypeError`` and a ``ValueError``."""
@@ -168,6 +173,10 @@ def check_counts(values, name: str, minimum: int = 1, maximum: int | None = None
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if np.any(bad):
             raise ValueError(f"{name} must hold integers, got {arr[np.argmax(bad)]!r}")
+        wide = np.abs(arr) >= 2.0**63  # would not survive the cast to int64
+        if np.any(wide):
+            raise ValueError(f"{name} must hold integers within int64, got "
+                             f"{arr[np.argmax(wide)]:g}")
     top = np.inf if maximum is None else maximum
     bad = (arr < minimum) | (arr > top)
     if np.any(bad):
@@ -215,6 +224,16 @@ def check_finite(a, name: str) -> np.ndarray:
         raise ValueError(
             f"{name} must be finite, got {a[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
         )
+    return a
+
+
+def check_bounded(a, name: str, bound: float = MAX_MAGNITUDE) -> np.ndarray:
+    """A finite float64 array whose entries lie in ``[-bound, bound]``
+    (default :data:`MAX_MAGNITUDE`)."""
+    a = check_finite(a, name)
+    if a.size and np.max(np.abs(a)) > bound:
+        bad = a.ravel()[np.argmax(np.abs(a.ravel()))]
+        raise ValueError(f"{name} entries must be in [-{bound:g}, {bound:g}], got {bad:g}")
     return a
 
 
@@ -280,15 +299,21 @@ def check_distribution(p, name: str, axis: int = -1, *, ndim: int | None = None,
     return p
 
 
-def check_prompt_probs(prompt_probs, n_prompts: int, name: str = "prompt_probs") -> np.ndarray:
-    """The prompt distribution ``p(x)``, shape ``(n_prompts,)``; uniform when ``None``."""
+def check_prompt_probs(prompt_probs, n_prompts: int, name: str = "prompt_probs",
+                       table: str | None = None) -> np.ndarray:
+    """The prompt distribution ``p(x)``, shape ``(n_prompts,)``; uniform when ``None``.
+
+    ``table`` names the argument whose rows are the prompts (``"pi_ref"``), for the
+    message when the two disagree.
+    """
     if n_prompts < 1:
         raise ValueError(f"the table must have at least one prompt, got {n_prompts}")
     if prompt_probs is None:
         return np.full(n_prompts, 1.0 / n_prompts)
     shape = as_real_array(prompt_probs, name).shape
     if shape != (n_prompts,):  # the shape first: it is the likelier mistake
-        raise ValueError(f"{name} must have shape ({n_prompts},), got {shape}")
+        of = f" (one per prompt of {table})" if table else ""
+        raise ValueError(f"{name} must have shape ({n_prompts},){of}, got {shape}")
     return check_distribution(prompt_probs, name)
 
 

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import check_positive
+from rlhf_toy._validate import (
+    MAX_TABLE_ENTRIES,
+    ArgumentTypeError,
+    check_float,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 
 try:
     from hypothesis import strategies as st
@@ -39,6 +46,24 @@ __all__ = [
 ]
 
 
+def _check_shape(shape, name: str = "shape", ndim: int | None = None) -> tuple:
+    """A tuple of sizes ``>= 1`` with at most :data:`MAX_TABLE_ENTRIES` entries in all."""
+    if not isinstance(shape, (tuple, list)):
+        raise ArgumentTypeError(f"{name} must be a tuple of ints, got {shape!r}")
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(f"{name} must have {ndim} sizes, got {tuple(shape)!r}")
+    sizes = tuple(check_int(n, f"{name}[{i}]", maximum=MAX_TABLE_ENTRIES)
+                  for i, n in enumerate(shape))
+    if int(np.prod(sizes, dtype=object)) > MAX_TABLE_ENTRIES:
+        raise ValueError(f"{name} must have at most {MAX_TABLE_ENTRIES} entries, got {sizes}")
+    return sizes
+
+
+def _check_scale(scale) -> float:
+    """A finite reward scale ``> 0`` whose range ``[-scale, scale]`` hypothesis can draw."""
+    return check_positive(scale, "scale")
+
+
 def shapes(max_prompts: int = 4, max_responses: int = 8, min_responses: int = 2):
     """Table shapes ``(X, Y)`` with ``1 <= X <= max_prompts``, ``min_responses <= Y``.
 
@@ -53,12 +78,21 @@ def shapes(max_prompts: int = 4, max_responses: int = 8, min_responses: int = 2)
     -------
     hypothesis.strategies.SearchStrategy
         Of ``(int, int)`` tuples.
+
+    Raises
+    ------
+    ValueError
+        If a bound is not an integer ``>= 1`` (``TypeError`` for a non-integer) or
+        ``max_responses < min_responses``.
     """
+    max_prompts = check_int(max_prompts, "max_prompts", maximum=MAX_TABLE_ENTRIES)
+    min_responses = check_int(min_responses, "min_responses", maximum=MAX_TABLE_ENTRIES)
+    max_responses = check_int(max_responses, "max_responses", minimum=min_responses,
+                              maximum=MAX_TABLE_ENTRIES)
     return st.tuples(st.integers(1, max_prompts), st.integers(min_responses, max_responses))
 
 
-@st.composite
-def policy_tables(draw, shape=None, allow_zeros: bool = False, min_prob: float = 0.0):
+def policy_tables(shape=None, allow_zeros: bool = False, min_prob: float = 0.0):
     """Row-stochastic tables ``[X, Y]`` (float64).
 
     Rows are softmaxes of logits in ``[-5, 5]``; with ``allow_zeros`` some entries of
@@ -77,6 +111,14 @@ def policy_tables(draw, shape=None, allow_zeros: bool = False, min_prob: float =
     hypothesis.strategies.SearchStrategy
         Of ndarrays of shape ``shape``.
     """
+    shape = None if shape is None else _check_shape(shape, ndim=2)
+    min_prob = check_nonnegative(min_prob, "min_prob")
+    return _policy_tables(shape, bool(allow_zeros), min_prob)
+
+
+@st.composite
+def _policy_tables(draw, shape, allow_zeros: bool, min_prob: float):
+    """:func:`policy_tables` on validated arguments."""
     if shape is None:
         shape = draw(shapes())
     logits = draw(hnp.arrays(np.float64, shape, elements=st.floats(-5, 5)))
@@ -105,6 +147,7 @@ def distributions(n: int, allow_zeros: bool = False):
     hypothesis.strategies.SearchStrategy
         Of ndarrays of shape (n,).
     """
+    n = check_int(n, "n", maximum=MAX_TABLE_ENTRIES)
     return policy_tables(shape=(1, n), allow_zeros=allow_zeros).map(lambda p: p[0])
 
 
@@ -121,6 +164,7 @@ def reward_tables(shape, scale: float = 3.0):
     hypothesis.strategies.SearchStrategy
         Of float64 ndarrays of shape ``shape``.
     """
+    shape, scale = _check_shape(shape), _check_scale(scale)
     return hnp.arrays(np.float64, shape, elements=st.floats(-scale, scale))
 
 
@@ -138,6 +182,11 @@ def log_probs(shape, low: float = -20.0, high: float = 0.0):
     hypothesis.strategies.SearchStrategy
         Of float64 ndarrays of shape ``shape``.
     """
+    shape = _check_shape(shape)
+    low = check_float(low, "low", high=0.0)
+    high = check_float(high, "high", high=0.0)
+    if high < low:
+        raise ValueError(f"log_probs needs low <= high, got low={low!r} and high={high!r}")
     return hnp.arrays(np.float64, shape, elements=st.floats(low, high))
 
 
@@ -168,8 +217,7 @@ def betas(low: float = 0.05, high: float = 20.0):
         lambda log_beta: float(np.clip(np.exp(log_beta), low, high)))
 
 
-@st.composite
-def bandit_tables(draw, max_prompts: int = 4, max_responses: int = 8, allow_zeros=False,
+def bandit_tables(max_prompts: int = 4, max_responses: int = 8, allow_zeros=False,
                   scale: float = 3.0):
     """A pair ``(pi_ref, reward)`` of matching ``[X, Y]`` tables.
 
@@ -187,7 +235,14 @@ def bandit_tables(draw, max_prompts: int = 4, max_responses: int = 8, allow_zero
     hypothesis.strategies.SearchStrategy
         Of ``(pi_ref, reward)`` pairs of float64 ndarrays of shape (X, Y).
     """
-    shape = draw(shapes(max_prompts, max_responses))
+    return _bandit_tables(shapes(max_prompts, max_responses), bool(allow_zeros),
+                          _check_scale(scale))
+
+
+@st.composite
+def _bandit_tables(draw, shape_strategy, allow_zeros: bool, scale: float):
+    """:func:`bandit_tables` on validated arguments."""
+    shape = draw(shape_strategy)
     pi_ref = draw(policy_tables(shape=shape, allow_zeros=allow_zeros))
     reward = draw(reward_tables(shape, scale))
     return pi_ref, reward

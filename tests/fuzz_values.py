@@ -38,6 +38,17 @@ class Entry:
     nan_fields : tuple of str
         Fields or keys of the result documented to hold ``NaN`` placeholders (a diagnostic
         at step 0, before any step); their values are not checked.
+    diverge_args : tuple of str
+        Arguments whose non-finite values are a diverged run (a training loss): a
+        ``FloatingPointError`` naming the step is the documented answer there.
+    inf_fields : tuple of str
+        Fields or keys of the result documented to be ``+inf`` where the true value
+        exceeds float64; NaN there is still a failure.
+    shape_args : tuple of str
+        Tuples that are array shapes of any length: a shorter or reversed one is valid.
+    pair_args : tuple of str
+        Tuples that are pairs of values (``(mean, std)``), not ``(low, high)`` brackets:
+        their reversal is valid.
     trains : bool
         A training loop: a valid value that makes the run diverge (``lr = 1e308``) may
         stop it with a ``FloatingPointError`` naming the step, as the conventions ask.
@@ -50,6 +61,10 @@ class Entry:
     none_args: tuple = ()
     weight_args: tuple = ()
     nan_fields: tuple = ()
+    diverge_args: tuple = ()
+    inf_fields: tuple = ()
+    pair_args: tuple = ()
+    shape_args: tuple = ()
     trains: bool = False
 
 
@@ -167,6 +182,8 @@ def _index_bads(a: np.ndarray):
 
 def _dict_bads(d: dict):
     key, value = next(iter(d.items()))
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
+        return [Bad("not a dict", "gold", type_error=True)]  # a dict of options
     v = np.asarray(value, dtype=np.float64)
     nan = v.copy()
     nan.flat[0] = np.nan
@@ -191,7 +208,7 @@ def _rng_bads():
 
 
 def bad_values(value, inf_ok: bool = False, count: bool = False,
-               weights: bool = False) -> list[Bad]:
+               weights: bool = False, pair: bool = False, shape: bool = False) -> list[Bad]:
     """The bad values to try in place of ``value`` (its kind inferred from it)."""
     if isinstance(value, np.random.Generator):
         return _rng_bads()
@@ -204,8 +221,10 @@ def bad_values(value, inf_ok: bool = False, count: bool = False,
     if isinstance(value, dict):
         return _dict_bads(value)
     if isinstance(value, tuple):
-        return [Bad("short", value[:1]), Bad("nan", (np.nan,) * len(value)),
-                Bad("reversed", value[::-1]), Bad("str", ("a",) * len(value), type_error=True)]
+        return [Bad("short", value[:1], must_fail=not shape),
+                Bad("nan", (np.nan,) * len(value)),
+                Bad("reversed", value[::-1], must_fail=not (pair or shape)),
+                Bad("str", ("a",) * len(value), type_error=True)]
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "iu":
             return _count_bads(value) if count else _index_bads(value)
@@ -588,7 +607,8 @@ def _experiments_registry():
                          stds=np.array([1.0, 0.5]))),
         ex + "modes.mode_summary": Entry(lambda: dict(pi=_pi(), threshold=0.05)),
         ex + "modes.fit_gaussian_local": Entry(
-            lambda: dict(target=target, grid=grid, divergence="forward", init=(0.5, 1.0))),
+            lambda: dict(target=target, grid=grid, divergence="forward", init=(0.5, 1.0)),
+            pair_args=("init",)),
         ex + "modes.rlhf_mode_sweep": Entry(
             lambda: dict(pi_ref=target, reward=grid, betas=np.array([0.5, 2.0]),
                          threshold=0.05)),
@@ -613,7 +633,7 @@ def _experiments_registry():
         ex + "multi_objective.train_constrained": Entry(
             lambda: dict(pi_ref=_pi_ref(), r_help=_reward(), r_harm=_gold(), beta=0.5, c=1.0,
                          steps=2, lr=0.05, eta=0.02, lam_init=0.0, rng=0), trains=True,
-            nan_fields=("harm_sampled",)),
+            nan_fields=("harm_sampled",), inf_fields=("kl_to_optimum",)),
         # ensembles
         ex + "ensembles.aggregate": Entry(lambda: dict(ensemble=ens, method="uwo", lam=1.0)),
         ex + "ensembles.disagreement": Entry(lambda: dict(ensemble=ens)),
@@ -658,7 +678,7 @@ def _experiments_registry():
                          n_rounds=1, smoothing=0.5)),
         ex + "on_off_policy.exact_scores": Entry(
             lambda: dict(pi=_pi(), pi_ref=_pi_ref(), r_star=_reward(), beta=0.5,
-                         prompt_probs=np.array([0.3, 0.7]))),
+                         prompt_probs=np.array([0.3, 0.7])), inf_fields=("kl_to_optimum",)),
         ex + "overestimation.overestimation_monte_carlo": Entry(
             lambda: dict(pi_ref=_pi_ref(), betas=np.array([0.5, 2.0]), noise_scale=0.5,
                          n_draws=20, rng=np.random.default_rng(0), n_batches=2,
@@ -673,11 +693,129 @@ def _experiments_registry():
         ex + "dpo.dpo_on_sampled_pairs": Entry(
             lambda: dict(env=_env(), n_pairs=20, beta=0.5, steps=2, rng=0), trains=True),
         ex + "rft.kl_bound_worlds": Entry(lambda: dict()),
+        ex + "modes.fit_gaussian": Entry(
+            lambda: dict(target=target, grid=grid, divergence="reverse", n_starts=2)),
+        ex + "modes.rlhf_gaussian_fits": Entry(
+            lambda: dict(pi_ref=target, reward=-((grid - 1.0) ** 2), grid=grid, beta=0.5)),
+        ex + "overestimation.exercise3_curves": Entry(
+            lambda: dict(inv_beta=np.array([0.5, 2.0]), n_draws=20, rng=0)),
+        ex + "rft.best_of_n_vs_optimal": Entry(
+            lambda: dict(env=_env(), ns=np.array([1, 2, 4]), betas=np.array([0.5, 2.0])),
+            count_args=("ns",)),
+        ex + "rft.estimator_experiment": Entry(
+            lambda: dict(env=_env(), ns=np.array([1, 2]), n_samples=8, repeats=2,
+                         rng=np.random.default_rng(0)), count_args=("ns",)),
+        ex + "rft.matched_kl_comparison": Entry(
+            lambda: dict(env=_env(), ns=np.array([2, 4])), count_args=("ns",)),
+        ex + "rft.rft_convergence": Entry(
+            lambda: dict(env=_env(), n=2, sample_sizes=np.array([4, 8]),
+                         rng=np.random.default_rng(0), repeats=1), count_args=("sample_sizes",)),
+        ex + "preferences.ascent_convergence": Entry(
+            lambda: dict(env=_env(), betas=np.array([0.5, 2.0]), steps=2, record_every=1),
+            trains=True),
         ex + "modes.rlhf_mode_world": Entry(lambda: dict(n_grid=41)),
     }
 
 
+def _pipeline_registry():
+    from rlhf_toy.pipeline import dpo
+    from rlhf_toy.pipeline.config import PipelineConfig
+
+    pairs = _pairs()
+    return {
+        "rlhf_toy.tasks.digits.digit_batches": Entry(
+            lambda: dict(rng=np.random.default_rng(0), batch_size=3, n_digits=4,
+                         task="reverse")),
+        "rlhf_toy.tasks.digits.lm_batch": Entry(
+            lambda: dict(sequences=np.array([[1, 2, 3, 4, 5], [2, 3, 4, 5, 6]]), prompt_len=2),
+            count_args=("sequences",)),
+        "rlhf_toy.strategies.shapes": Entry(
+            lambda: dict(max_prompts=4, max_responses=8, min_responses=2)),
+        "rlhf_toy.strategies.distributions": Entry(lambda: dict(n=3)),
+        "rlhf_toy.strategies.log_probs": Entry(lambda: dict(shape=(2, 3), low=-20.0, high=0.0),
+                                               shape_args=("shape",)),
+        "rlhf_toy.strategies.policy_tables": Entry(
+            lambda: dict(shape=(2, 3), min_prob=0.0), pair_args=("shape",)),
+        "rlhf_toy.strategies.reward_tables": Entry(lambda: dict(shape=(2, 3), scale=3.0),
+                                                   shape_args=("shape",)),
+        "rlhf_toy.strategies.bandit_tables": Entry(
+            lambda: dict(max_prompts=4, max_responses=8, scale=3.0)),
+        "rlhf_toy.pipeline.reward_model.pairwise_accuracy": Entry(
+            lambda: dict(r_a=np.array([0.5, -1.0, 2.0]), r_b=np.array([0.0, 1.0, 2.0]),
+                         truth_a=np.array([1.0, 0.0, 3.0]), truth_b=np.array([0.0, 1.0, 1.0]))),
+        "rlhf_toy.pipeline.dpo.pair_losses": Entry(
+            lambda: dict(loss="dpo", pc=pairs["policy_chosen"], pr=pairs["policy_rejected"],
+                         rc=pairs["ref_chosen"], rr=pairs["ref_rejected"],
+                         len_c=np.array([3.0, 4.0, 2.0]), len_r=np.array([2.0, 5.0, 3.0]),
+                         beta=0.1, opts=dict(dpo.DEFAULTS))),
+        "rlhf_toy.pipeline.rl_common.method_options": Entry(
+            lambda: dict(config=PipelineConfig(method_options={"ppo": {"epochs": 2}}),
+                         name="ppo", defaults={"epochs": 1, "clip": 0.2})),
+        "rlhf_toy.pipeline.methods.check_method_options": Entry(
+            lambda: dict(config=PipelineConfig(method_options={"dpo": {"loss": "ipo"}}))),
+        "rlhf_toy.pipeline.cli.summary_table": Entry(
+            lambda: dict(metrics={"methods": {"ppo": dict(gold=0.5, proxy=0.6, kl=0.1,
+                                                          kl_to_optimum=0.05, length=3.0,
+                                                          seconds=1.0)},
+                                  "optimum": dict(gold=0.7, proxy=0.8, kl=0.2)})),
+        "rlhf_toy.pipeline.common.check_loss": Entry(
+            lambda: dict(stage="sft", step=3, loss=0.5), diverge_args=("loss",)),
+        "rlhf_toy.pipeline.rl_common.stack_history": Entry(
+            lambda: dict(rows=[{"loss": 0.5, "kl": 0.1}, {"loss": 0.4}]),
+            nan_fields=("kl",)),  # a key a step did not record: NaN, as documented
+    }
+
+
+def _plots_registry():
+    pl = "rlhf_toy.presentation.plots."
+    ns = np.array([1, 2, 4, 8])
+    return {
+        pl + "preferences.plot_preference_probability": Entry(
+            lambda: dict(delta=np.linspace(-3.0, 3.0, 5),
+                         prob=1 / (1 + np.exp(-np.linspace(-3.0, 3.0, 5))))),
+        pl + "best_of_n.plot_bon_kl_bound": Entry(
+            lambda: dict(ns=ns, kls={"world": np.array([0.0, 0.2, 0.6, 1.2])},
+                         bound=np.log(ns) - (ns - 1) / ns), count_args=("ns",)),
+        pl + "dpo.plot_dpo_loss_and_weight": Entry(
+            lambda: dict(margin=np.linspace(-2.0, 2.0, 5),
+                         loss=np.log1p(np.exp(-np.linspace(-2.0, 2.0, 5))),
+                         weight=1 / (1 + np.exp(np.linspace(-2.0, 2.0, 5))))),
+        pl + "best_of_n.plot_bon_win_rate": Entry(
+            lambda: dict(ns=ns, win_rates={"world": np.array([0.5, 0.6, 0.7, 0.8])}),
+            count_args=("ns",)),
+        pl + "pitfalls.plot_negative_kl": Entry(
+            lambda: dict(k1=np.array([0.1, -0.2, 0.3]), k3=np.array([0.01, 0.02, 0.05]),
+                         exact_kl=0.05, batch_means={1: np.array([0.1, -0.2]),
+                                                     4: np.array([0.05, 0.04])})),
+        pl + "preferences.plot_convergence": Entry(
+            lambda: dict(steps=np.array([0, 1, 2]), curves={"a": np.array([1.0, 0.1, 0.01])},
+                         ylabel="gap", title="t"), count_args=("steps",)),
+        pl + "preferences.plot_reward_kl_frontier": Entry(
+            lambda: dict(kl=np.array([0.1, 0.5, 1.0]), reward=np.array([0.2, 0.6, 0.9]),
+                         betas=np.array([2.0, 1.0, 0.5]), gold=np.array([0.2, 0.5, 0.4]))),
+        pl + "dpo.plot_logprobs_fall": Entry(
+            lambda: dict(steps=np.array([0, 1, 2]), logp_chosen=np.array([-1.0, -1.2, -1.5]),
+                         logp_rejected=np.array([-1.0, -2.0, -3.0]),
+                         margin=np.array([0.0, 0.5, 1.0]), gold=np.array([0.1, 0.2, 0.3]),
+                         gold_optimal=0.5), count_args=("steps",)),
+        pl + "preferences.plot_first_order_condition": Entry(
+            lambda: dict(reward=np.array([0.0, 1.0, 2.0]),
+                         grads={"pi*": np.array([0.5, 0.5, 0.5])})),
+        pl + "pitfalls.plot_length_bias": Entry(
+            lambda: dict(lengths=np.array([1, 2, 3]), rewards=np.array([0.1, 0.4, 0.9]),
+                         push={"seq_mean": np.array([[0.5, 0.0, 0.0], [0.2, 0.2, 0.0],
+                                                     [0.1, 0.1, 0.1]])}),
+            count_args=("lengths",)),
+        pl + "preferences.plot_optimal_policy_betas": Entry(
+            lambda: dict(reward=np.array([0.0, 1.0, 2.0]), pi_ref=np.array([0.2, 0.3, 0.5]),
+                         betas=np.array([0.5, 2.0]),
+                         pi_stars=np.array([[0.05, 0.15, 0.8], [0.15, 0.3, 0.55]]))),
+    }
+
+
 REGISTRY.update(_bandit_registry())
+REGISTRY.update(_plots_registry())
+REGISTRY.update(_pipeline_registry())
 REGISTRY.update(_experiments_registry())
 REGISTRY.update(_rl_registry())
 

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     as_rng,
+    check_bounded,
+    check_counts,
     check_distribution,
     check_finite,
     check_int,
@@ -230,3 +233,22 @@ def test_check_counts_takes_integer_grids_and_names_what_it_refuses():
     ]:
         with pytest.raises(kind, match=match):
             check_counts(bad, "ns", maximum=top)
+
+
+def test_check_bounded_names_the_entry_beyond_the_documented_magnitude():
+    a = check_bounded([[1.0, -MAX_MAGNITUDE], [MAX_MAGNITUDE, 0.0]], "reward")
+    assert a.dtype == np.float64 and a.shape == (2, 2)
+    with pytest.raises(ValueError, match=r"reward entries must be in \[-1e\+100, 1e\+100\], "
+                                         r"got -1e\+101"):
+        check_bounded([0.0, -1e101], "reward")
+    with pytest.raises(ValueError, match="r must be finite"):
+        check_bounded([np.inf], "r")
+    with pytest.raises(ValueError, match=r"x entries must be in \[-2, 2\], got 3"):
+        check_bounded([3.0], "x", bound=2.0)
+    assert check_bounded(np.zeros((0, 3)), "r").shape == (0, 3)
+
+
+def test_check_counts_refuses_integer_valued_floats_beyond_int64():
+    np.testing.assert_array_equal(check_counts(np.array([1.0, 4.0]), "ns"), [1, 4])
+    with pytest.raises(ValueError, match=r"lengths must hold integers within int64, got 1e\+308"):
+        check_counts(np.array([1.0, 1e308]), "lengths")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlhf_toy._validate import ArgumentTypeError
+
 from .config import METHODS, PipelineConfig
 from .run import run_pipeline
 
@@ -106,6 +108,9 @@ def summary_table(metrics: dict) -> str:
     -------
     str
     """
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("methods"), dict):
+        raise ArgumentTypeError(f"metrics must be a dict with a 'methods' dict (the run's "
+                                f"metrics.json), got {type(metrics).__name__}")
     head = f"{'method':<12}{'gold':>8}{'proxy':>8}{'KL':>8}{'KL to pi*':>11}{'length':>8}{'s':>7}"
     rows = [head, "-" * len(head)]
     for name, m in metrics["methods"].items():

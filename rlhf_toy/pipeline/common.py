@@ -13,6 +13,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from rlhf_toy._validate import MAX_STEPS, check_float, check_int
 from rlhf_toy.gpt import GPT, GPTConfig, check_finite_grads
 from rlhf_toy.gpt.model import check_finite_params
 from rlhf_toy.optim import AdamW, clip_grad_norm, lr_schedule
@@ -89,7 +90,10 @@ def check_loss(stage: str, step: int, loss) -> float:
     -------
     float
     """
-    value = float(loss)
+    step = check_int(step, "step", minimum=0, maximum=MAX_STEPS)
+    if isinstance(loss, np.ndarray) and loss.ndim == 0:
+        loss = loss[()]
+    value = check_float(loss, "loss", allow_nan=True, allow_inf=True)
     if not np.isfinite(value):
         raise FloatingPointError(f"{stage}: non-finite loss at step {step}: {value}")
     return value

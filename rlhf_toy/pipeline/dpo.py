@@ -25,7 +25,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy._validate import as_rng
+from rlhf_toy._validate import (
+    ArgumentTypeError,
+    as_rng,
+    check_finite,
+    check_ndim,
+    check_positive,
+    check_same_shape,
+)
 from rlhf_toy.preference_losses import (
     cdpo_loss,
     dpo_loss,
@@ -120,7 +127,29 @@ def pair_losses(loss, pc, pr, rc, rr, len_c, len_r, beta, opts):
     Returns
     -------
     loss, grad_chosen, grad_rejected : ndarray of shape (B,)
+
+    Raises
+    ------
+    ValueError
+        If an array is not finite or 1-D, the six differ in shape, a length is not
+        ``> 0``, ``beta`` is not ``> 0`` or ``loss`` is unknown; ``TypeError`` if
+        ``opts`` is not a dict.
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    arrays = {}
+    for name, a in (("pc", pc), ("pr", pr), ("rc", rc), ("rr", rr), ("len_c", len_c),
+                    ("len_r", len_r)):
+        arrays[name] = check_ndim(check_finite(a, name), name, 1, "(B,)")
+        check_same_shape(arrays[name], arrays["pc"], name, "pc")
+    for name in ("len_c", "len_r"):
+        if np.any(arrays[name] <= 0):
+            raise ValueError(f"{name} must be > 0 (token counts), got "
+                             f"{arrays[name][arrays[name] <= 0][0]}")
+    beta = check_positive(beta, "beta")
+    if not isinstance(opts, dict):
+        raise ArgumentTypeError(f"opts must be a dict of options, got {type(opts).__name__}")
+    pc, pr, rc, rr, len_c, len_r = arrays.values()
     if loss == "dpo":
         return dpo_loss(pc, pr, rc, rr, beta)
     if loss == "ipo":

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlhf_toy._validate import as_rng
+from rlhf_toy._validate import (
+    as_rng,
+    check_finite,
+    check_ndim,
+    check_nonempty,
+    check_same_shape,
+)
 from rlhf_toy.gpt import GPT
 from rlhf_toy.preference_losses import dpo_loss
 
@@ -150,9 +156,18 @@ def pairwise_accuracy(r_a, r_b, truth_a, truth_b) -> float:
     Returns
     -------
     float
+
+    Raises
+    ------
+    ValueError
+        If an input is not finite, not 1-D, empty, or the four differ in shape.
     """
-    r_a, r_b = np.asarray(r_a, float), np.asarray(r_b, float)
-    t = np.sign(np.asarray(truth_a, float) - np.asarray(truth_b, float))
+    arrays = {}
+    for name, a in (("r_a", r_a), ("r_b", r_b), ("truth_a", truth_a), ("truth_b", truth_b)):
+        arrays[name] = check_nonempty(check_ndim(check_finite(a, name), name, 1, "(B,)"), name)
+        check_same_shape(arrays[name], arrays["r_a"], name, "r_a")
+    r_a, r_b, truth_a, truth_b = arrays.values()
+    t = np.sign(truth_a - truth_b)
     keep = t != 0
     if not keep.any():
         return float("nan")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rlhf_toy._validate import ArgumentTypeError
 from rlhf_toy.gpt import GPT
 from rlhf_toy.optim import AdamW
 
@@ -118,6 +119,12 @@ def method_options(config, name: str, defaults: dict) -> dict:
     -------
     dict
     """
+    if not isinstance(defaults, dict):
+        raise ArgumentTypeError(f"defaults must be a dict of option to default, got "
+                                f"{type(defaults).__name__}")
+    if not isinstance(getattr(config, "method_options", None), dict):
+        raise ArgumentTypeError(f"config must be a PipelineConfig (with a method_options "
+                                f"dict), got {type(config).__name__}")
     given = dict(config.method_options.get(name, {}))
     unknown = sorted(set(given) - set(defaults))
     if unknown:

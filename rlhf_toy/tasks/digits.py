@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import MAX_SAMPLES, as_rng, check_int
+from .._validate import MAX_SAMPLES, ArgumentTypeError, as_rng, check_int
 from .base import Task, weighted_mean
 
 #: Longest digit prompt :func:`digit_sequences` builds.
@@ -102,8 +102,10 @@ def lm_batch(sequences, prompt_len: int):
     mask : ndarray of float32, shape (B, S - 1)
     """
     seq = np.asarray(sequences)
-    if seq.ndim != 2 or not np.issubdtype(seq.dtype, np.integer):
-        raise ValueError(f"sequences must be a 2-D int array, got {seq.dtype} {seq.shape}")
+    if not np.issubdtype(seq.dtype, np.integer):  # a value of the wrong kind
+        raise ArgumentTypeError(f"sequences must be a 2-D int array, got dtype {seq.dtype}")
+    if seq.ndim != 2:
+        raise ValueError(f"sequences must be a 2-D int array, got shape {seq.shape}")
     P = check_int(prompt_len, "prompt_len")
     if seq.shape[1] < P + 1:
         raise ValueError(f"sequences must be longer than prompt_len={P}, got length {seq.shape[1]}")

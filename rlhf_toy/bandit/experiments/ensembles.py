@@ -22,11 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     MAX_SAMPLES,
     as_rng,
+    check_bounded,
     check_comparisons,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
     check_ndim,
     check_nonempty,
@@ -45,6 +48,15 @@ from rlhf_toy.bradley_terry import (
 
 #: Largest ensemble :func:`fit_ensemble` fits (each member is one Bradley-Terry fit).
 MAX_MEMBERS = 1000
+
+#: Largest ``prior_scale``: the members' prior means (a few ``prior_scale`` at most) stay
+#: within the ``+-1e100`` that :func:`rlhf_toy.bradley_terry.fit_bradley_terry_with_prior`
+#: accepts.
+MAX_PRIOR_SCALE = 1e90
+
+#: Smallest ``l2`` (the prior's precision) of a randomised-prior member: below it the
+#: fit's preconditioner ``sqrt(l2 / N)`` underflows to 0.
+MIN_PRIOR_L2 = 1e-300
 
 __all__ = [
     "AGGREGATIONS",
@@ -79,7 +91,8 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
         Randomness (sampling, resampling, labels and random priors).
     l2 : float, default 0.1
         Penalty of each fit (a ``N(0, 1/l2)`` prior per entry; see
-        :func:`rlhf_toy.bradley_terry.fit_bradley_terry`).
+        :func:`rlhf_toy.bradley_terry.fit_bradley_terry`), ``>= 0``; at least
+        ``1e-300`` (:data:`MIN_PRIOR_L2`) when ``prior_scale > 0``.
     bootstrap : bool, default True
         ``True``: draw *one* comparison set of ``n_comparisons`` pairs (or use
         ``comparisons``) and fit each member on a bootstrap resample of it (as many pairs,
@@ -87,9 +100,10 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
         ``False``: each member gets its own independent set of ``n_comparisons`` fresh pairs
         (``k`` times the labelling budget).
     prior_scale : float, default 0.0
-        ``0``: each member is :func:`rlhf_toy.bradley_terry.fit_bradley_terry` (prior mean
-        0). ``> 0``: member ``i`` draws its own prior mean ``mu_i ~ N(0, prior_scale^2)``
-        per entry and is the MAP under ``N(mu_i, 1/l2)``
+        In ``[0, 1e90]`` (:data:`MAX_PRIOR_SCALE`). ``0``: each member is
+        :func:`rlhf_toy.bradley_terry.fit_bradley_terry` (prior mean 0). ``> 0``: member
+        ``i`` draws its own prior mean ``mu_i ~ N(0, prior_scale^2)`` per entry and is the
+        MAP under ``N(mu_i, 1/l2)``
         (:func:`rlhf_toy.bradley_terry.fit_bradley_terry_with_prior`; a "randomised prior",
         Osband et al. 2018: the tabular stand-in for members' different random
         initialisations).
@@ -127,9 +141,10 @@ def fit_ensemble(pi_ref, r_star, k, n_comparisons, rng, *, l2=0.1, bootstrap=Tru
     k = check_int(k, "k", maximum=MAX_MEMBERS)
     rng = as_rng(rng)
     l2 = check_nonnegative(l2, "l2")
-    prior_scale = check_nonnegative(prior_scale, "prior_scale")
-    if prior_scale > 0 and not l2 > 0:
-        raise ValueError(f"prior_scale > 0 needs l2 > 0 (the prior's precision), got l2={l2!r}")
+    prior_scale = check_float(prior_scale, "prior_scale", low=0.0, high=MAX_PRIOR_SCALE)
+    if prior_scale > 0 and not l2 >= MIN_PRIOR_L2:
+        raise ValueError(f"prior_scale > 0 needs l2 >= {MIN_PRIOR_L2:g} (the prior's "
+                         f"precision), got l2={l2!r}")
     n_prompts, n_responses = pi_ref.shape
     prompt_probs = check_prompt_probs(prompt_probs, n_prompts)
     if comparisons is not None:
@@ -169,8 +184,9 @@ def _centre_on(members: np.ndarray, pi_ref: np.ndarray) -> np.ndarray:
 
 
 def _check_ensemble(ensemble) -> np.ndarray:
-    """A finite ``(k, X, Y)`` stack with at least one member, prompt and response."""
-    ensemble = check_ndim(check_finite(ensemble, "ensemble"), "ensemble", 3, "(k, X, Y)")
+    """A ``(k, X, Y)`` stack with at least one member, prompt and response, entries within
+    ``+-1e100`` (their variance across members stays finite)."""
+    ensemble = check_ndim(check_bounded(ensemble, "ensemble"), "ensemble", 3, "(k, X, Y)")
     return check_nonempty(ensemble, "ensemble")
 
 
@@ -180,12 +196,12 @@ def aggregate(ensemble, method="mean", lam=1.0) -> np.ndarray:
     Parameters
     ----------
     ensemble : array_like of shape (k, X, Y)
-        The members' reward tables.
+        The members' reward tables, entries within ``+-1e100``.
     method : {"mean", "min", "uwo"}
         ``"mean"``: ``mean_i r_i``. ``"min"``: worst-case optimisation, ``min_i r_i``.
         ``"uwo"``: uncertainty-weighted optimisation, ``mean_i r_i - lam Var_i r_i``.
     lam : float, default 1.0
-        Weight of the variance penalty of ``"uwo"`` (``>= 0``).
+        Weight of the variance penalty of ``"uwo"``, in ``[0, 1e100]``.
 
     Returns
     -------
@@ -203,7 +219,7 @@ def aggregate(ensemble, method="mean", lam=1.0) -> np.ndarray:
     ensemble = _check_ensemble(ensemble)
     if method not in AGGREGATIONS:
         raise ValueError(f"method must be one of {AGGREGATIONS}, got {method!r}")
-    lam = check_nonnegative(lam, "lam")
+    lam = check_float(lam, "lam", low=0.0, high=MAX_MAGNITUDE)
     if method == "mean":
         return ensemble.mean(0)
     if method == "min":
@@ -217,6 +233,7 @@ def disagreement(ensemble) -> np.ndarray:
     Parameters
     ----------
     ensemble : array_like of shape (k, X, Y)
+        Entries within ``+-1e100``.
 
     Returns
     -------

@@ -481,9 +481,19 @@ def _softmax_pair(logits, pi_ref):
     return log_pi, np.log(pi_ref)
 
 
-def _score_expectation(pi, c):
-    """``E_{y~pi}[c(y) grad log pi(y)] = pi * (c - E_pi c)`` for a softmax (``e_y - pi``)."""
-    return pi * (c - (pi * c).sum(-1, keepdims=True))
+def _score_expectation(pi, c, pi_c=None):
+    """``E_{y~pi}[c(y) grad log pi(y)] = pi * (c - E_pi c)`` for a softmax (``e_y - pi``).
+
+    ``pi_c``: the products ``pi * c`` computed exactly where ``c`` overflows to ``+-inf``
+    on a response whose ``pi`` underflows to 0 (``0 * inf`` would be NaN); used only there.
+    """
+    if pi_c is None or np.all(np.isfinite(c)):
+        return pi * (c - (pi * c).sum(-1, keepdims=True))
+    finite = np.isfinite(c)
+    with np.errstate(invalid="ignore", over="ignore"):
+        pic = np.where(finite, pi * c, pi_c)
+        mean = pic.sum(-1, keepdims=True)
+        return np.where(finite, pi * (c - mean), pic - pi * mean)
 
 
 def _dk_dlogpi(log_pi, log_ref):
@@ -559,10 +569,30 @@ def _kl_gradient(name, log_pi, log_ref):
     if name == "forward_kl":
         return pi - np.exp(log_ref)
     estimator, where = name.split("_in_")
+    log_r = log_ref - log_pi
     if where == "reward":
-        return _score_expectation(pi, kl_estimates(log_pi, log_ref)[estimator])
-    # E_pi[dk/dlogpi(y) (e_y - pi)]: the same expectation with c = dk/dlogpi
-    return _score_expectation(pi, _dk_dlogpi(log_pi, log_ref)[estimator])
+        # pi k2 = exp(log pi + 2 log|log r|) / 2, pi k3 = (pi_ref - pi) - pi log r
+        with np.errstate(divide="ignore"):
+            pi_c = {"k1": None, "k2": 0.5 * np.exp(log_pi + 2 * np.log(np.abs(log_r))),
+                    "k3": (np.exp(log_ref) - pi) - pi * log_r}[estimator]
+        return _score_expectation(pi, kl_estimates(log_pi, log_ref)[estimator], pi_c)
+    # E_pi[dk/dlogpi(y) (e_y - pi)]: the same expectation with c = dk/dlogpi;
+    # pi dk3/dlogpi = pi - pi_ref
+    pi_c = pi - np.exp(log_ref) if estimator == "k3" else None
+    return _score_expectation(pi, _dk_dlogpi(log_pi, log_ref)[estimator], pi_c)
+
+
+def _ascent_penalty(name, log_pi, log_ref):
+    """:func:`_kl_gradient` for the ascent; ``+inf`` once ``k3_in_reward`` has diverged.
+
+    ``k3_in_reward`` ascends ``KL(pi_ref || pi)``, which is ``+inf`` as soon as a
+    probability underflows to 0: the gradient is reported as non-finite there so that the
+    loop stops, naming the step.
+    """
+    grad = _kl_gradient(name, log_pi, log_ref)
+    if name == "k3_in_reward":
+        grad = np.where(np.exp(log_pi) == 0, np.inf, grad)
+    return grad
 
 
 def sampled_kl_gradients(logits, pi_ref, n_samples: int, rng) -> dict[str, np.ndarray]:
@@ -659,8 +689,9 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     :func:`rlhf_toy.bandit.experiments.modes.forward_kl_regularised_policy`; ``k1_in_loss``
     applies no penalty at all (its expected gradient is 0), so the policy drifts towards the
     argmax of ``r``. ``k3_in_reward`` follows the gradient of ``KL(pi || pi_ref) -
-    KL(pi_ref || pi)``, which is unbounded below: its logits run off to ``-inf`` and this
-    function stops with a ``FloatingPointError``.
+    KL(pi_ref || pi)``, which is unbounded below: the logits of some responses run off to
+    ``-inf``, and once one of their probabilities underflows to 0 (the forward KL is then
+    infinite) this function stops with a ``FloatingPointError`` naming the step.
     """
     if kl_gradient not in KL_GRADIENTS:
         raise ValueError(f"kl_gradient must be one of {KL_GRADIENTS}, got {kl_gradient!r}")
@@ -672,7 +703,7 @@ def kl_penalised_ascent(pi_ref, reward, beta, kl_gradient: str = "reverse_kl", *
     reward = np.atleast_2d(check_finite(reward, "reward"))
     lr = check_positive(lr, "lr")
     record_every = check_int(record_every, "record_every", maximum=MAX_STEPS)
-    penalty = None if kl_gradient == "reverse_kl" else partial(_kl_gradient, kl_gradient)
+    penalty = None if kl_gradient == "reverse_kl" else partial(_ascent_penalty, kl_gradient)
     run = gradient_ascent(pi_ref, reward, beta, steps=steps, lr=lr * pi_ref.shape[0],
                           record_every=record_every, kl_gradient=penalty, verbose=verbose)
     trajectory = run.history["probs"][:, 0] if one_prompt else run.history["probs"]

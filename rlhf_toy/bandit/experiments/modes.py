@@ -41,10 +41,13 @@ from scipy.special import entr, logsumexp
 
 from rlhf_toy._validate import (
     MAX_TABLE_ENTRIES,
+    check_betas,
     check_distribution,
     check_finite,
     check_float,
     check_int,
+    check_ndim,
+    check_nonempty,
     check_positive,
     check_same_shape,
 )
@@ -158,8 +161,9 @@ def two_mode_target(grid, means=(-3.0, 3.0), stds=(0.7, 0.7), weights=(0.5, 0.5)
     ndarray of shape (G,)
         Probabilities summing to one.
     """
-    means = np.atleast_1d(check_finite(means, "means"))
-    stds = np.atleast_1d(check_finite(stds, "stds"))
+    means = check_ndim(np.atleast_1d(check_finite(means, "means")), "means", 1, "(M,)")
+    stds = check_ndim(np.atleast_1d(_check_stds(stds, "stds")), "stds", 1, "(S,)")
+    check_nonempty(stds, "stds")
     weights = check_distribution(np.atleast_1d(weights), "weights")
     if not (means.shape == stds.shape == weights.shape) or means.ndim != 1:
         raise ValueError(
@@ -188,6 +192,14 @@ def _check_target(target, grid, divergence):
     return target, grid
 
 
+def _check_stds(std, name: str) -> np.ndarray:
+    """Finite widths ``> 0``, as float64."""
+    std = check_finite(std, name)
+    if np.any(std <= 0):
+        raise ValueError(f"{name} must be > 0, got {std[std <= 0].ravel()[0]}")
+    return std
+
+
 def gaussian_divergence(target, grid, mean, std, divergence: str) -> np.ndarray:
     """``KL(q || target)`` (``"reverse"``) or ``KL(target || q)`` (``"forward"``), exactly.
 
@@ -208,12 +220,18 @@ def gaussian_divergence(target, grid, mean, std, divergence: str) -> np.ndarray:
     """
     target, grid = _check_target(target, grid, divergence)
     mean = check_finite(mean, "mean")
-    std = check_finite(std, "std")
-    if np.any(std <= 0):
-        raise ValueError(f"std must be > 0, got {std}")
+    std = _check_stds(std, "std")
+    try:
+        np.broadcast_shapes(mean.shape, std.shape)
+    except ValueError:
+        raise ValueError(f"mean and std must broadcast together, got shapes {mean.shape} "
+                         f"and {std.shape}") from None
     log_q = _gaussian_log_probs(grid, mean, std)
     if divergence == "reverse":
-        return (np.exp(log_q) * (log_q - np.log(target))).sum(-1)
+        # q log(q / target) -> 0 where q underflows to 0 (log q = -inf): the exact limit
+        with np.errstate(invalid="ignore"):
+            terms = np.exp(log_q) * (log_q - np.log(target))
+        return np.where(np.isneginf(log_q), 0.0, terms).sum(-1)
     # log q stays finite where q underflows, so a too-narrow q gets a large finite value
     return -entr(target).sum() - (target * log_q).sum(-1)
 
@@ -291,6 +309,8 @@ def fit_gaussian_local(target, grid, divergence: str, init) -> tuple[float, floa
     reaches the mode. See the tests and notebook 05.
     """
     target, grid = _check_target(target, grid, divergence)
+    if isinstance(init, (str, bytes)) or np.ndim(init) != 1 or len(init) != 2:
+        raise ValueError(f"init must be a pair (mean, std), got {init!r}")
     mean0, std0 = init
     mean0 = float(check_finite(mean0, "init mean"))
     std0 = check_positive(std0, "init std")
@@ -339,7 +359,7 @@ def fit_gaussian(target, grid, divergence: str, n_starts: int = 6) -> tuple[floa
     of the Gaussian's tails).
     """
     target, grid = _check_target(target, grid, divergence)
-    n_starts = check_int(n_starts, "n_starts")
+    n_starts = check_int(n_starts, "n_starts", maximum=61 * 16)  # the coarse grid's points
     span = float(grid[-1] - grid[0])
     spacing = float(np.min(np.diff(grid)))
     means = np.linspace(grid[0], grid[-1], 61)
@@ -377,8 +397,9 @@ def reverse_kl_landscape(target, grid, means, stds) -> np.ndarray:
         The profile of the reverse-KL objective along the mean: one basin per
         well-separated mode (and a ridge between them).
     """
-    means = np.atleast_1d(check_finite(means, "means"))
-    stds = np.atleast_1d(check_finite(stds, "stds"))
+    means = check_ndim(np.atleast_1d(check_finite(means, "means")), "means", 1, "(M,)")
+    stds = check_ndim(np.atleast_1d(_check_stds(stds, "stds")), "stds", 1, "(S,)")
+    check_nonempty(stds, "stds")
     values = gaussian_divergence(target, grid, means[:, None], stds[None, :], "reverse")
     return values.min(axis=1)
 
@@ -459,8 +480,9 @@ def forward_kl_regularised_policy(pi_ref, reward, beta) -> np.ndarray:
     than ``pi*`` at equal expected reward (notebook 05). It is also what gradient ascent
     converges to when the KL gradient is GRPO's "k3 in the loss" (see
     :mod:`rlhf_toy.bandit.experiments.kl_study`).
-    ``lambda`` is found by bisection on ``log(lambda - r_max)`` between
-    ``log(beta pi_ref(argmax r))`` and ``log(beta)``, vectorised over rows.
+    ``lambda`` is found by bisection on ``log((lambda - r_max) / beta)`` between
+    ``log pi_ref(argmax r)`` and ``0``, vectorised over rows; scaled by ``beta`` so that
+    every accepted ``beta``, subnormal included, keeps the bracket finite.
     """
     pi_ref = check_distribution(pi_ref, "pi_ref")
     reward = check_finite(reward, "reward")
@@ -471,15 +493,19 @@ def forward_kl_regularised_policy(pi_ref, reward, beta) -> np.ndarray:
     r_max = reward.max(-1, keepdims=True)
     gap = r_max - reward  # >= 0
     p_top = np.take_along_axis(pi_ref, reward.argmax(-1)[..., None], axis=-1)
-    lo = np.log(beta * p_top)  # sum >= 1 here
-    hi = np.full_like(lo, np.log(beta))  # sum <= 1 here
+    # lambda = beta * mu: pi = pi_ref / (mu + gap / beta), so a subnormal beta cannot
+    # underflow the bracket; gap / beta = inf (pi = 0 off the top) is the exact limit
+    with np.errstate(over="ignore"):
+        scaled_gap = gap / beta
+    lo = np.log(p_top)  # sum >= 1 here
+    hi = np.zeros_like(lo)  # sum <= 1 here
     for _ in range(200):  # fixed-count bisection, every row at once
         mid = 0.5 * (lo + hi)
-        total = (beta * pi_ref / (np.exp(mid) + gap)).sum(-1, keepdims=True)
+        total = (pi_ref / (np.exp(mid) + scaled_gap)).sum(-1, keepdims=True)
         too_big = total > 1.0
         lo = np.where(too_big, mid, lo)
         hi = np.where(too_big, hi, mid)
-    pi = beta * pi_ref / (np.exp(0.5 * (lo + hi)) + gap)
+    pi = pi_ref / (np.exp(0.5 * (lo + hi)) + scaled_gap)
     return pi / pi.sum(-1, keepdims=True)
 
 
@@ -537,14 +563,11 @@ def rlhf_mode_sweep(pi_ref, reward, betas, threshold: float = 0.05) -> dict[str,
     check_same_shape(pi_ref, reward, "pi_ref", "reward")
     if pi_ref.ndim != 1:
         raise ValueError(f"pi_ref must be 1-D (one prompt), got shape {pi_ref.shape}")
-    betas = np.atleast_1d(check_finite(betas, "betas"))
-    if betas.ndim != 1 or np.any(betas <= 0):
-        raise ValueError(f"betas must be a 1-D array of values > 0, got {betas}")
+    betas = check_betas(betas)
     ref_b = np.broadcast_to(pi_ref, betas.shape + pi_ref.shape)
-    # pi* for every beta at once: beta = 1 on the rescaled rewards r / beta
-    pi_star = optimal_policy(ref_b, reward / betas[:, None], 1.0)
-    # the forward optimum with beta = 1 on r / beta is the same policy as with beta on r
-    pi_fwd = forward_kl_regularised_policy(ref_b, reward / betas[:, None], 1.0)
+    # one exact solve per beta (r / beta would overflow for a subnormal beta)
+    pi_star = np.stack([optimal_policy(pi_ref, reward, beta) for beta in betas])
+    pi_fwd = np.stack([forward_kl_regularised_policy(pi_ref, reward, beta) for beta in betas])
     out = {"betas": betas, "pi_star": pi_star, "pi_forward": pi_fwd}
     for name, pi in [("star", pi_star), ("forward", pi_fwd)]:
         summary = mode_summary(pi, threshold)
@@ -585,6 +608,11 @@ def rlhf_gaussian_fits(pi_ref, reward, grid, beta) -> dict:
     """
     beta = check_positive(beta, "beta")
     pi_star = optimal_policy(pi_ref, reward, beta)
+    if np.any(pi_star <= 0):  # the reverse-KL fit needs pi* > 0 on the whole grid
+        bad = int(np.argmax(pi_star <= 0))
+        raise ValueError(f"reward / beta spans too wide a range: pi* underflows to 0 at grid "
+                         f"index {bad}, and the reverse-KL Gaussian fit needs pi* > 0 "
+                         f"everywhere (beta={beta!r})")
     fits = {"pi_star": pi_star}
     for name, divergence in [("rlhf", "reverse"), ("gdc", "forward")]:
         mean, std = fit_gaussian(pi_star, grid, divergence)

@@ -28,8 +28,10 @@ import numpy as np
 from scipy.special import rel_entr, softmax
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     MAX_STEPS,
     as_rng,
+    check_bounded,
     check_distribution,
     check_finite,
     check_float,
@@ -43,7 +45,7 @@ from rlhf_toy._validate import (
 from rlhf_toy.bandit.policy import TabularPolicy, TrainableTabularPolicy
 from rlhf_toy.bandit.rl import STEPS, TabularCritic, method_name
 from rlhf_toy.optim import AdamW
-from rlhf_toy.optimal import optimal_policy
+from rlhf_toy.optimal import log_optimal_policy, optimal_policy
 from rlhf_toy.rl import OnlineDPOConfig, PPOConfig, RLOOConfig
 
 __all__ = [
@@ -181,8 +183,9 @@ def _check_tables(pi_ref, r_help, r_harm, prompt_probs):
     pi_ref = check_distribution(pi_ref, "pi_ref")
     if pi_ref.ndim != 2:
         raise ValueError(f"pi_ref must have shape (X, Y), got shape {pi_ref.shape}")
-    r_help = check_finite(r_help, "r_help")
-    r_harm = check_finite(r_harm, "r_harm")
+    # bounded: lam * r_harm and the variances of sampled rewards stay finite
+    r_help = check_bounded(r_help, "r_help")
+    r_harm = check_bounded(r_harm, "r_harm")
     check_same_shape(r_help, pi_ref, "r_help", "pi_ref")
     check_same_shape(r_harm, pi_ref, "r_harm", "pi_ref")
     prompt_probs = check_prompt_probs(prompt_probs, pi_ref.shape[0])
@@ -207,7 +210,7 @@ def policy_values(pi, pi_ref, r_help, r_harm, beta, prompt_probs=None) -> dict[s
     pi_ref : array_like of shape (X, Y)
         Reference policy.
     r_help, r_harm : array_like of shape (X, Y)
-        Helpfulness and harm tables (gold or proxy).
+        Helpfulness and harm tables (gold or proxy), entries within ``+-1e100``.
     beta : float
         KL coefficient, ``> 0``.
     prompt_probs : array_like of shape (X,), optional
@@ -363,7 +366,7 @@ def scalarisation_front(pi_ref, r_help, r_harm, beta, weights, prompt_probs=None
     pi_ref : array_like of shape (X, Y)
         Reference policy.
     r_help, r_harm : array_like of shape (X, Y)
-        Helpfulness and harm tables.
+        Helpfulness and harm tables, entries within ``+-1e100``.
     beta : float
         KL coefficient, ``> 0``.
     weights : array_like of shape (n,)
@@ -410,9 +413,9 @@ def lagrangian_policy(pi_ref, r_help, r_harm, lam, beta) -> np.ndarray:
     pi_ref : array_like of shape (X, Y)
         Reference policy.
     r_help, r_harm : array_like of shape (X, Y)
-        Helpfulness and harm tables.
+        Helpfulness and harm tables, entries within ``+-1e100``.
     lam : float
-        Lagrange multiplier, ``>= 0``.
+        Lagrange multiplier, in ``[0, 1e100]``.
     beta : float
         KL coefficient, ``> 0``.
 
@@ -431,7 +434,7 @@ def lagrangian_policy(pi_ref, r_help, r_harm, lam, beta) -> np.ndarray:
     reward ``r_help - lam r_harm`` plus a constant, so its maximiser is Boltzmann.
     """
     pi_ref, r_help, r_harm, _ = _check_tables(pi_ref, r_help, r_harm, None)
-    lam = check_nonnegative(lam, "lam")
+    lam = check_float(lam, "lam", low=0.0, high=MAX_MAGNITUDE)
     return optimal_policy(pi_ref, r_help - lam * r_harm, check_positive(beta, "beta"))
 
 
@@ -443,11 +446,11 @@ def lagrangian_front(pi_ref, r_help, r_harm, beta, lams, prompt_probs=None) -> F
     pi_ref : array_like of shape (X, Y)
         Reference policy.
     r_help, r_harm : array_like of shape (X, Y)
-        Helpfulness and harm tables.
+        Helpfulness and harm tables, entries within ``+-1e100``.
     beta : float
         KL coefficient, ``> 0``.
     lams : array_like of shape (n,)
-        Multipliers ``>= 0``.
+        Multipliers in ``[0, 1e100]``.
     prompt_probs : array_like of shape (X,), optional
         Prompt distribution; uniform if omitted.
 
@@ -473,8 +476,9 @@ def lagrangian_front(pi_ref, r_help, r_harm, beta, lams, prompt_probs=None) -> F
     lams = check_finite(lams, "lams")
     if lams.ndim != 1 or lams.size == 0:
         raise ValueError(f"lams must be a non-empty 1-D array, got shape {lams.shape}")
-    if np.any(lams < 0):
-        raise ValueError(f"lams must be >= 0, got {lams[lams < 0][0]!r}")
+    if np.any((lams < 0) | (lams > MAX_MAGNITUDE)):
+        bad = lams[(lams < 0) | (lams > MAX_MAGNITUDE)][0]
+        raise ValueError(f"lams must be in [0, {MAX_MAGNITUDE:g}], got {bad:g}")
     rewards = [r_help - lam * r_harm for lam in lams]
     return _front(pi_ref, r_help, r_harm, beta, lams, rewards, w_x)
 
@@ -521,7 +525,7 @@ def constrained_optimum(pi_ref, r_help, r_harm, beta, c, prompt_probs=None, *,
     pi_ref : array_like of shape (X, Y)
         Reference policy.
     r_help, r_harm : array_like of shape (X, Y)
-        Helpfulness and harm tables.
+        Helpfulness and harm tables, entries within ``+-1e100``.
     beta : float
         KL coefficient, ``> 0``.
     c : float
@@ -615,7 +619,9 @@ class ConstrainedRun:
         Exact ``E[r_help]``, ``E[r_harm]`` of the trained rewards and ``E_x KL(pi || pi_ref)``.
     kl_to_optimum : ndarray of shape (S + 1,)
         ``E_x KL(pi || pi_c)`` to the exact constrained optimum ``pi_c`` of the trained
-        rewards (:func:`constrained_optimum`).
+        rewards (:func:`constrained_optimum`), from ``log pi_c`` (finite where ``pi_c``
+        underflows); ``+inf`` only where the true value exceeds float64 (a ``beta`` so
+        small that ``log pi_c`` leaves the range on a response ``pi`` covers).
     eval : dict of str to ndarray of shape (S + 1,)
         Exact expectations of the ``eval_rewards`` (for example the gold tables).
     optimum : ConstrainedOptimum
@@ -654,9 +660,11 @@ def train_constrained(pi_ref, r_help, r_harm, beta, c, *, steps, config=None, lr
     pi_ref : array_like of shape (X, Y)
         Reference policy (and the start).
     r_help, r_harm : array_like of shape (X, Y)
-        The trained rewards (typically the proxies ``r_help_hat``, ``r_harm_hat``).
+        The trained rewards (typically the proxies ``r_help_hat``, ``r_harm_hat``), entries
+        within ``+-1e100``.
     beta : float
-        KL coefficient, ``> 0``; it overrides the config's ``beta``.
+        KL coefficient, in ``(0, 1e100]`` (the sampled penalties and their variances stay
+        finite); it overrides the config's ``beta``.
     c : float
         Harm budget (feasible: see :func:`constrained_optimum`).
     steps : int
@@ -704,11 +712,11 @@ def train_constrained(pi_ref, r_help, r_harm, beta, c, *, steps, config=None, lr
     ``eta`` and the sampling noise, so compare tail averages (:meth:`ConstrainedRun.tail_mean`).
     """
     pi_ref, r_help, r_harm, w = _check_tables(pi_ref, r_help, r_harm, prompt_probs)
-    beta = check_positive(beta, "beta")
+    beta = check_float(beta, "beta", low=0.0, low_open=True, high=MAX_MAGNITUDE)
     steps = check_int(steps, "steps", maximum=MAX_STEPS)
     lr = check_positive(lr, "lr")
     eta = check_positive(eta, "eta")
-    lam = check_nonnegative(lam_init, "lam_init")
+    lam = check_float(lam_init, "lam_init", low=0.0, high=MAX_MAGNITUDE)
     config = RLOOConfig(group_size=8) if config is None else config
     if isinstance(config, OnlineDPOConfig):
         raise ValueError("config must be a policy-gradient step (REINFORCE, RLOO, GRPO, PPO), "
@@ -749,11 +757,15 @@ def train_constrained(pi_ref, r_help, r_harm, beta, c, *, steps, config=None, lr
         pi = policy.probs
         h, m, kl = _values(pi, pi_ref, r_help, r_harm, w)
         curves["help"][t], curves["harm"][t], curves["kl"][t] = h, m, kl
-        curves["kl_to_optimum"][t] = w @ rel_entr(pi, optimum.policy).sum(-1)
+        # in log space: pi* underflows to 0 long before log pi* leaves the float64 range
+        with np.errstate(invalid="ignore"):
+            terms = pi * (np.log(np.where(pi > 0, pi, 1.0)) - log_optimum)
+        curves["kl_to_optimum"][t] = w @ np.where(pi > 0, terms, 0.0).sum(-1)
         curves["lam"][t] = lam
         for key, table in evals.items():
             eval_curves[key][t] = w @ (pi * table).sum(-1)
 
+    log_optimum = log_optimal_policy(pi_ref, r_help - optimum.lam * r_harm, beta)
     curves["harm_sampled"][0] = np.nan
     record(0)
     for t in range(1, steps + 1):

@@ -34,8 +34,8 @@ from scipy.special import rel_entr
 
 from rlhf_toy._validate import (
     as_rng,
+    check_bounded,
     check_distribution,
-    check_finite,
     check_int,
     check_nonnegative,
     check_positive,
@@ -46,7 +46,7 @@ from rlhf_toy.bandit.env import BanditEnv
 from rlhf_toy.bandit.rl import method_name, train_rl
 from rlhf_toy.bandit.train import train_dpo
 from rlhf_toy.bradley_terry import fit_bradley_terry, sample_comparisons
-from rlhf_toy.optimal import optimal_policy
+from rlhf_toy.optimal import log_optimal_policy, optimal_policy
 from rlhf_toy.rl import OnlineDPOConfig, PPOConfig
 
 __all__ = [
@@ -66,17 +66,23 @@ def _check_world(pi_ref, r_star, prompt_probs):
     pi_ref = check_distribution(pi_ref, "pi_ref")
     if pi_ref.ndim != 2:
         raise ValueError(f"pi_ref must have shape (X, Y), got shape {pi_ref.shape}")
-    r_star = check_finite(r_star, "r_star")
+    r_star = check_bounded(r_star, "r_star")  # E_pi r_star and its sampled variance finite
     check_same_shape(r_star, pi_ref, "r_star", "pi_ref")
     prompt_probs = check_prompt_probs(prompt_probs, pi_ref.shape[0])
     return pi_ref, r_star, prompt_probs
 
 
-def _scores(pi, pi_ref, r_star, pi_star, w) -> dict[str, float]:
-    """Trusted exact ``gold``, ``kl`` and ``kl_to_optimum`` of one policy table."""
+def _scores(pi, pi_ref, r_star, log_pi_star, w) -> dict[str, float]:
+    """Trusted exact ``gold``, ``kl`` and ``kl_to_optimum`` of one policy table.
+
+    The KL to the optimum is taken from ``log pi*``: ``pi*`` underflows to 0 long before
+    its logarithm leaves the float64 range (a small ``beta``).
+    """
+    with np.errstate(invalid="ignore"):
+        terms = pi * (np.log(np.where(pi > 0, pi, 1.0)) - log_pi_star)
     return {"gold": float(w @ (pi * r_star).sum(-1)),
             "kl": float(w @ rel_entr(pi, pi_ref).sum(-1)),
-            "kl_to_optimum": float(w @ rel_entr(pi, pi_star).sum(-1))}
+            "kl_to_optimum": float(w @ np.where(pi > 0, terms, 0.0).sum(-1))}
 
 
 def exact_scores(pi, pi_ref, r_star, beta, prompt_probs=None) -> dict[str, float]:
@@ -89,7 +95,7 @@ def exact_scores(pi, pi_ref, r_star, beta, prompt_probs=None) -> dict[str, float
     pi_ref : array_like of shape (X, Y)
         Reference policy.
     r_star : array_like of shape (X, Y)
-        Gold reward.
+        Gold reward, entries within ``+-1e100``.
     beta : float
         KL coefficient of the optimum, ``> 0``.
     prompt_probs : array_like of shape (X,), optional
@@ -100,7 +106,10 @@ def exact_scores(pi, pi_ref, r_star, beta, prompt_probs=None) -> dict[str, float
     dict
         ``"gold"`` ``E_x E_pi r_star``, ``"kl"`` ``E_x KL(pi || pi_ref)`` and
         ``"kl_to_optimum"`` ``E_x KL(pi || pi*)`` with
-        ``pi* = optimal_policy(pi_ref, r_star, beta)``.
+        ``pi* = optimal_policy(pi_ref, r_star, beta)``, from ``log pi*`` (finite where
+        ``pi*`` underflows); ``+inf`` only where the true value exceeds float64 (a
+        ``beta`` so small that ``log pi*`` leaves the range on a response ``pi`` covers)
+        or where ``pi* = 0 < pi`` (``pi_ref = 0``).
 
     Raises
     ------
@@ -110,8 +119,8 @@ def exact_scores(pi, pi_ref, r_star, beta, prompt_probs=None) -> dict[str, float
     pi_ref, r_star, w = _check_world(pi_ref, r_star, prompt_probs)
     pi = check_distribution(pi, "pi")
     check_same_shape(pi, pi_ref, "pi", "pi_ref")
-    pi_star = optimal_policy(pi_ref, r_star, check_positive(beta, "beta"))
-    return _scores(pi, pi_ref, r_star, pi_star, w)
+    log_pi_star = log_optimal_policy(pi_ref, r_star, check_positive(beta, "beta"))
+    return _scores(pi, pi_ref, r_star, log_pi_star, w)
 
 
 # --------------------------------------------------------------------------------------
@@ -149,7 +158,7 @@ def dpo_schedule(pi_ref, r_star, beta, *, budget, rounds, steps, lr, prompt_prob
     pi_ref : array_like of shape (X, Y)
         Reference policy (DPO's reference and the first round's sampler).
     r_star : array_like of shape (X, Y)
-        Gold reward: the labelers' Bradley-Terry reward.
+        Gold reward: the labelers' Bradley-Terry reward; entries within ``+-1e100``.
     beta : float
         DPO's KL coefficient, ``> 0``.
     budget : int
@@ -198,20 +207,20 @@ def dpo_schedule(pi_ref, r_star, beta, *, budget, rounds, steps, lr, prompt_prob
     if steps % rounds:
         raise ValueError(f"steps must be a multiple of rounds = {rounds}, got {steps}")
     rng = as_rng(rng)
-    pi_star = optimal_policy(pi_ref, r_star, beta)
+    log_pi_star = log_optimal_policy(pi_ref, r_star, beta)
     sizes = np.full(rounds, budget // rounds)
     sizes[: budget % rounds] += 1
     with np.errstate(divide="ignore"):
         z = np.log(pi_ref)
     pi = pi_ref
-    records = [_scores(pi, pi_ref, r_star, pi_star, w)]
+    records = [_scores(pi, pi_ref, r_star, log_pi_star, w)]
     for n_pairs in sizes:
         x, y_w, y_l = sample_comparisons(pi, r_star, int(n_pairs), rng, prompt_probs=prompt_probs)
         result = train_dpo(pi_ref, x, y_w, y_l, beta, steps=steps // rounds, lr=lr,
                            init_logits=z, prompt_probs=w, record_every=steps // rounds)
         z = np.array(result.policy.logits)
         pi = np.array(result.policy.probs)
-        records.append(_scores(pi, pi_ref, r_star, pi_star, w))
+        records.append(_scores(pi, pi_ref, r_star, log_pi_star, w))
     return DPORun(probs=pi, labels=np.r_[0, np.cumsum(sizes)],
                   **{k: np.array([r[k] for r in records]) for k in records[0]})
 
@@ -230,7 +239,7 @@ def reward_model_then_rl(pi_ref, r_star, beta, *, budget, l2=1.0, rl=None, promp
     pi_ref : array_like of shape (X, Y)
         Reference policy (the pairs' sampler and the RL reference).
     r_star : array_like of shape (X, Y)
-        Gold reward (the labelers).
+        Gold reward (the labelers), entries within ``+-1e100``.
     beta : float
         KL coefficient of the RL stage, ``> 0``.
     budget : int
@@ -385,7 +394,7 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr
     pi_ref : array_like of shape (X, Y)
         Reference policy.
     r_star : array_like of shape (X, Y)
-        Gold reward (the labelers).
+        Gold reward (the labelers), entries within ``+-1e100``.
     beta : float
         KL coefficient shared by every method (and by the optimum ``pi*_beta(r_star)``).
     budget : int
@@ -455,6 +464,7 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr
     if unknown or not methods:
         raise ValueError(f"methods must be among {known}, got {list(methods)}")
     pi_star = optimal_policy(pi_ref, r_star, beta)
+    log_pi_star = log_optimal_policy(pi_ref, r_star, beta)
     schedules = {"offline_dpo": 1, "iterative_dpo": iterative_rounds, "online_dpo": steps}
     labelers = BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_star, prompt_probs=w)
     scores = {m: [] for m in methods}
@@ -467,13 +477,13 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr
                                lr=lr, prompt_probs=prompt_probs,
                                rng=np.random.default_rng([seed, i]))
             curves[name].append(run)
-            scores[name].append(_scores(run.probs, pi_ref, r_star, pi_star, w))
+            scores[name].append(_scores(run.probs, pi_ref, r_star, log_pi_star, w))
         if "online_dpo_adamw" in methods:
             result = train_rl(labelers, OnlineDPOConfig(beta=beta), lr=online_lr,
                               steps=budget // pi_ref.shape[0],
                               rng=np.random.default_rng([seed, len(schedules)]))
             scores["online_dpo_adamw"].append(_scores(np.array(result.policy.probs), pi_ref,
-                                                      r_star, pi_star, w))
+                                                      r_star, log_pi_star, w))
         for name in ("rm_optimum", *rl):
             if name not in methods:
                 continue
@@ -482,7 +492,7 @@ def compare_on_off_policy(pi_ref, r_star, beta, *, budget, seeds, steps=1000, lr
             probs, _ = reward_model_then_rl(pi_ref, r_star, beta, budget=budget, l2=l2, rl=stage,
                                             prompt_probs=prompt_probs,
                                             rng=np.random.default_rng([seed, len(schedules) + 1]))
-            scores[name].append(_scores(probs, pi_ref, r_star, pi_star, w))
+            scores[name].append(_scores(probs, pi_ref, r_star, log_pi_star, w))
     table = {k: {m: np.array([s[k] for s in scores[m]]) for m in methods}
              for k in ("gold", "kl", "kl_to_optimum")}
     optimum = {"gold": float(w @ (pi_star * r_star).sum(-1)),

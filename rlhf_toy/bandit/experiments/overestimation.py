@@ -12,16 +12,20 @@ import itertools
 import numpy as np
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     MAX_SAMPLES,
     MAX_TABLE_ENTRIES,
     as_rng,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
     check_nonempty,
-    check_positive,
     check_prompt_probs,
     check_same_shape,
+)
+from rlhf_toy._validate import (
+    check_betas as check_betas_named,
 )
 from rlhf_toy.bandit.env import BanditEnv
 from rlhf_toy.bandit.experiments.goodhart import check_betas
@@ -127,7 +131,7 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
         Reference policy.
     betas : array_like of shape (k,)
     noise_scale : float
-        ``sigma``.
+        ``sigma``, in ``(0, 1e100]``.
     n_draws : int
         Number of ``(r_star, eps)`` tables; a multiple of ``n_batches``.
     rng : numpy Generator or int
@@ -155,14 +159,14 @@ def overestimation_monte_carlo(pi_ref, betas, *, noise_scale, n_draws, rng, n_ba
     if pi_ref.ndim != 2:
         raise ValueError(f"pi_ref must have shape (X, Y), got {pi_ref.shape}")
     betas = check_betas(betas)
-    sigma = check_positive(noise_scale, "noise_scale")
+    sigma = check_float(noise_scale, "noise_scale", low=0.0, low_open=True, high=MAX_MAGNITUDE)
     n_draws = check_int(n_draws, "n_draws", maximum=max(MAX_TABLE_ENTRIES // pi_ref.size, 1))
     n_batches = check_int(n_batches, "n_batches", minimum=2, maximum=MAX_SAMPLES)
     if n_draws % n_batches:
         raise ValueError(f"n_draws must be a multiple of n_batches={n_batches}, got {n_draws}")
     rng = as_rng(rng)
     n_prompts = pi_ref.shape[0]
-    w_x = check_prompt_probs(prompt_probs, n_prompts)
+    w_x = check_prompt_probs(prompt_probs, n_prompts, table="pi_ref")
     per = n_draws // n_batches
     ref_rows = np.tile(pi_ref, (per, 1))  # (per * X, Y)
     weights = np.tile(w_x, per) / per
@@ -185,7 +189,7 @@ def exercise3_curves(inv_beta, *, n_draws: int = 4000, rng=7) -> dict:
     Parameters
     ----------
     inv_beta : array_like
-        Values of ``1/beta``, ``> 0``.
+        Values of ``1/beta``, ``> 0`` and at least ``1 / 1.8e308`` (``beta`` finite).
     n_draws : int, default 4000
         Random worlds of the Monte Carlo curve.
     rng : numpy.random.Generator or int, default 7
@@ -205,7 +209,11 @@ def exercise3_curves(inv_beta, *, n_draws: int = 4000, rng=7) -> dict:
     0 (the hard-optimised policy picks response 2, whose noise averages to zero); the third
     ends below zero.
     """
-    betas = 1.0 / check_betas(inv_beta)
+    inv_beta = check_betas_named(inv_beta, "inv_beta")
+    if np.any(inv_beta < 1.0 / np.finfo(np.float64).max):
+        raise ValueError(f"inv_beta must be >= {1.0 / np.finfo(np.float64).max:.3g} (so that "
+                         f"beta = 1 / inv_beta is finite), got {inv_beta.min()!r}")
+    betas = 1.0 / inv_beta
     pi_ref, r_star = np.array([[0.5, 0.5]]), np.array([[0.0, 4.0]])
     draw = BanditEnv(pi_ref=pi_ref, r_star=r_star, r_hat=r_star + [[1.0, -1.0]],
                      prompt_probs=np.ones(1))

@@ -20,11 +20,14 @@ import numpy as np
 from scipy.stats import binom
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     MAX_SAMPLES,
     as_rng,
+    check_bounded,
     check_counts,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
     check_nonempty,
 )
@@ -164,8 +167,9 @@ def estimator_mse(pi, pi_ref, reward, beta, group_sizes, n_draws: int, rng,
         The policy at which the gradient is estimated.
     pi_ref : array_like of shape (X, Y)
     reward : array_like of shape (X, Y)
+        Entries within ``+-1e100`` (the squared errors of the estimates stay finite).
     beta : float
-        KL coefficient (>= 0).
+        KL coefficient, in ``[0, 1e100]``.
     group_sizes : sequence of int
         Values of ``G`` (each >= 2).
     n_draws : int
@@ -202,7 +206,8 @@ def estimator_mse(pi, pi_ref, reward, beta, group_sizes, n_draws: int, rng,
     """
     pi = check_distribution(pi, "pi")
     pi_ref = check_distribution(pi_ref, "pi_ref")
-    reward = check_finite(reward, "reward")
+    reward = check_bounded(reward, "reward")
+    beta = check_float(beta, "beta", low=0.0, high=MAX_MAGNITUDE)
     if pi.ndim != 2 or pi.shape != pi_ref.shape or pi.shape != reward.shape:
         raise ValueError(f"pi, pi_ref and reward must share a shape (X, Y), got {pi.shape}, "
                          f"{pi_ref.shape} and {reward.shape}")
@@ -446,7 +451,11 @@ def difficulty_weights(success_probs, group_size: int, n_draws: int, rng,
                   GRPOConfig(group_size=G, beta=0.0, scale=scale, eps=0.0), rng)
         # the loss averages over all rows: one prompt's own gradient is n_rows times its share
         g = -n_rows * rec.grads["logits"]  # (rows, 2), ascent
-        w = (g * g_star).sum(1) / (g_star**2).sum(1)  # (rows,) per-draw projection
+        # (rows,) per-draw projection on g_star, scaled by its largest entry so that a
+        # subnormal success probability does not square to 0 / 0
+        m = np.abs(g_star).max(1)
+        u = g_star / m[:, None]
+        w = (g * u).sum(1) / (u**2).sum(1) / m
         w = w.reshape(p.size, n_draws)
         out[scale] = {"measured": w.mean(1), "sem": w.std(1, ddof=1) / np.sqrt(n_draws),
                       "exact": grpo_effective_weight(p, G, scale=scale)}

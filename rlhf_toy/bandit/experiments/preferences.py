@@ -11,8 +11,9 @@ import numpy as np
 
 from rlhf_toy._validate import (
     MAX_SAMPLES,
+    check_betas,
+    check_bounded,
     check_counts,
-    check_finite,
     check_int,
     check_ndim,
     check_nonempty,
@@ -34,7 +35,8 @@ def bt_recovery(r_star, sizes, n_seeds: int = 3) -> tuple[np.ndarray, dict]:
     Parameters
     ----------
     r_star : array_like of shape (X, Y)
-        The reward the labelers follow.
+        The reward the labelers follow, entries within ``+-1e100`` (the squared errors
+        stay finite).
     sizes : sequence of int
         Numbers of comparisons.
     n_seeds : int, default 3
@@ -51,7 +53,7 @@ def bt_recovery(r_star, sizes, n_seeds: int = 3) -> tuple[np.ndarray, dict]:
     Chapter, Stage 2: the reward is identified up to a per-prompt shift; the error of the
     fit falls like ``1 / sqrt(n)``.
     """
-    r_star = check_ndim(check_nonempty(check_finite(r_star, "r_star"), "r_star"), "r_star", 2)
+    r_star = check_ndim(check_nonempty(check_bounded(r_star, "r_star"), "r_star"), "r_star", 2)
     n_prompts, n_responses = r_star.shape
     sizes = check_counts(sizes, "sizes", maximum=MAX_SAMPLES)
     n_seeds = check_int(n_seeds, "n_seeds", maximum=MAX_SAMPLES)
@@ -75,7 +77,7 @@ def ascent_convergence(env, betas, *, steps: int = 1500,
     ----------
     env : BanditEnv
     betas : sequence of float
-        One run each, with step size ``16 / beta``.
+        One run each, with step size ``16 / beta`` (so ``beta >= 16 / 1.8e308``).
     steps, record_every : int
 
     Returns
@@ -84,8 +86,13 @@ def ascent_convergence(env, betas, *, steps: int = 1500,
         ``beta`` to the run and ``J(pi*) - J(pi_t)`` at its recorded steps.
     """
     env = check_env(env)
+    betas = check_betas(betas)
+    if np.any(betas < 16.0 / np.finfo(np.float64).max):
+        raise ValueError(f"betas must be >= {16.0 / np.finfo(np.float64).max:.3g} (the step "
+                         f"size 16 / beta must be finite), got {betas.min()!r}")
     out = {}
     for beta in betas:
+        beta = float(beta)
         res = gradient_ascent(env.pi_ref, env.r_star, beta, steps=steps, lr=16.0 / beta,
                               record_every=record_every)
         out[beta] = res, optimal_value(env.pi_ref, env.r_star, beta) - res.history["objective"]

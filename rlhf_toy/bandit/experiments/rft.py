@@ -28,16 +28,18 @@ import numpy as np
 from tqdm import tqdm
 
 from rlhf_toy._validate import (
+    MAX_MAGNITUDE,
     MAX_SAMPLES,
     MAX_STEPS,
     as_rng,
+    check_counts,
     check_distribution,
     check_finite,
+    check_float,
     check_int,
-    check_nonnegative,
     check_same_shape,
 )
-from rlhf_toy.bandit.env import BanditEnv, make_bandit
+from rlhf_toy.bandit.env import BanditEnv, check_env, make_bandit
 from rlhf_toy.best_of_n import (
     best_of_n_disjoint_estimator,
     best_of_n_estimator,
@@ -176,7 +178,8 @@ def rejection_sampling_finetune(env, n: int, samples_per_prompt: int, rng, *,
         ``k - 1``.
     smoothing : float, default 0
         Add-``smoothing`` pseudo-counts on every response in the support of ``pi_ref``
-        (Laplace smoothing of the maximum-likelihood table; ``0`` is the plain MLE).
+        (Laplace smoothing of the maximum-likelihood table; ``0`` is the plain MLE), in
+        ``[0, 1e100]`` (the row's total of pseudo-counts stays finite).
     verbose : bool, default False
         Show a progress bar over rounds and sampling chunks.
 
@@ -209,7 +212,7 @@ def rejection_sampling_finetune(env, n: int, samples_per_prompt: int, rng, *,
     samples_per_prompt = check_int(samples_per_prompt, "samples_per_prompt",
                                    maximum=max(MAX_SAMPLES // pi_ref.shape[0], 1))
     n_rounds = check_int(n_rounds, "n_rounds", maximum=MAX_STEPS)
-    smoothing = check_nonnegative(smoothing, "smoothing")
+    smoothing = check_float(smoothing, "smoothing", low=0.0, high=MAX_MAGNITUDE)
     rng = as_rng(rng)
 
     n_prompts, n_responses = pi_ref.shape
@@ -416,10 +419,11 @@ def rft_convergence(env, n: int, sample_sizes, rng, *, repeats: int = 1) -> np.n
         ``1/sqrt(samples_per_prompt)``.
     """
     pi_ref, r_hat, _, prompt_probs = _unpack(env)
-    repeats = check_int(repeats, "repeats")
+    repeats = check_int(repeats, "repeats", maximum=MAX_STEPS)
     rng = as_rng(rng)
     exact = best_of_n_policy(pi_ref, r_hat, n)
-    sizes = [check_int(int(s), "sample_sizes") for s in np.atleast_1d(sample_sizes)]
+    sizes = check_counts(np.atleast_1d(sample_sizes), "sample_sizes",
+                         maximum=max(MAX_SAMPLES // pi_ref.shape[0], 1)).tolist()
     out = np.zeros(len(sizes))
     for i, size in enumerate(sizes):
         for _ in range(repeats):
@@ -452,8 +456,10 @@ def estimator_experiment(env: BanditEnv, ns, n_samples: int, repeats: int, rng):
     disjoint : ndarray of shape (R, K)
         ``E_x`` of :func:`~rlhf_toy.best_of_n.best_of_n_disjoint_estimator` per run.
     """
-    n_samples = check_int(n_samples, "n_samples")
-    repeats = check_int(repeats, "repeats")
+    env = check_env(env)
+    n_samples = check_int(n_samples, "n_samples", maximum=max(MAX_SAMPLES // env.n_prompts, 1))
+    repeats = check_int(repeats, "repeats",
+                        maximum=max(MAX_SAMPLES // (env.n_prompts * n_samples), 1))
     rng = as_rng(rng)
     ns = np.atleast_1d(np.asarray(ns))
     exact = best_of_n_sweep(env.pi_ref, env.r_hat, ns, env.prompt_probs,

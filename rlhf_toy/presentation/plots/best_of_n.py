@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
+from rlhf_toy.presentation.plots._style import (
+    COLORS,
+    check_counts_arg,
+    check_same_length,
+    check_table_dict,
+    new_figure,
+)
 
 __all__ = [
     "plot_bon_kl_bound", "plot_bon_win_rate", "plot_bon_vs_kl_optimal", "plot_bon_estimator",
@@ -34,7 +40,8 @@ def plot_bon_kl_bound(ns, kls, bound):
         reward follow the bound; worlds where a few responses hold the mass (or rewards
         tie) flatten out at the KL of always picking the top.
     """
-    check_same_length(ns=ns, bound=bound)
+    ns = check_counts_arg(ns, "ns")
+    check_same_length(ns=ns, bound=bound, **check_table_dict(kls, "kls"))
     fig, ax = new_figure(width=6.8, height=4.4)
     ax.plot(ns, bound, color=COLORS["fit"], ls="--", lw=2.5,
             label=r"bound $\log n - (n-1)/n$")
@@ -64,7 +71,8 @@ def plot_bon_win_rate(ns, win_rates):
         Left: the win rates and ``n/(n+1)``. Right: the shortfall ``n/(n+1) - win`` on
         log-log axes (points where it is below ``1e-13``, e.g. ``n = 1``, are left out).
     """
-    ns = np.asarray(ns, float)
+    ns = check_counts_arg(ns, "ns").astype(float)
+    check_same_length(ns=ns, **check_table_dict(win_rates, "win_rates"))
     ideal = ns / (ns + 1.0)
     fig, (ax0, ax1) = new_figure(1, 2, width=5.6, height=4.2)
     ax0.plot(ns, ideal, color=COLORS["fit"], ls="--", lw=2.5, label=r"$n/(n+1)$")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
+from rlhf_toy._validate import check_float
+from rlhf_toy.presentation.plots._style import (
+    COLORS,
+    check_counts_arg,
+    check_same_length,
+    new_figure,
+)
 
 __all__ = [
     "plot_dpo_loss_and_weight", "plot_dpo_convergence", "plot_dpo_uncovered",
@@ -149,8 +155,11 @@ def plot_logprobs_fall(steps, logp_chosen, logp_rejected, margin, gold=None, gol
     -------
     matplotlib.figure.Figure
     """
+    steps = check_counts_arg(steps, "steps", minimum=0)
     check_same_length(steps=steps, logp_chosen=logp_chosen, logp_rejected=logp_rejected,
-                       margin=margin)
+                      margin=margin, **({} if gold is None else {"gold": gold}))
+    if gold_optimal is not None:
+        gold_optimal = check_float(gold_optimal, "gold_optimal")
     n_panels = 2 if gold is None else 3
     fig, axes = new_figure(1, n_panels, width=4.3)
     ax0, ax1 = axes[0], axes[1]

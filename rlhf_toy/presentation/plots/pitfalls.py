@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
+from rlhf_toy._validate import check_float
+from rlhf_toy.presentation.plots._style import (
+    COLORS,
+    check_counts_arg,
+    check_same_length,
+    check_table_dict,
+    new_figure,
+)
 
 __all__ = ["plot_negative_kl", "plot_length_bias"]
 
@@ -42,8 +49,11 @@ def plot_negative_kl(k1, k3, exact_kl, batch_means):
     ``k1 = -log r`` is negative wherever ``pi_ref > pi``; ``k3 = (r - 1) - log r >= 0``, with
     ``r = pi_ref(y) / pi(y)`` (Schulman 2020).
     """
-    k1, k3 = np.asarray(k1, float), np.asarray(k3, float)
     check_same_length(k1=k1, k3=k3)
+    exact_kl = check_float(exact_kl, "exact_kl")
+    for label, means in check_table_dict(batch_means, "batch_means").items():
+        check_same_length(**{label: means})
+    k1, k3 = np.asarray(k1, float), np.asarray(k3, float)
     fig, (ax0, ax1) = new_figure(1, 2, width=5.0, height=3.8)
     bins = np.linspace(min(k1.min(), 0.0), max(k1.max(), k3.max()), 40)
     ax0.hist(k1, bins=bins, color=COLORS["policy"], alpha=0.6,
@@ -96,8 +106,9 @@ def plot_length_bias(lengths, rewards, push):
     ``seq_mean`` weighs a token of a response of length ``L`` by ``1 / (B L)`` (GRPO, Shao
     et al. 2024); ``constant`` by ``1 / (B max_len)`` (Dr. GRPO, Liu et al. 2025).
     """
+    lengths = check_counts_arg(lengths, "lengths")
+    check_same_length(lengths=lengths, rewards=rewards, **check_table_dict(push, "push"))
     lengths, rewards = np.asarray(lengths, int), np.asarray(rewards, float)
-    check_same_length(lengths=lengths, rewards=rewards, **{k: v for k, v in push.items()})
     fig, (ax0, ax1) = new_figure(1, 2, width=4.8, height=3.6)
     ticks = [f"r = {r:g}\nL = {n}" for r, n in zip(rewards, lengths, strict=True)]
     x = np.arange(len(lengths))

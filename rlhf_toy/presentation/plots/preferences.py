@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_toy.presentation.plots._style import COLORS, check_same_length, new_figure
+from rlhf_toy.presentation.plots._style import (
+    COLORS,
+    check_counts_arg,
+    check_same_length,
+    check_table_dict,
+    new_figure,
+)
 
 __all__ = [
     "plot_preference_probability", "plot_bt_recovery", "plot_optimal_policy_betas",
@@ -95,6 +101,9 @@ def plot_optimal_policy_betas(reward, pi_ref, betas, pi_stars):
         each ``beta``.
     """
     check_same_length(betas=betas, pi_stars=pi_stars)
+    check_same_length(reward=reward, pi_ref=pi_ref)
+    for pi in pi_stars:
+        check_same_length(reward=reward, pi_stars_row=pi)
     order = np.argsort(reward)
     ranks = np.arange(len(order))
     fig, ax = new_figure(width=7.0)
@@ -168,6 +177,7 @@ def plot_first_order_condition(reward, grads, *, title=None):
     -------
     matplotlib.figure.Figure
     """
+    check_same_length(reward=reward, **check_table_dict(grads, "grads"))
     order = np.argsort(reward)
     ranks = np.arange(len(order))
     fig, ax = new_figure(width=6.4)
@@ -198,6 +208,8 @@ def plot_convergence(steps, curves, *, ylabel, title, logy=True):
     -------
     matplotlib.figure.Figure
     """
+    steps = check_counts_arg(steps, "steps", minimum=0)
+    check_same_length(steps=steps, **check_table_dict(curves, "curves"))
     fig, ax = new_figure(width=6.4)
     palette = [COLORS["policy"], COLORS["optimal"], COLORS["proxy"], COLORS["gold"],
                COLORS["ref"], COLORS["fit"]]
