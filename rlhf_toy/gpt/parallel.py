@@ -29,10 +29,12 @@ __all__ = [
     "single_blas_thread",
 ]
 
-#: Smallest shard worth a thread, in tokens (rows x positions). Below it, one piece. A
-#: 256-token shard's forward + backward of the tiny model is ~7 ms of CPU, ~100x the
-#: ~0.08 ms thread hand-off; a DPO batch of 32 x 21 tokens then runs on two cores.
-MIN_TOKENS_PER_SHARD = 256
+#: Smallest shard worth a thread, in tokens (rows x positions). Below it, one piece. A shard
+#: runs hundreds of small numpy calls, and two threads contend for the GIL between them: on
+#: the tiny model, two shards of 1024 tokens make a forward + backward of 64 x 32 tokens 1.8x
+#: faster (28.9 -> 16.4 ms), but the DPO and GRPO steps of ``bench_pipeline.py`` (672 and
+#: 1024 tokens) were 1.2x and 1.1x slower cut into two shards than whole.
+MIN_TOKENS_PER_SHARD = 1024
 
 _state = {"threads": None, "pool": None, "blas": None}
 _lock = threading.Lock()
