@@ -50,6 +50,9 @@ _GRAD_TOL = 1e-7
 #: Largest penalty precision a fit accepts (a prior standard deviation of 1e-4): beyond it
 #: the preconditioned optimiser cannot resolve the data term.
 _MAX_L2 = 1e8
+#: Smallest prior precision the MAP fit accepts: below it ``l2 / N`` underflows in the
+#: preconditioner (the Hessian of an entry no comparison touches) and the fit has no scale.
+_MIN_PRIOR_L2 = 1e-300
 
 #: Restarts of the MAP fit from its last table (each removes the rounding of the objective's
 #: value at the previous one); one suffices unless prior means are huge.
@@ -529,7 +532,7 @@ def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean
         Mean of the prior (a member's random "initialisation" in an ensemble); finite,
         entries within ``+-1e100``.
     l2 : float
-        Prior precision, in ``(0, 1e8]``.
+        Prior precision, in ``[1e-300, 1e8]``.
 
     Returns
     -------
@@ -539,7 +542,7 @@ def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean
     Raises
     ------
     ValueError
-        On invalid comparisons or sizes, ``l2`` outside ``(0, 1e8]``, or ``prior_mean`` of the
+        On invalid comparisons or sizes, ``l2`` outside ``[1e-300, 1e8]``, or ``prior_mean`` of the
         wrong shape, not finite or beyond ``+-1e100``.
 
     Warns
@@ -562,7 +565,7 @@ def fit_bradley_terry_with_prior(x, y_w, y_l, n_prompts, n_responses, prior_mean
     from its last table while the gradient is above the tolerance (at most 4 runs).
     """
     n_prompts, n_responses = check_table_size(n_prompts, n_responses)
-    l2 = check_float(l2, "l2", low=0.0, low_open=True, high=_MAX_L2)
+    l2 = check_float(l2, "l2", low=_MIN_PRIOR_L2, high=_MAX_L2)
     mu = check_finite(prior_mean, "prior_mean")
     if mu.size and np.max(np.abs(mu)) > _MAX_PRIOR_MEAN:
         raise ValueError(f"prior_mean entries must be in [-{_MAX_PRIOR_MEAN:g}, "

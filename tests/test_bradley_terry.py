@@ -501,3 +501,13 @@ def test_fit_with_prior_margin_is_exact_to_float64_at_huge_prior_gaps(gap, n_w, 
     x = np.zeros(n_w, np.int64)
     r = fit_bradley_terry_with_prior(x, x, x + 1, 1, 2, np.array([[0.0, gap]]), l2)
     assert abs((r[0, 0] - r[0, 1]) - d_star) <= 8 * np.spacing(gap / 2)
+
+
+def test_map_fit_refuses_a_prior_precision_whose_hessian_underflows():
+    """``l2 / N`` for a subnormal ``l2`` is 0: the fit would divide by it and return NaN."""
+    from rlhf_toy.bradley_terry import fit_bradley_terry_with_prior
+
+    args = (np.array([0]), np.array([0]), np.array([1]), 1, 3, np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"l2 must be in \[1e-300, 1e\+08\], got 5e-324"):
+        fit_bradley_terry_with_prior(*args, 5e-324)
+    assert np.all(np.isfinite(fit_bradley_terry_with_prior(*args, 1e-300)))
