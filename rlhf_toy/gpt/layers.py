@@ -76,6 +76,17 @@ def _constant_vector(n, value, dtype):
     return vec
 
 
+def _blas_flags():
+    """Ignore the "invalid" floating-point flag around a BLAS matrix-vector product.
+
+    OpenBLAS's small ``gemv`` kernels can leave ``FE_INVALID`` set on finite input (seen as
+    a rare "invalid value encountered in matmul" RuntimeWarning; numpy/numpy#24067 is one such
+    case). The products here are sums and means: a NaN or inf input still gives a NaN or inf
+    result, which the model's checks catch; only the spurious warning is dropped.
+    """
+    return np.errstate(invalid="ignore")
+
+
 def _mean_last(x):
     """Mean over the last axis, keepdims, as one matrix-vector product.
 
@@ -86,18 +97,20 @@ def _mean_last(x):
     """
     C = x.shape[-1]
     vec = _constant_vector(C, 1.0 / C, x.dtype)  # (C,)
-    if x.ndim == 2:  # the block's rows: no reshape needed
-        return (x @ vec)[:, None]  # (N, C) @ (C,) -> (N, 1)
-    return (x.reshape(-1, C) @ vec).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
+    with _blas_flags():
+        if x.ndim == 2:  # the block's rows: no reshape needed
+            return (x @ vec)[:, None]  # (N, C) @ (C,) -> (N, 1)
+        return (x.reshape(-1, C) @ vec).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
 def _sum_last(x):
     """Sum over the last axis, keepdims, as one matrix-vector product (see ``_mean_last``)."""
     C = x.shape[-1]
     ones = _constant_vector(C, 1.0, x.dtype)  # (C,)
-    if x.ndim == 2:
-        return (x @ ones)[:, None]  # (N, C) @ (C,) -> (N, 1)
-    return (x.reshape(-1, C) @ ones).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
+    with _blas_flags():
+        if x.ndim == 2:
+            return (x @ ones)[:, None]  # (N, C) @ (C,) -> (N, 1)
+        return (x.reshape(-1, C) @ ones).reshape(*x.shape[:-1], 1)  # (N, C) @ (C,) -> (..., 1)
 
 
 def _sum_rows(x):
@@ -106,7 +119,8 @@ def _sum_rows(x):
     The bias and LayerNorm gradients: BLAS is 2-4x faster than numpy's reduction here.
     """
     ones = np.ones(x.shape[0], dtype=x.dtype)  # (N,), not cached: N = B * T varies
-    return ones @ x  # (N,) @ (N, C) -> (C,)
+    with _blas_flags():
+        return ones @ x  # (N,) @ (N, C) -> (C,)
 
 
 # ----------------------------------------------------------------------------- encoder
