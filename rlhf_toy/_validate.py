@@ -190,8 +190,11 @@ def check_counts(values, name: str, minimum: int = 1, maximum: int | None = None
 # --------------------------------------------------------------------------------------
 
 
-def as_real_array(a, name: str) -> np.ndarray:
+def as_real_array(a, name: str, keep_float: bool = False) -> np.ndarray:
     """``a`` as a float64 array; complex, boolean, string and ragged input rejected.
+
+    With ``keep_float``, a float array keeps its own precision (float32 stays float32, for
+    the GPT's computations); integers still become float64.
 
     Raises
     ------
@@ -213,6 +216,8 @@ def as_real_array(a, name: str) -> np.ndarray:
         raise ArgumentTypeError(f"{name} must hold numbers, got booleans")
     if kind not in "iuf":
         raise ArgumentTypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if keep_float and kind == "f":
+        return arr
     return arr.astype(np.float64, copy=False)
 
 

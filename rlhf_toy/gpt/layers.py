@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import ArgumentTypeError, check_int, check_mask
+from .._validate import ArgumentTypeError, as_real_array, check_int, check_mask
 
 #: LayerNorm epsilon of GPT-2 (``layer_norm_epsilon`` in its config).
 LN_EPS = 1e-5
@@ -415,19 +415,6 @@ def causal_softmax(scores, t_past=0):
     return scores
 
 
-def _real_array(x, name):
-    """``x`` as an array of floats, in its own float dtype (float64 for integers)."""
-    if x is None or isinstance(x, str):
-        raise ArgumentTypeError(f"{name} must be an array of real numbers, got {x!r}")
-    try:
-        x = np.asarray(x)
-    except ValueError:  # ragged nested lists
-        raise ValueError(f"{name} must be a rectangular array, got a ragged sequence") from None
-    if x.dtype.kind not in "fiu":
-        raise ArgumentTypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    return x if x.dtype.kind == "f" else x.astype(np.float64)
-
-
 def log_softmax(x, axis=-1):
     """Numerically stable log-softmax along ``axis``: ``x - logsumexp(x)``.
 
@@ -451,7 +438,7 @@ def log_softmax(x, axis=-1):
         If ``x`` is 0-d or ragged, ``axis`` is out of range, or a slice along ``axis`` is
         empty or holds a NaN, a ``+inf``, or nothing but ``-inf``.
     """
-    x = _real_array(x, "x")
+    x = as_real_array(x, "x", keep_float=True)
     if x.ndim == 0:
         raise ValueError("x must have at least one axis, got a 0-d array")
     axis = check_int(axis, "axis", minimum=-x.ndim, maximum=x.ndim - 1)
@@ -763,7 +750,7 @@ def cross_entropy(logits, targets, mask=None):
         If shapes disagree, ``logits`` hold a NaN or inf, a target is out of ``[0, V)`` at a
         counted position, a mask weight is negative, NaN or inf, or the mask selects nothing.
     """
-    logits = _real_array(logits, "logits")
+    logits = as_real_array(logits, "logits", keep_float=True)
     if logits.ndim != 3:
         raise ValueError(f"logits must have shape (B, T, V), got shape {logits.shape}")
     if not np.all(np.isfinite(logits)):

@@ -58,8 +58,7 @@ def sequence_sum(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """
     mask = check_mask(mask, "mask", binary=True)
     check_ndim(mask, "mask", 2, "(B, T)")
-    as_real_array(x, "x")  # the kind only: the sum keeps x's precision
-    arr = np.asarray(x)
+    arr = as_real_array(x, "x", keep_float=True)  # the sum keeps x's precision
     if arr.shape != mask.shape:
         raise ValueError(f"x must have the shape of mask {mask.shape}, got {arr.shape}")
     on = mask > 0
