@@ -106,10 +106,14 @@ class AdamW:
     rescaled by the adaptive denominator: that is what *decoupled* means, and it is why
     AdamW's decay is a true shrinkage towards zero rather than an L2 penalty.
 
-    The moments are kept in each parameter's dtype (float32 for the GPT by default) and
-    every update is a fixed sequence of in-place numpy operations through one scratch
-    buffer per parameter, so a step allocates nothing. Gradients are not checked for
-    NaN here; the training loops do that (``check_finite_grads``) before stepping.
+    The moments are kept in each parameter's dtype (float32 for the GPT by default), in one
+    flat buffer per dtype (``m`` and ``v`` hold views of it). A step copies the gradients
+    into a flat buffer and runs the update as a fixed sequence of in-place numpy operations
+    over all parameters at once, so it allocates nothing and costs a dozen numpy calls
+    rather than a dozen per parameter; every element sees the same operations as in a
+    per-parameter loop, so the result is the same to the last bit. Gradients are not
+    checked for NaN here; the training loops do that (``check_finite_grads``) before
+    stepping.
 
     References
     ----------
@@ -158,9 +162,22 @@ class AdamW:
         self.eps = check_positive(eps, "eps")
         self.weight_decay = check_nonnegative(weight_decay, "weight_decay")
         self.params = params
-        self.m = {k: np.zeros_like(p) for k, p in params.items()}
-        self.v = {k: np.zeros_like(p) for k, p in params.items()}
-        self._tmp = {k: np.empty_like(p) for k, p in params.items()}
+        # one flat group per dtype: its names, their slices, and buffers g, m, v, update
+        self._groups = []
+        for dtype in dict.fromkeys(p.dtype for p in params.values()):
+            names = [k for k, p in params.items() if p.dtype == dtype]
+            ends = np.cumsum([params[k].size for k in names]).tolist()
+            slices = [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+            g, m, v, upd = np.zeros((4, ends[-1]), dtype=dtype)
+            self._groups.append((names, slices, g, m, v, upd))
+        views = {  # name -> (m, v, update) viewed in the parameter's shape
+            k: tuple(buf[sl].reshape(params[k].shape) for buf in (m, v, upd))
+            for names, slices, _, m, v, upd in self._groups
+            for k, sl in zip(names, slices, strict=True)
+        }
+        self.m = {k: views[k][0] for k in params}
+        self.v = {k: views[k][1] for k in params}
+        self._update = {k: views[k][2] for k in params}
         self.t = 0
 
     def step(self, grads: dict[str, np.ndarray], lr: float | None = None) -> None:
@@ -190,9 +207,8 @@ class AdamW:
         step_size = lr / (1.0 - b1**self.t)
         inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2**self.t)
         decay = 1.0 - lr * self.weight_decay
-        for name, p in self.params.items():
-            g = grads[name]
-            m, v, tmp = self.m[name], self.v[name], self._tmp[name]
+        for names, _, g, m, v, tmp in self._groups:
+            np.concatenate([np.ravel(grads[k]) for k in names], out=g)  # all gradients, flat
             # m = b1 m + (1 - b1) g
             np.multiply(g, 1.0 - b1, out=tmp)
             m *= b1
@@ -208,9 +224,10 @@ class AdamW:
             tmp += self.eps
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
+        for name, p in self.params.items():
             if p.ndim >= 2 and decay != 1.0:
                 p *= decay  # decoupled weight decay, matrices only
-            p -= tmp
+            p -= self._update[name]
 
 
 def clip_grad_norm(

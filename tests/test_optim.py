@@ -83,6 +83,61 @@ def test_adamw_matches_reference_formulas(
             np.testing.assert_allclose(opt.v[k], v[k], rtol=rtol, atol=atol)
 
 
+def per_parameter_adamw(params, grads_seq, lr, betas, eps, weight_decay):
+    """AdamW's in-place operation sequence run one parameter at a time, in each
+    parameter's own dtype: what the flat update must reproduce bit for bit."""
+    b1, b2 = betas
+    theta = {k: p.copy() for k, p in params.items()}
+    m = {k: np.zeros_like(p) for k, p in theta.items()}
+    v = {k: np.zeros_like(p) for k, p in theta.items()}
+    for t, grads in enumerate(grads_seq, start=1):
+        step_size = lr / (1.0 - b1**t)
+        inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2**t)
+        for k, p in theta.items():
+            g, tmp = grads[k], np.empty_like(p)
+            np.multiply(g, 1.0 - b1, out=tmp)
+            m[k] *= b1
+            m[k] += tmp
+            np.multiply(g, g, out=tmp)
+            tmp *= 1.0 - b2
+            v[k] *= b2
+            v[k] += tmp
+            np.sqrt(v[k], out=tmp)
+            tmp *= inv_sqrt_bc2
+            tmp += eps
+            np.divide(m[k], tmp, out=tmp)
+            tmp *= step_size
+            if p.ndim >= 2:
+                p *= 1.0 - lr * weight_decay
+            p -= tmp
+    return theta, m, v
+
+
+@given(shape_list=shapes, seed=st.integers(0, 2**31 - 1), n_steps=st.integers(1, 4))
+def test_flat_adamw_is_bitwise_the_per_parameter_update(shape_list, seed, n_steps):
+    """One flat buffer per dtype changes no bit: mixed float32 / float64 / 0-d parameters."""
+    rng = np.random.default_rng(seed)
+    dtypes = [(np.float32, np.float64)[i % 2] for i in range(len(shape_list))]
+    params = {
+        f"p{i}": rng.standard_normal(s).astype(d)
+        for i, (s, d) in enumerate(zip(shape_list, dtypes, strict=True))
+    }
+    params["scalar"] = np.array(0.5, dtype=np.float32)  # a 0-d parameter (a head's bias)
+    grads_seq = [
+        {k: rng.standard_normal(p.shape).astype(p.dtype) for k, p in params.items()}
+        for _ in range(n_steps)
+    ]
+    want, want_m, want_v = per_parameter_adamw(params, grads_seq, 0.01, (0.9, 0.95), 1e-8, 0.1)
+    opt = AdamW(params, lr=0.01, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    for grads in grads_seq:
+        opt.step(grads)
+    for k in params:
+        assert params[k].dtype == want[k].dtype and params[k].shape == want[k].shape
+        np.testing.assert_array_equal(params[k], want[k])
+        np.testing.assert_array_equal(opt.m[k], want_m[k])
+        np.testing.assert_array_equal(opt.v[k], want_v[k])
+
+
 def test_adamw_updates_the_callers_arrays_in_place():
     rng = np.random.default_rng(0)
     params = random_tensors(rng, [(3, 4), (4,)], np.float32)
