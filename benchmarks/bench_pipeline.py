@@ -24,7 +24,10 @@ backward, optimiser); the JSON keeps the medians (``dpo_step_ms``, ``grpo_step_m
 fastest run, the breakdown, and ``matmul_floor_ms``: the matrix products alone of the
 policy's forward and backward plus the reference forward (:func:`matmul_floor_ms`).
 Targets on a 2-core machine: DPO <= 13 ms, GRPO <= 17 ms (a third of a PyTorch-based
-trainer's ~40 / ~50 ms for the same steps).
+trainer's ~40 / ~50 ms for the same steps). That trainer's time depends on the machine as
+much as ours: ``bench_trl.py`` times TRL's own DPO and GRPO steps on the same workloads, and
+when its JSON is there (``--trl PATH``, default ``benchmarks/results/bench_trl.json``) the
+table adds each step's ratio to TRL's, whose target is 1/3 (JSON: ``trl``).
 
 ``enumerate`` times :func:`rlhf_toy.gpt.enumerate_continuations` for 32 prompts x all 2801
 continuations of <= 4 tokens over the 8 symbols (target: about a second).
@@ -333,11 +336,36 @@ def print_table(report: dict, file=sys.stdout) -> None:
         f"max |sum p - 1| = {e['max_abs_prob_sum_error']:.1e}",
         file=file,
     )
+    trl = report.get("trl")
+    if trl is not None:
+        print(
+            f"TRL {trl['versions'].get('trl')} on {trl['date']}: DPO {trl['dpo_step_ms']:.1f} ms, "
+            f"GRPO {trl['grpo_step_ms']:.1f} ms; ours / TRL: DPO {trl['dpo_ratio']:.2f}, "
+            f"GRPO {trl['grpo_ratio']:.2f} (target <= 0.33)",
+            file=file,
+        )
     stages = report["stage_seconds"]
     target = PIPELINE_TARGET_S["quick" if report["quick"] else "default"]
     print("pipeline (" + ("--quick" if report["quick"] else "default") + "): "
           + ", ".join(f"{name} {s:.1f} s" for name, s in stages.items() if name != "total")
           + f"; total {stages['total']:.1f} s (target {target:.0f} s)", file=file)
+
+
+def trl_comparison(report: dict, path: Path) -> dict | None:
+    """TRL's step medians from ``bench_trl.py``'s JSON at ``path`` and our ratios to them;
+    None if there is no such file."""
+    if not path.is_file():
+        return None
+    trl = json.loads(path.read_text())
+    return {
+        "path": str(path),
+        "date": trl.get("machine", {}).get("date"),
+        "versions": trl.get("versions", {}),
+        "dpo_step_ms": trl["dpo_step_ms"],
+        "grpo_step_ms": trl["grpo_step_ms"],
+        "dpo_ratio": report["dpo_step_ms"] / trl["dpo_step_ms"],
+        "grpo_ratio": report["grpo_step_ms"] / trl["grpo_step_ms"],
+    }
 
 
 def main(argv=None) -> int:
@@ -352,11 +380,19 @@ def main(argv=None) -> int:
         help="where to write the results (default benchmarks/results/bench_pipeline.json, "
         "or bench_pipeline_quick.json with --quick)",
     )
+    parser.add_argument(
+        "--trl",
+        type=Path,
+        default=DEFAULT_JSON.with_name("bench_trl.json"),
+        help="bench_trl.py's JSON, to compare with TRL's steps on this machine "
+        "(default benchmarks/results/bench_trl.json, skipped if absent)",
+    )
     args = parser.parse_args(argv)
     repeats = args.repeats or (5 if args.quick else 50)
     if repeats < 1:
         parser.error(f"--repeats must be >= 1, got {repeats}")
     report = run(args.quick, repeats, warmup=2 if args.quick else 10)
+    report["trl"] = trl_comparison(report, args.trl)
     print_table(report)
     path = args.json or (
         DEFAULT_JSON.with_name("bench_pipeline_quick.json") if args.quick else DEFAULT_JSON

@@ -79,10 +79,15 @@ def test_bench_gpt_quick_writes_its_table(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bench_pipeline_quick_writes_steps_and_stages(tmp_path, capsys):
-    out = tmp_path / "pipeline.json"
-    assert main(["bench", "pipeline", "--quick", "--repeats", "1", "--json", str(out)]) == 0
+    out, trl = tmp_path / "pipeline.json", tmp_path / "trl.json"
+    trl.write_text(json.dumps({"dpo_step_ms": 40.0, "grpo_step_ms": 50.0, "versions": {},
+                               "machine": {"date": "2026-12-02"}}))  # as bench_trl.py writes
+    args = ["bench", "pipeline", "--quick", "--repeats", "1", "--json", str(out), "--trl", str(trl)]
+    assert main(args) == 0
     report = json.loads(out.read_text())
     assert report["dpo_step_ms"] > 0 and report["grpo_step_ms"] > 0
+    assert report["trl"]["dpo_ratio"] == report["dpo_step_ms"] / 40.0
+    assert report["trl"]["grpo_ratio"] == report["grpo_step_ms"] / 50.0
     stages = report["stage_seconds"]
     assert {"sft", "reward_model", "ppo", "dpo", "grpo", "rloo", "best_of_n"} <= set(stages)
     assert stages["total"] >= sum(s for name, s in stages.items() if name != "total")
