@@ -162,19 +162,17 @@ class AdamW:
         self.eps = check_positive(eps, "eps")
         self.weight_decay = check_nonnegative(weight_decay, "weight_decay")
         self.params = params
-        # one flat group per dtype: its names, their slices, and buffers g, m, v, update
+        # one flat group per dtype: its names and buffers g, m, v, update; m, v and update
+        # are also seen per parameter, in its shape
         self._groups = []
+        views = {}  # name -> (m, v, update) views
         for dtype in dict.fromkeys(p.dtype for p in params.values()):
             names = [k for k, p in params.items() if p.dtype == dtype]
             ends = np.cumsum([params[k].size for k in names]).tolist()
-            slices = [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
             g, m, v, upd = np.zeros((4, ends[-1]), dtype=dtype)
-            self._groups.append((names, slices, g, m, v, upd))
-        views = {  # name -> (m, v, update) viewed in the parameter's shape
-            k: tuple(buf[sl].reshape(params[k].shape) for buf in (m, v, upd))
-            for names, slices, _, m, v, upd in self._groups
-            for k, sl in zip(names, slices, strict=True)
-        }
+            self._groups.append((names, g, m, v, upd))
+            for k, a, b in zip(names, [0, *ends[:-1]], ends, strict=True):
+                views[k] = tuple(buf[a:b].reshape(params[k].shape) for buf in (m, v, upd))
         self.m = {k: views[k][0] for k in params}
         self.v = {k: views[k][1] for k in params}
         self._update = {k: views[k][2] for k in params}
@@ -207,7 +205,7 @@ class AdamW:
         step_size = lr / (1.0 - b1**self.t)
         inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - b2**self.t)
         decay = 1.0 - lr * self.weight_decay
-        for names, _, g, m, v, tmp in self._groups:
+        for names, g, m, v, tmp in self._groups:
             np.concatenate([np.ravel(grads[k]) for k in names], out=g)  # all gradients, flat
             # m = b1 m + (1 - b1) g
             np.multiply(g, 1.0 - b1, out=tmp)
